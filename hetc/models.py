@@ -1,0 +1,141 @@
+"""Model architectures: presets from public configs, and the parameter arithmetic the cost model needs.
+
+Parameter counts follow reference/llm-perf-model.md: a decoder layer with grouped-query attention and a
+gated MLP holds 2*d*d + 2*d*h_kv*d_h (Q, O, K, V) + 3*d*d_ff (gate, up, down) weights; MoE layers hold
+n_experts copies of the MLP. Norms and biases are ignored (< 0.1 % of the total).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+MODEL_KINDS = ("decoder", "encoder", "encoder_decoder", "tts")
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    name: str
+    kind: str  # one of MODEL_KINDS
+    n_layers: int  # decoder layers (encoder layers for kind=encoder)
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_ff: int
+    vocab_size: int
+    max_context: int = 8192
+    n_experts: int = 0  # 0 = dense MLP
+    experts_per_token: int = 0
+    encoder_layers: int = 0  # encoder_decoder only
+    encoder_frames: int = 0  # encoder positions per 30 s window (Whisper: 1500)
+    tied_embeddings: bool = False
+    params_override: int = 0  # published total when the formula does not fit (e.g. TTS vocoders)
+    source: str = ""
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    def _attention_params(self) -> int:
+        d, kv = self.d_model, self.n_kv_heads * self.head_dim
+        return 2 * d * d + 2 * d * kv
+
+    def _mlp_params(self) -> int:
+        # gated MLP (SwiGLU) for decoders; Whisper/BERT-style encoders use 2 matrices
+        mats = 3 if self.kind == "decoder" else 2
+        return mats * self.d_model * self.d_ff
+
+    def _embedding_params(self) -> int:
+        copies = 1 if self.tied_embeddings else 2
+        return copies * self.vocab_size * self.d_model
+
+    def params(self) -> int:
+        """Total parameters (all experts)."""
+        if self.params_override:
+            return self.params_override
+        experts = max(self.n_experts, 1)
+        layer = self._attention_params() + experts * self._mlp_params()
+        total = self.n_layers * layer + self._embedding_params()
+        if self.kind == "encoder_decoder":
+            # decoder layers also hold cross-attention (another 4*d*d)
+            total += self.n_layers * 4 * self.d_model * self.d_model
+            total += self.encoder_layers * (4 * self.d_model * self.d_model + self._mlp_params())
+        return total
+
+    def active_params(self) -> int:
+        """Parameters touched per token (k of E experts for MoE)."""
+        if not self.is_moe:
+            return self.params()
+        layer = self._attention_params() + self.experts_per_token * self._mlp_params()
+        return self.n_layers * layer + self._embedding_params()
+
+    def kv_bytes_per_token(self, bytes_per_element: float) -> float:
+        """K and V for every layer: 2 * L * h_kv * d_h * b."""
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_element
+
+    def with_overrides(self, **changes) -> "ModelArch":
+        return replace(self, **changes)
+
+
+ARCH_FIELDS = tuple(f.name for f in fields(ModelArch))
+
+_LLAMA3_SRC = "https://huggingface.co/meta-llama/Meta-Llama-3-{}/blob/main/config.json"
+
+PRESETS: dict[str, ModelArch] = {
+    "llama-3-8b": ModelArch(
+        "llama-3-8b", "decoder", n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336,
+        vocab_size=128256, max_context=8192, source=_LLAMA3_SRC.format("8B")),
+    "llama-3-70b": ModelArch(
+        "llama-3-70b", "decoder", n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8, d_ff=28672,
+        vocab_size=128256, max_context=8192, source=_LLAMA3_SRC.format("70B")),
+    "llama-3.1-405b": ModelArch(
+        "llama-3.1-405b", "decoder", n_layers=126, d_model=16384, n_heads=128, n_kv_heads=8,
+        d_ff=53248, vocab_size=128256, max_context=131072,
+        source="https://huggingface.co/meta-llama/Llama-3.1-405B/blob/main/config.json"),
+    "mixtral-8x7b": ModelArch(
+        "mixtral-8x7b", "decoder", n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336,
+        vocab_size=32000, max_context=32768, n_experts=8, experts_per_token=2,
+        source="https://huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json"),
+    "whisper-large-v3": ModelArch(
+        "whisper-large-v3", "encoder_decoder", n_layers=32, d_model=1280, n_heads=20, n_kv_heads=20,
+        d_ff=5120, vocab_size=51866, max_context=448, encoder_layers=32, encoder_frames=1500,
+        tied_embeddings=True,
+        source="https://huggingface.co/openai/whisper-large-v3/blob/main/config.json"),
+    "bge-large-en-v1.5": ModelArch(
+        "bge-large-en-v1.5", "encoder", n_layers=24, d_model=1024, n_heads=16, n_kv_heads=16,
+        d_ff=4096, vocab_size=30522, max_context=512, tied_embeddings=True,
+        source="https://huggingface.co/BAAI/bge-large-en-v1.5/blob/main/config.json"),
+    "kokoro-82m": ModelArch(
+        # StyleTTS2-derived: a 12-layer ALBERT text encoder (hidden 768) plus a decoder/vocoder;
+        # the layer numbers describe the text encoder, params_override the published total.
+        "kokoro-82m", "tts", n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, d_ff=2048,
+        vocab_size=178, max_context=512, tied_embeddings=True, params_override=82_000_000,
+        source="https://huggingface.co/hexgrad/Kokoro-82M/blob/main/config.json"),
+}
+
+ALIASES = {
+    "llama3-8b": "llama-3-8b", "llama3-70b": "llama-3-70b", "llama-3.1-8b": "llama-3-8b",
+    "llama-3.1-70b": "llama-3-70b", "llama-3.3-70b": "llama-3-70b", "llama3.1-405b": "llama-3.1-405b",
+    "whisper": "whisper-large-v3", "bge-large": "bge-large-en-v1.5", "kokoro": "kokoro-82m",
+}
+
+# Which node kinds a model kind can serve.
+KIND_FOR_NODE = {
+    "llm": ("decoder",),
+    "speech_to_text": ("encoder_decoder",),
+    "text_to_speech": ("tts",),
+    "embedding": ("encoder",),
+    "model": MODEL_KINDS,
+}
+
+
+def resolve_preset(name: str) -> ModelArch | None:
+    key = name.strip().lower()
+    return PRESETS.get(ALIASES.get(key, key))
+
+
+# Bytes per element of each precision we plan for.
+PRECISION_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
