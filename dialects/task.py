@@ -1,0 +1,250 @@
+"""The `task` dialect: granular operators after decomposition, and their placement.
+
+Every op is one schedulable task of paper-method.md section 1 (prefill, decode, KV transfer, MoE
+gate/experts/merge, all-reduce, tool lookup/compute, embed, vector search, ...). `node` keeps the id of
+the spec node it came from. After the `place` pass each op carries `placement = #task.device<...>`
+(device class, replicas, tensor/pipeline degree, batch) and `estimate = {...}` (latency, throughput).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from xdsl.dialects.builtin import I64, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
+from xdsl.ir import Dialect, ParametrizedAttribute
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+)
+from xdsl.dialects.builtin import FloatAttr
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+
+from hetc.dialects.agent import KVType, PayloadType
+
+
+@irdl_attr_definition
+class DeviceAttr(ParametrizedAttribute):
+    """#task.device<"nvidia-h100-sxm", replicas = 3, tp = 2, pp = 1, batch = 32>"""
+
+    name = "task.device"
+    device: StringAttr
+    replicas: IntAttr
+    tp: IntAttr
+    pp: IntAttr
+    batch: IntAttr
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("replicas", "tp", "pp", "batch")
+
+    def __init__(self, device: str, replicas: int = 1, tp: int = 1, pp: int = 1, batch: int = 1):
+        super().__init__(StringAttr(device), IntAttr(replicas), IntAttr(tp), IntAttr(pp), IntAttr(batch))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser):
+        with parser.in_angle_brackets():
+            device = StringAttr(parser.parse_str_literal())
+            values = []
+            for field in cls.FIELDS:
+                parser.parse_punctuation(",")
+                parser.parse_keyword(field)
+                parser.parse_punctuation("=")
+                values.append(IntAttr(parser.parse_integer(allow_negative=False)))
+        return [device, *values]
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string_literal(self.device.data)
+            for field in self.FIELDS:
+                printer.print_string(f", {field} = {getattr(self, field).data}")
+
+    def verify(self) -> None:
+        if not self.device.data:
+            raise VerifyException("task.device: empty device class")
+        for field in self.FIELDS:
+            if getattr(self, field).data < 1:
+                raise VerifyException(f"task.device: {field} must be >= 1")
+
+
+class TaskOp(IRDLOperation):
+    sym_name = prop_def(SymbolNameConstraint())
+    node = prop_def(StringAttr)
+    inputs = var_operand_def(PayloadType)
+    result = result_def(PayloadType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$sym_name `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
+
+    KIND: ClassVar[str] = ""
+
+    def placement(self) -> DeviceAttr | None:
+        attr = self.attributes.get("placement")
+        return attr if isinstance(attr, DeviceAttr) else None
+
+
+class ModelTaskOp(TaskOp):
+    model = prop_def(SymbolRefAttr)
+
+
+_I = IntegerAttr[I64]
+
+
+@irdl_op_definition
+class PrefillOp(ModelTaskOp):
+    name = "task.prefill"
+    KIND: ClassVar[str] = "prefill"
+    input_tokens = prop_def(_I)
+
+    def verify_(self) -> None:
+        if not isinstance(self.result.type, KVType):
+            raise VerifyException(f"task.prefill @{self.sym_name.data} must produce !agent.kv")
+
+
+@irdl_op_definition
+class KVTransferOp(ModelTaskOp):
+    name = "task.kv_transfer"
+    KIND: ClassVar[str] = "kv_transfer"
+    tokens = prop_def(_I)
+
+    def verify_(self) -> None:
+        if not isinstance(self.result.type, KVType):
+            raise VerifyException(f"task.kv_transfer @{self.sym_name.data} must produce !agent.kv")
+
+
+@irdl_op_definition
+class DecodeOp(ModelTaskOp):
+    name = "task.decode"
+    KIND: ClassVar[str] = "decode"
+    input_tokens = prop_def(_I)
+    output_tokens = prop_def(_I)
+
+    def verify_(self) -> None:
+        if not self.inputs or not isinstance(self.inputs[0].type, KVType):
+            raise VerifyException(f"task.decode @{self.sym_name.data}: first input must be the !agent.kv of its prefill")
+
+
+@irdl_op_definition
+class GateOp(ModelTaskOp):
+    """MoE router: picks experts_per_token of n_experts per token. Gate and merge run beside their
+    phase (the prefill or decode op named `phase`), whose cost model already counts them."""
+
+    name = "task.gate"
+    KIND: ClassVar[str] = "gate"
+    phase = prop_def(StringAttr)
+    n_experts = prop_def(_I)
+    experts_per_token = prop_def(_I)
+
+
+@irdl_op_definition
+class MergeOp(ModelTaskOp):
+    name = "task.merge"
+    KIND: ClassVar[str] = "merge"
+    phase = prop_def(StringAttr)
+
+
+@irdl_op_definition
+class AllReduceOp(TaskOp):
+    """Tensor-parallel all-reduce after a phase placed with tp > 1 (inserted by `partition`)."""
+
+    name = "task.allreduce"
+    KIND: ClassVar[str] = "allreduce"
+    tp = prop_def(_I)
+    bytes = prop_def(_I)
+
+
+@irdl_op_definition
+class TransferOp(TaskOp):
+    """Data moved between ops placed on different device classes (inserted by `partition`)."""
+
+    name = "task.transfer"
+    KIND: ClassVar[str] = "transfer"
+    bytes = prop_def(_I)
+    transport = prop_def(StringAttr)
+
+
+@irdl_op_definition
+class EncoderOp(ModelTaskOp):
+    """Speech-to-text (encoder over audio frames + short decode) or generic model execution."""
+
+    name = "task.encoder"
+    KIND: ClassVar[str] = "encoder"
+    input_tokens = prop_def(_I)
+    output_tokens = prop_def(_I)
+
+
+@irdl_op_definition
+class TTSOp(ModelTaskOp):
+    name = "task.tts"
+    KIND: ClassVar[str] = "tts"
+    input_tokens = prop_def(_I)
+    audio_seconds = prop_def(FloatAttr)
+
+
+@irdl_op_definition
+class EmbedOp(ModelTaskOp):
+    name = "task.embed"
+    KIND: ClassVar[str] = "embed"
+    tokens = prop_def(_I)
+
+
+@irdl_op_definition
+class VectorSearchOp(TaskOp):
+    name = "task.vector_search"
+    KIND: ClassVar[str] = "vector_search"
+    n_vectors = prop_def(_I)
+    dim = prop_def(_I)
+    precision = prop_def(StringAttr)
+    index = prop_def(StringAttr)
+    top_k = prop_def(_I)
+
+
+@irdl_op_definition
+class RerankOp(ModelTaskOp):
+    name = "task.rerank"
+    KIND: ClassVar[str] = "rerank"
+    tokens = prop_def(_I)
+
+
+@irdl_op_definition
+class ToolLookupOp(TaskOp):
+    """The external part of a tool call: a network round trip (declared latency)."""
+
+    name = "task.tool_lookup"
+    KIND: ClassVar[str] = "tool_lookup"
+    tool = prop_def(StringAttr)
+    latency_ms = prop_def(FloatAttr)
+    latency_p99_ms = opt_prop_def(FloatAttr)
+    request_kb = prop_def(FloatAttr)
+    response_kb = prop_def(FloatAttr)
+
+
+@irdl_op_definition
+class ComputeOp(TaskOp):
+    """General-purpose CPU work (tool post-processing, parsing, routing, filters)."""
+
+    name = "task.compute"
+    KIND: ClassVar[str] = "compute"
+    cpu_ms = prop_def(FloatAttr)
+    kernel = opt_prop_def(StringAttr)
+
+
+@irdl_op_definition
+class StoreOp(TaskOp):
+    name = "task.store"
+    KIND: ClassVar[str] = "memory_store"
+    latency_ms = prop_def(FloatAttr)
+    n_vectors = prop_def(_I)
+    dim = prop_def(_I)
+
+
+TASK_OPS = (
+    PrefillOp, KVTransferOp, DecodeOp, GateOp, MergeOp, AllReduceOp, TransferOp, EncoderOp, TTSOp,
+    EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, StoreOp,
+)
+
+Task = Dialect("task", list(TASK_OPS), [DeviceAttr])

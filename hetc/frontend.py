@@ -1,0 +1,405 @@
+"""Frontend: typed spec -> `agent` dialect module.
+
+Nodes become ops named by their ids, edges become SSA operands. Strongly connected components (loops
+closed by edges with max_iterations) become `agent.loop` ops whose body holds the component; edges taken
+with a probability below one pass through an `agent.branch`. Nested agents become their own
+`agent.graph` and an `agent.call`. Every op carries the YAML location of its node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from xdsl.dialects.builtin import (
+    i64,
+    ArrayAttr,
+    DictionaryAttr,
+    FileLineColLoc,
+    Float64Type,
+    FloatAttr,
+    IntAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    SymbolRefAttr,
+    UnitAttr,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+
+from hetc.dialects import agent as A
+from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.models import ModelArch
+from hetc.spec import Edge, Graph, Node, Spec
+
+
+def _i64(v: int) -> IntegerAttr:
+    return IntegerAttr(int(v), i64)
+
+
+def _f64(v: float) -> FloatAttr:
+    return FloatAttr(float(v), Float64Type())
+
+
+def _loc(loc: Loc) -> FileLineColLoc:
+    return FileLineColLoc(StringAttr(loc.file), IntAttr(max(loc.line, 0)), IntAttr(max(loc.col, 0)))
+
+
+def _attr(value) -> Attribute:
+    if isinstance(value, bool):
+        return _i64(int(value))
+    if isinstance(value, int):
+        return _i64(value)
+    if isinstance(value, float):
+        return _f64(value)
+    if isinstance(value, str):
+        return StringAttr(value)
+    if isinstance(value, dict):
+        return DictionaryAttr({str(k): _attr(v) for k, v in sorted(value.items()) if v is not None})
+    if isinstance(value, (list, tuple)):
+        return ArrayAttr([_attr(v) for v in value])
+    raise TypeError(f"no attribute for {value!r}")
+
+
+def arch_attr(arch: ModelArch) -> DictionaryAttr:
+    return _attr({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
+
+
+def arch_from_attr(attr: DictionaryAttr) -> ModelArch:
+    """Inverse of arch_attr, used by passes that need the model numbers."""
+    kwargs = {}
+    types = {f.name: f.type for f in fields(ModelArch)}
+    for key, value in attr.data.items():
+        if key not in types:
+            continue
+        if isinstance(value, StringAttr):
+            kwargs[key] = value.data
+        elif isinstance(value, IntegerAttr):
+            kwargs[key] = bool(value.value.data) if types[key] in (bool, "bool") else value.value.data
+    return ModelArch(**kwargs)
+
+
+# Result payload per node kind (compute and model_call depend on their inputs/attributes).
+_RESULT_PAYLOAD = {
+    "llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
+    "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json",
+}
+
+
+class _GraphBuilder:
+    def __init__(self, spec: Spec, module_ops: list[Operation], graph_name: str, graph: Graph):
+        self.spec = spec
+        self.module_ops = module_ops
+        self.graph_name = graph_name
+        self.graph = graph
+        self.errors: list[Diagnostic] = []
+        self.incoming: dict[str, list[Edge]] = {n: [] for n in graph.nodes}
+        self.outgoing: dict[str, list[Edge]] = {n: [] for n in graph.nodes}
+        for edge in graph.edges:
+            self.incoming[edge.dst].append(edge)
+            self.outgoing[edge.src].append(edge)
+        self.used_names = set(graph.nodes)
+
+    # ----------------------------------------------------------------------------- structure
+
+    def _components(self) -> list[list[str]]:
+        """Tarjan's SCCs, returned in a topological order of the condensation, file order on ties."""
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        on_stack: set[str] = set()
+        comps: list[list[str]] = []
+        counter = 0
+
+        for root in self.graph.nodes:
+            if root in index:
+                continue
+            work = [(root, iter(self.outgoing[root]))]
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                node, edges = work[-1]
+                advanced = False
+                for edge in edges:
+                    nxt = edge.dst
+                    if nxt not in index:
+                        index[nxt] = low[nxt] = counter
+                        counter += 1
+                        stack.append(nxt)
+                        on_stack.add(nxt)
+                        work.append((nxt, iter(self.outgoing[nxt])))
+                        advanced = True
+                        break
+                    if nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        comp.append(member)
+                        if member == node:
+                            break
+                    comps.append(sorted(comp, key=order.__getitem__))
+        comp_of = {n: i for i, c in enumerate(comps) for n in c}
+        # Kahn on the condensation, smallest file position first: deterministic and readable.
+        preds: dict[int, set[int]] = {i: set() for i in range(len(comps))}
+        for edge in self.graph.edges:
+            a, b = comp_of[edge.src], comp_of[edge.dst]
+            if a != b:
+                preds[b].add(a)
+        done: set[int] = set()
+        result: list[list[str]] = []
+        while len(done) < len(comps):
+            ready = [i for i in range(len(comps)) if i not in done and preds[i] <= done]
+            best = min(ready, key=lambda i: order[comps[i][0]])
+            done.add(best)
+            result.append(comps[best])
+        return result
+
+    def _is_cycle(self, comp: list[str]) -> bool:
+        return len(comp) > 1 or any(e.dst == comp[0] for e in self.outgoing[comp[0]])
+
+    def _unique(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used_names:
+            k += 1
+            name = f"{base}#{k}"
+        self.used_names.add(name)
+        return name
+
+    # ----------------------------------------------------------------------------- values
+
+    def _edge_value(self, edge: Edge, env: dict[str, SSAValue], block: Block) -> SSAValue:
+        value = env[edge.src]
+        if edge.probability < 1.0:
+            branch = A.BranchOp.build(
+                operands=[[value]], result_types=[value.type],
+                properties={"sym_name": StringAttr(self._unique(f"{edge.src}->{edge.dst}")),
+                            "probability": _f64(edge.probability)})
+            branch.location = _loc(edge.loc)
+            block.add_op(branch)
+            value = branch.results[0]
+        return value
+
+    # ----------------------------------------------------------------------------- build
+
+    def build(self) -> A.GraphOp:
+        graph_op = A.GraphOp(self.graph_name)
+        block = graph_op.body.block
+        env: dict[str, SSAValue] = {}
+        for comp in self._components():
+            if self._is_cycle(comp):
+                self._emit_loop(comp, env, block)
+            else:
+                node = self.graph.nodes[comp[0]]
+                operands = [self._edge_value(e, env, block) for e in self.incoming[node.id]]
+                op = self._emit_node(node, operands, block)
+                if op is not None and op.results:
+                    env[node.id] = op.results[0]
+        return graph_op
+
+    def _emit_loop(self, comp: list[str], env: dict[str, SSAValue], block: Block) -> None:
+        members = set(comp)
+        back = [e for n in comp for e in self.incoming[n] if e.src in members and e.max_iterations]
+        entry_edges = [e for n in comp for e in self.incoming[n] if e.src not in members]
+        outside_srcs = list(dict.fromkeys(e.src for e in entry_edges))
+        exit_nodes = list(dict.fromkeys(n for n in comp for e in self.outgoing[n] if e.dst not in members))
+        body = Block(arg_types=[env[s].type for s in outside_srcs])
+        inner: dict[str, SSAValue] = {s: arg for s, arg in zip(outside_srcs, body.args)}
+        loop_name = self._unique(f"{comp[0]}.loop")
+        back_ids = {id(e) for e in back}
+        ordered = self._order_without(comp, back_ids)
+        pending_feedback: list[tuple[Edge, SSAValue]] = []
+        for node_id in ordered:
+            node = self.graph.nodes[node_id]
+            operands = []
+            for edge in self.incoming[node_id]:
+                if id(edge) in back_ids:
+                    arg = body.insert_arg(A.payload_type(self._payload_of(edge.src)), len(body.args))
+                    pending_feedback.append((edge, arg))
+                    operands.append(arg)
+                else:
+                    operands.append(self._edge_value(edge, inner, body))
+            op = self._emit_node(node, operands, body)
+            if op is not None and op.results:
+                inner[node_id] = op.results[0]
+        feedback_values = [self._edge_value(edge, inner, body) for edge, _ in pending_feedback]
+        exits = [inner[n] for n in exit_nodes]
+        body.add_op(A.LoopYieldOp(exits, feedback_values))
+        loop = A.LoopOp.build(
+            operands=[[env[s] for s in outside_srcs]], result_types=[[v.type for v in exits]],
+            properties={"sym_name": StringAttr(loop_name),
+                        "max_iterations": _i64(max(e.max_iterations for e in back))},
+            regions=[Region(body)])
+        loop.location = _loc(self.graph.nodes[comp[0]].loc)
+        block.add_op(loop)
+        for node_id, result in zip(exit_nodes, loop.results):
+            env[node_id] = result
+
+    def _order_without(self, comp: list[str], back_ids: set[int]) -> list[str]:
+        members = set(comp)
+        remaining = list(comp)
+        done: list[str] = []
+        while remaining:
+            for n in remaining:
+                if all(e.src not in members or id(e) in back_ids or e.src in done for e in self.incoming[n]):
+                    done.append(n)
+                    remaining.remove(n)
+                    break
+            else:  # the loader guarantees every cycle has a bounded edge
+                raise HetcError(f"cycle through {comp[0]!r} has no edge with max_iterations",
+                                self.graph.nodes[comp[0]].loc)
+        return done
+
+    def _payload_of(self, node_id: str, visiting: frozenset[str] = frozenset()) -> str:
+        """The payload a node produces; compute nodes pass on the payload of their first input."""
+        node = self.graph.nodes[node_id]
+        if node.kind != "compute":
+            return self._payload(node)
+        first = next((e.src for e in self.incoming[node_id] if e.src not in visiting), None)
+        return "json" if first is None else self._payload_of(first, visiting | {node_id})
+
+    def _payload(self, node: Node) -> str:
+        if node.kind == "input":
+            return node.attrs.get("produces", "text")
+        if node.kind in _RESULT_PAYLOAD:
+            return _RESULT_PAYLOAD[node.kind]
+        if node.kind == "model":
+            return "text" if node.attrs.get("output_tokens", 0) > 0 else "embedding"
+        if node.kind == "compute":
+            return self._payload_of(node.id)
+        if node.kind == "agent":
+            return "text"
+        return "json"
+
+    def _emit_node(self, node: Node, operands: list[SSAValue], block: Block) -> Operation | None:
+        a = node.attrs
+        props: dict[str, Attribute] = {"sym_name": StringAttr(node.id)}
+        model = {"model": SymbolRefAttr(node.model)} if node.model else {}
+        kind = node.kind
+        result_types = [A.payload_type(self._payload(node))]
+        if kind == "input":
+            cls = A.InputOp
+            props.update(tokens=_i64(a.get("tokens", 64)))
+            if a.get("produces") == "audio":
+                props["audio_seconds"] = _f64(a.get("audio_seconds", 10))
+            if a.get("bytes") is not None:
+                props["payload_bytes"] = _i64(a["bytes"])
+        elif kind == "output":
+            cls, result_types = A.OutputOp, []
+        elif kind == "llm":
+            cls = A.LLMOp
+            props.update(model, input_tokens=_i64(a.get("input_tokens", 512)),
+                         output_tokens=_i64(a.get("output_tokens", 256)))
+        elif kind == "speech_to_text":
+            cls = A.SpeechToTextOp
+            props.update(model, audio_seconds=_f64(a.get("audio_seconds", 10)),
+                         output_tokens=_i64(a.get("output_tokens", 64)))
+        elif kind == "text_to_speech":
+            cls = A.TextToSpeechOp
+            props.update(model, input_tokens=_i64(a.get("input_tokens", 128)),
+                         audio_seconds=_f64(a.get("audio_seconds", 10)))
+        elif kind == "embedding":
+            cls = A.EmbeddingOp
+            props.update(model, tokens=_i64(a.get("tokens", 256)))
+        elif kind == "model":
+            cls = A.ModelCallOp
+            props.update(model, input_tokens=_i64(a.get("input_tokens", 256)),
+                         output_tokens=_i64(a.get("output_tokens", 0)))
+        elif kind == "kv_cache":
+            cls = A.KVCacheOp
+            props.update(model, tokens=_i64(a.get("tokens", 1024)), store=StringAttr(a.get("placement", "local")))
+        elif kind == "tool":
+            cls = A.ToolOp
+            props.update(tool=StringAttr(a.get("tool") or node.id), latency_ms=_f64(a["latency_ms"]),
+                         compute_ms=_f64(a.get("compute_ms", 0.0)), request_kb=_f64(a.get("request_kb", 1.0)),
+                         response_kb=_f64(a.get("response_kb", 4.0)))
+            if a.get("latency_p99_ms") is not None:
+                props["latency_p99_ms"] = _f64(a["latency_p99_ms"])
+        elif kind == "memory_lookup":
+            cls = A.MemoryLookupOp
+            props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]),
+                         precision=StringAttr(a.get("precision", "fp32")), index=StringAttr(a.get("index", "flat")),
+                         top_k=_i64(a.get("top_k", 10)), query_tokens=_i64(a.get("query_tokens", 64)))
+            if a.get("embed_model"):
+                props["embed_model"] = SymbolRefAttr(a["embed_model"])
+            if a.get("rerank_model"):
+                props["rerank_model"] = SymbolRefAttr(a["rerank_model"])
+        elif kind == "memory_store":
+            cls = A.MemoryStoreOp
+            props.update(n_vectors=_i64(a.get("n_vectors", 0)), dim=_i64(a.get("dim", 0)),
+                         latency_ms=_f64(a.get("latency_ms", 2.0)))
+            if a.get("embed_model"):
+                props["embed_model"] = SymbolRefAttr(a["embed_model"])
+        elif kind == "compute":
+            cls = A.ComputeOp
+            props.update(cpu_ms=_f64(a["cpu_ms"]))
+            if a.get("op"):
+                props["kernel"] = StringAttr(a["op"])
+        elif kind == "agent":
+            return self._emit_call(node, operands, block)
+        else:  # the loader rejects unknown kinds
+            raise HetcError(f"unknown node kind {kind!r}", node.loc)
+        op = cls.build(operands=[operands], result_types=result_types, properties=props)
+        op.location = _loc(node.loc)
+        block.add_op(op)
+        return op
+
+    def _emit_call(self, node: Node, operands: list[SSAValue], block: Block) -> Operation:
+        callee = f"{self.graph_name}/{node.id}"
+        sub = _GraphBuilder(self.spec, self.module_ops, callee, node.subgraph).build()
+        inputs = [op for op in sub.body.block.ops if isinstance(op, A.InputOp)]
+        outputs = [op for op in sub.body.walk() if isinstance(op, A.OutputOp)]
+        if len(inputs) != len(operands) or any(i.result.type != v.type for i, v in zip(inputs, operands)):
+            got = ", ".join(str(v.type) for v in operands) or "nothing"
+            want = ", ".join(str(i.result.type) for i in inputs) or "nothing"
+            raise HetcError(f"nested agent '{node.id}' takes ({want}) but its edges bring ({got})", node.loc)
+        sub.attributes["hetc.subagent"] = UnitAttr()
+        self.module_ops.append(sub)
+        props = {"sym_name": StringAttr(node.id), "callee": SymbolRefAttr(callee)}
+        if node.attrs.get("plan_as_unit"):
+            props["plan_as_unit"] = _i64(1)
+        op = A.CallOp.build(operands=[operands], result_types=[[o.inputs[0].type for o in outputs]],
+                            properties=props)
+        op.location = _loc(node.loc)
+        block.add_op(op)
+        return op
+
+
+def spec_to_module(spec: Spec) -> ModuleOp:
+    """Build and verify the `agent` module for a loaded spec."""
+    module_ops: list[Operation] = []
+    for model_id, ref in spec.models.items():
+        op = A.ModelOp.build(properties={
+            "sym_name": StringAttr(model_id), "arch": arch_attr(ref.arch),
+            "precision": StringAttr(ref.precision), "kv_precision": StringAttr(ref.kv_precision or ref.precision)})
+        op.location = _loc(ref.loc)
+        module_ops.append(op)
+    main = _GraphBuilder(spec, module_ops, spec.name, spec.graph).build()
+    main.attributes.update(graph_attributes(spec))
+    module = ModuleOp(module_ops + [main])
+    module.attributes["hetc.main"] = SymbolRefAttr(spec.name)
+    return module
+
+
+def graph_attributes(spec: Spec) -> dict[str, Attribute]:
+    def ms(value):
+        return None if value is None else float(value)
+
+    slo = {"latency_ms": ms(spec.slo.latency_ms), "percentile": spec.slo.percentile,
+           "ttft_ms": ms(spec.slo.ttft_ms), "tbt_ms": ms(spec.slo.tbt_ms)}
+    traffic = {"requests_per_s": ms(spec.traffic.requests_per_s), "objective": spec.traffic.objective}
+    hardware = {"pricing": spec.hardware.pricing,
+                "inventory": {k: {"count": v.count, "sunk": v.sunk} for k, v in spec.hardware.inventory.items()}}
+    if spec.hardware.pool is not None:
+        hardware["pool"] = list(spec.hardware.pool)
+    return {"hetc.slo": _attr(slo), "hetc.traffic": _attr(traffic), "hetc.hardware": _attr(hardware),
+            "hetc.spec_sha256": StringAttr(spec.source_sha256)}

@@ -1,0 +1,154 @@
+"""The pass pipeline: registry of hetc's passes by name, parsing of pipeline strings, IR dumps.
+
+Pipeline strings use xdsl-opt syntax: `inline-agents,decompose-llm,place{solver=exact}`. After every pass
+the module is verified; a verifier error is reported at the YAML location of the offending op.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hetc.errors import Diagnostic, HetcError, Loc
+
+DEFAULT_PIPELINE = "inline-agents,decompose-llm,decompose-tools,decompose-nodes,place,partition"
+
+
+def _registry() -> dict[str, Callable[[], type]]:
+    def lazy(module: str, cls: str) -> Callable[[], type]:
+        return lambda: getattr(__import__(f"hetc.passes.{module}", fromlist=[cls]), cls)
+
+    passes = {
+        "inline-agents": lazy("inline_agents", "InlineAgentsPass"),
+        "decompose-llm": lazy("decompose_llm", "DecomposeLLMPass"),
+        "decompose-tools": lazy("decompose_tools", "DecomposeToolsPass"),
+        "decompose-nodes": lazy("decompose_nodes", "DecomposeNodesPass"),
+        "place": lazy("place", "PlacePass"),
+        "partition": lazy("partition", "PartitionPass"),
+    }
+    from xdsl.transforms import get_all_passes
+
+    for name in ("dce", "cse", "canonicalize"):
+        passes[name] = get_all_passes()[name]
+    return passes
+
+
+def make_context():
+    from xdsl.context import Context
+    from xdsl.dialects.builtin import Builtin
+
+    from hetc.dialects.agent import Agent
+    from hetc.dialects.task import Task
+
+    ctx = Context()
+    ctx.load_dialect(Builtin)
+    ctx.load_dialect(Agent)
+    ctx.load_dialect(Task)
+    return ctx
+
+
+def print_module(module, generic: bool = False) -> str:
+    from xdsl.printer import Printer
+
+    buf = io.StringIO()
+    Printer(stream=buf, print_generic_format=generic, print_debuginfo=generic).print_op(module)
+    buf.write("\n")
+    return buf.getvalue()
+
+
+def op_loc(op) -> Loc:
+    """The YAML location an op came from (the frontend sets FileLineColLoc)."""
+    from xdsl.dialects.builtin import FileLineColLoc
+
+    while op is not None:
+        loc = getattr(op, "location", None)
+        if isinstance(loc, FileLineColLoc):
+            return Loc(loc.filename.data, loc.line.data, loc.column.data)
+        op = op.parent_op()
+    return Loc("<ir>")
+
+
+def verify(module, stage: str) -> None:
+    from xdsl.utils.exceptions import VerifyException
+
+    try:
+        module.verify()
+    except VerifyException as exc:
+        bad = _failing_op(module)
+        where = op_loc(bad) if bad is not None else Loc("<ir>")
+        raise HetcError([Diagnostic(where, f"invalid IR after {stage}: {exc}")]) from None
+
+
+def _failing_op(module):
+    from xdsl.utils.exceptions import VerifyException
+
+    for op in module.walk():
+        if op is module:
+            continue
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException:
+            return op
+    return None
+
+
+@dataclass
+class PipelineRun:
+    """Runs a pipeline string on a module, recording the IR after the passes asked for."""
+
+    spec: str = DEFAULT_PIPELINE
+    dump: set[str] = field(default_factory=set)  # pass names, or {"all"}
+    generic: bool = False
+    options: dict[str, dict[str, object]] = field(default_factory=dict)  # defaults for pass fields
+    dumps: list[tuple[str, str]] = field(default_factory=list)  # (after-pass name, IR text)
+    pass_names: list[str] = field(default_factory=list)
+
+    def passes(self) -> list:
+        from xdsl.passes import PassPipeline
+
+        registry = _registry()
+        try:
+            pipeline = PassPipeline.parse_spec(registry, self.spec)
+        except Exception as exc:  # xdsl raises several kinds (parse errors, unknown pass, bad option)
+            names = ", ".join(sorted(registry))
+            raise HetcError(f"bad pass pipeline '{self.spec}': {exc}. Known passes: {names}", Loc("--passes")) from None
+        from dataclasses import fields, replace
+
+        result = []
+        for p in pipeline.passes:
+            # CLI-level options fill the fields the pipeline string left at their defaults
+            given = self.options.get(p.name, {})
+            unset = {f.name: given[f.name] for f in fields(p) if f.name in given and getattr(p, f.name) == f.default}
+            result.append(replace(p, **unset) if unset else p)
+        return result
+
+    def run(self, module, stage_name: str = "parsed") -> None:
+        ctx = make_context()
+        verify(module, stage_name)
+        self._record(stage_name, module)
+        for p in self.passes():
+            p.apply(ctx, module)
+            self.pass_names.append(p.name)
+            verify(module, p.name)
+            self._record(p.name, module)
+
+    def _record(self, name: str, module) -> None:
+        if "all" in self.dump or name in self.dump:
+            self.dumps.append((name, print_module(module, self.generic)))
+
+
+def parse_ir_file(path: str):
+    from xdsl.utils.exceptions import ParseError
+
+    from xdsl.parser import Parser
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HetcError(f"cannot read IR file: {exc.strerror}", Loc(path)) from None
+    try:
+        return Parser(make_context(), text, path).parse_module()
+    except ParseError as exc:
+        raise HetcError(str(exc).splitlines()[0] if str(exc) else "parse error", Loc(path)) from None

@@ -1,0 +1,25 @@
+"""Small helpers shared by the passes: building task ops that keep their node's name and location."""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import Float64Type, FloatAttr, IntegerAttr, StringAttr, i64 as I64_TYPE
+from xdsl.ir import Attribute, Operation, SSAValue
+
+
+def i64(value: int) -> IntegerAttr:
+    return IntegerAttr(int(value), I64_TYPE)
+
+
+def f64(value: float) -> FloatAttr:
+    return FloatAttr(float(value), Float64Type())
+
+
+def task(cls: type[Operation], source: Operation, suffix: str, inputs: list[SSAValue], result_type: Attribute,
+         **props: Attribute) -> Operation:
+    """A task op named `<node>.<suffix>` (or `<node>` without suffix) that remembers its node and location."""
+    node = source.sym_name.data
+    name = f"{node}.{suffix}" if suffix else node
+    op = cls.build(operands=[inputs], result_types=[result_type],
+                   properties={"sym_name": StringAttr(name), "node": StringAttr(node), **props})
+    op.location = source.location
+    return op
