@@ -44,7 +44,8 @@ def _loc(loc: Loc) -> FileLineColLoc:
     return FileLineColLoc(StringAttr(loc.file), IntAttr(max(loc.line, 0)), IntAttr(max(loc.col, 0)))
 
 
-def _attr(value) -> Attribute:
+def attr_from_value(value) -> Attribute:
+    """A builtin attribute for a JSON-like Python value (None entries of dicts are dropped)."""
     if isinstance(value, bool):
         return _i64(int(value))
     if isinstance(value, int):
@@ -54,14 +55,27 @@ def _attr(value) -> Attribute:
     if isinstance(value, str):
         return StringAttr(value)
     if isinstance(value, dict):
-        return DictionaryAttr({str(k): _attr(v) for k, v in sorted(value.items()) if v is not None})
+        return DictionaryAttr({str(k): attr_from_value(v) for k, v in sorted(value.items()) if v is not None})
     if isinstance(value, (list, tuple)):
-        return ArrayAttr([_attr(v) for v in value])
+        return ArrayAttr([attr_from_value(v) for v in value])
     raise TypeError(f"no attribute for {value!r}")
 
 
+def value_from_attr(attr: Attribute):
+    """Inverse of attr_from_value."""
+    if isinstance(attr, DictionaryAttr):
+        return {k: value_from_attr(v) for k, v in attr.data.items()}
+    if isinstance(attr, ArrayAttr):
+        return [value_from_attr(v) for v in attr.data]
+    if isinstance(attr, (IntegerAttr, FloatAttr)):
+        return attr.value.data
+    if isinstance(attr, StringAttr):
+        return attr.data
+    raise TypeError(f"no value for {attr}")
+
+
 def arch_attr(arch: ModelArch) -> DictionaryAttr:
-    return _attr({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
+    return attr_from_value({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
 
 
 def arch_from_attr(attr: DictionaryAttr) -> ModelArch:
@@ -401,5 +415,5 @@ def graph_attributes(spec: Spec) -> dict[str, Attribute]:
                 "inventory": {k: {"count": v.count, "sunk": v.sunk} for k, v in spec.hardware.inventory.items()}}
     if spec.hardware.pool is not None:
         hardware["pool"] = list(spec.hardware.pool)
-    return {"hetc.slo": _attr(slo), "hetc.traffic": _attr(traffic), "hetc.hardware": _attr(hardware),
+    return {"hetc.slo": attr_from_value(slo), "hetc.traffic": attr_from_value(traffic), "hetc.hardware": attr_from_value(hardware),
             "hetc.spec_sha256": StringAttr(spec.source_sha256)}

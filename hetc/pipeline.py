@@ -7,6 +7,7 @@ the module is verified; a verifier error is reported at the YAML location of the
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ class PipelineRun:
     options: dict[str, dict[str, object]] = field(default_factory=dict)  # defaults for pass fields
     dumps: list[tuple[str, str]] = field(default_factory=list)  # (after-pass name, IR text)
     pass_names: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per pass
 
     def passes(self) -> list:
         from xdsl.passes import PassPipeline
@@ -129,7 +131,9 @@ class PipelineRun:
         verify(module, stage_name)
         self._record(stage_name, module)
         for p in self.passes():
+            start = time.perf_counter()
             p.apply(ctx, module)
+            self.timings[p.name] = self.timings.get(p.name, 0.0) + time.perf_counter() - start
             self.pass_names.append(p.name)
             verify(module, p.name)
             self._record(p.name, module)

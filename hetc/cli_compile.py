@@ -1,0 +1,123 @@
+"""`hetc compile`, `hetc validate`, `hetc opt`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from hetc.errors import HetcError, Loc, PolicyError
+from hetc.pipeline import DEFAULT_PIPELINE
+
+_hwdb_options = [
+    click.option("--hwdb", default="default", show_default=True,
+                 help="Hardware database: 'default' (sourced vendor specs) or 'paper-2025' (the paper's Table 5)."),
+    click.option("--hwdb-extra", multiple=True, type=click.Path(dir_okay=False),
+                 help="YAML file adding or overriding devices (repeatable)."),
+]
+
+
+def _with(options):
+    def wrap(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return wrap
+
+
+def _spec_arg(fn):
+    return click.argument("spec", type=click.Path(dir_okay=False))(fn)
+
+
+@click.command("compile")
+@_spec_arg
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Bundle directory to write (replaced atomically).")
+@click.option("--passes", default=DEFAULT_PIPELINE, show_default=True, help="Pass pipeline, xdsl-opt syntax.")
+@click.option("--dump-ir", "dump_ir", multiple=True, metavar="PASS|all|parsed",
+              help="Print the IR after the named pass (repeatable) or after every pass (all).")
+@click.option("--dump-ir-dir", type=click.Path(file_okay=False), help="Also write the dumps into this directory.")
+@click.option("--generic", is_flag=True, help="Print dumps in MLIR generic form.")
+@click.option("--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True)
+@click.option("--soft-sla", "soft_sla", type=float, default=0.0,
+              help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
+@click.option("--explain", is_flag=True, help="Show, per op, the candidates considered and why one won.")
+@click.option("--max-cost", "max_cost", type=float, help="Fail (exit 4) when the plan costs more $/hour.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@_with(_hwdb_options)
+def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, soft_sla, explain, max_cost, as_json,
+                quiet, hwdb, hwdb_extra):
+    """Compile SPEC into a deployment bundle in OUTPUT."""
+    from hetc.compiler import CompileOptions, compile_spec, write
+
+    options = CompileOptions(passes=passes, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver,
+                             soft_sla=soft_sla, dump_ir=tuple(dump_ir), generic=generic)
+    result = compile_spec(spec, options)
+    for name, text in result.dumps:
+        if dump_ir_dir:
+            Path(dump_ir_dir).mkdir(parents=True, exist_ok=True)
+            (Path(dump_ir_dir) / f"{name}.mlir").write_text(text, encoding="utf-8")
+        if not as_json and not quiet:
+            click.echo(f"// -----// IR after {name} //----- //")
+            click.echo(text, nl=False)
+    manifest = write(result, output)
+    plan = result.plan or {}
+    if as_json:
+        click.echo(json.dumps({"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
+                               "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}},
+                              indent=2, sort_keys=True))
+    elif not quiet:
+        from hetc.summary import print_summary
+
+        print_summary(plan, output, explain=explain, result=result)
+    if max_cost is not None:
+        cost = (plan.get("tco") or {}).get("usd_per_hour")
+        if cost is not None and cost > max_cost:
+            raise PolicyError(f"plan costs ${cost:,.2f}/hour, above --max-cost ${max_cost:,.2f}/hour",
+                              Loc(str(output) + "/plan.json"))
+
+
+@click.command("validate")
+@_spec_arg
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_with(_hwdb_options)
+def validate_cmd(spec, as_json, hwdb, hwdb_extra):
+    """Check SPEC (syntax, types, graph, models, devices) and print every error."""
+    from hetc.compiler import CompileOptions, load
+
+    try:
+        _, loaded = load(spec, CompileOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra)))
+    except HetcError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "errors": [
+                {"file": d.loc.file, "line": d.loc.line, "col": d.loc.col, "message": d.message}
+                for d in exc.diagnostics]}, indent=2))
+            sys.exit(exc.exit_code)
+        raise
+    nodes = len(loaded.graph.nodes)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "name": loaded.name, "nodes": nodes, "edges": len(loaded.graph.edges)},
+                              indent=2))
+    else:
+        click.echo(f"{spec}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)")
+
+
+@click.command("opt")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-p", "--passes", default="", help="Pass pipeline, xdsl-opt syntax (empty = parse and verify).")
+@click.option("--generic", is_flag=True, help="Print in MLIR generic form.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
+def opt_cmd(file, passes, generic, output):
+    """Parse FILE (textual IR), run PASSES, print the result."""
+    from hetc.pipeline import PipelineRun, parse_ir_file, print_module
+
+    module = parse_ir_file(file)
+    PipelineRun(spec=passes).run(module, stage_name="input")
+    text = print_module(module, generic=generic)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,182 @@
+"""From decomposed IR to a hetc.placement.PlacementProblem.
+
+Reads the SLA, traffic and hardware settings the frontend put on the graph, runs the flow analysis,
+asks hetc.candidates for each op's candidates on the device pool, prices device classes with hetc.tco,
+and prices every cross-device edge (KV cache over the shared link, other payloads over the NICs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.traits import SymbolTable
+
+from hetc import candidates as C
+from hetc import costmodel as cm
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.errors import Diagnostic, HetcError, InfeasibleError
+from hetc.flow import analyse
+from hetc.frontend import arch_from_attr, value_from_attr
+from hetc.hwdb.loader import load_hwdb
+from hetc.pipeline import op_loc
+from hetc.placement import DeviceClass, Edge, OpNode, PlacementProblem
+from hetc.tco import TcoParams, device_hour_usd
+
+# Offline specs (objective: tokens_per_dollar) have no request rate; we plan for a rate high enough that
+# rounding replicas up costs little, and report $ per 1M tokens (which does not depend on the rate).
+OFFLINE_PLANNING_RATE_RPS = 1000.0
+
+
+@dataclass
+class BuiltProblem:
+    problem: PlacementProblem
+    ops: dict[str, T.TaskOp]  # op id (sym name) -> op
+    db: object
+    offline: bool
+
+    def problem_op(self, op_id: str) -> OpNode:
+        return next(o for o in self.problem.ops if o.id == op_id)
+
+
+def _settings(graph: A.GraphOp) -> tuple[dict, dict, dict]:
+    def get(key):
+        attr = graph.attributes.get(key)
+        return value_from_attr(attr) if attr is not None else {}
+
+    return get("hetc.slo"), get("hetc.traffic"), get("hetc.hardware")
+
+
+def _model(module, op) -> C.ModelInfo:
+    model = SymbolTable.lookup_symbol(module, op.model)
+    if not isinstance(model, A.ModelOp):
+        raise HetcError(f"unknown model {op.model} used by {op.sym_name.data}", op_loc(op))
+    return C.ModelInfo(arch_from_attr(model.arch), model.precision.data, model.kv_precision.data)
+
+
+def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], soft_lambda: float | None
+                  ) -> BuiltProblem:
+    db = load_hwdb(hwdb, hwdb_extra)
+    slo, traffic, hardware = _settings(graph)
+    pricing = hardware.get("pricing", "ownership")
+    pool_ids = hardware.get("pool") or list(db.devices)
+    devices = [db.devices[d] for d in pool_ids if d in db.devices and db.devices[d].has_price(pricing)]
+    if not devices:
+        raise HetcError(f"no device in the hardware pool has a price for pricing '{pricing}'", op_loc(graph))
+    limits = C.Limits(slo.get("ttft_ms"), slo.get("tbt_ms"))
+    flow = analyse(graph)
+    ops: dict[str, T.TaskOp] = {}
+    nodes: list[OpNode] = []
+    errors: list[Diagnostic] = []
+    for op in flow.ops:
+        cands = _candidates(module, op, devices, limits)
+        name = op.sym_name.data
+        ops[name] = op
+        if not cands:
+            errors.append(Diagnostic(op_loc(op), _no_candidate_reason(module, op, devices, limits)))
+        role = op.KIND if op.KIND in ("prefill", "decode") else ""
+        nodes.append(OpNode(name, cands, kind=op.KIND, role=role, load=flow.load[op],
+                            worst_invocations=flow.worst[op]))
+    if errors:
+        raise InfeasibleError(errors)
+    device_ids = {c.device for n in nodes for c in n.candidates}
+    edges = []
+    for e in flow.edges:
+        if e.back_edge:
+            continue  # loop iterations are counted in the ops' invocation numbers
+        transfers = {}
+        src_node = next(n for n in nodes if n.id == e.src.sym_name.data)
+        dst_node = next(n for n in nodes if n.id == e.dst.sym_name.data)
+        for a in sorted({c.device for c in src_node.candidates}):
+            for b in sorted({c.device for c in dst_node.candidates}):
+                if a == b:
+                    continue  # same class: in process or on the scale-up fabric of one deployment
+                transfers[(a, b)] = (_transfer_ms(module, e, db.devices[a], db.devices[b]), 0.0)
+        edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.load[e.dst] * e.probability,
+                          worst_traversals=flow.worst[e.dst]))
+    params = TcoParams.from_hwdb(db)
+    inventory = hardware.get("inventory", {})
+    classes = []
+    for dev_id in sorted(device_ids):
+        dev = db.devices[dev_id]
+        inv = inventory.get(dev_id, {})
+        price = device_hour_usd(dev, pricing, params).total
+        sunk = device_hour_usd(dev, pricing, params, sunk=True).total if inv.get("sunk") else None
+        classes.append(DeviceClass(dev_id, price, sunk, owned=int(inv.get("count", 0)), accelerator=dev.kind != "cpu"))
+    rate = traffic.get("requests_per_s")
+    offline = rate is None
+    problem = PlacementProblem(
+        ops=nodes, edges=edges, devices=classes, request_rate_rps=rate or OFFLINE_PLANNING_RATE_RPS,
+        latency_limit_ms=None if offline else slo.get("latency_ms"),
+        phase_limits={k: v for k, v in (("ttft_ms", limits.ttft_ms), ("tbt_ms", limits.tbt_ms)) if v is not None},
+        soft_sla_lambda=soft_lambda)
+    return BuiltProblem(problem, ops, db, offline)
+
+
+def _transfer_ms(module, edge, src, dst) -> float:
+    if edge.kv is not None:
+        info = _model(module, edge.kv)
+        return cm.kv_transfer_s(info.arch, info.kv_precision, edge.kv.tokens.value.data, src, dst,
+                                same_chassis=False) * 1e3
+    link_gbs = min(src.scaleout_gbs, dst.scaleout_gbs)
+    return (edge.payload_bytes / (link_gbs * 1e9) + max(src.scaleout_latency_us, dst.scaleout_latency_us) * 1e-6) * 1e3
+
+
+def _candidates(module, op, devices, limits: C.Limits):
+    if isinstance(op, T.PrefillOp):
+        return C.prefill_candidates(_model(module, op), devices, op.input_tokens.value.data, limits)
+    if isinstance(op, T.DecodeOp):
+        return C.decode_candidates(_model(module, op), devices, op.input_tokens.value.data,
+                                   op.output_tokens.value.data, limits)
+    if isinstance(op, T.EncoderOp):
+        return C.encoder_candidates(_model(module, op), devices, op.input_tokens.value.data,
+                                    op.output_tokens.value.data)
+    if isinstance(op, T.EmbedOp):
+        return C.encoder_candidates(_model(module, op), devices, op.tokens.value.data, 0)
+    if isinstance(op, T.RerankOp):
+        return C.encoder_candidates(_model(module, op), devices, op.tokens.value.data, 0)
+    if isinstance(op, T.TTSOp):
+        return C.tts_candidates(_model(module, op), devices, op.audio_seconds.value.data)
+    if isinstance(op, T.VectorSearchOp):
+        return C.vector_search_candidates(devices, op.n_vectors.value.data, op.dim.value.data,
+                                          op.precision.data, op.index.data)
+    if isinstance(op, T.ToolLookupOp):
+        return C.tool_candidates(devices, op.latency_ms.value.data, op.request_kb.value.data,
+                                 op.response_kb.value.data)
+    if isinstance(op, T.ComputeOp):
+        return C.cpu_candidates(devices, op.cpu_ms.value.data)
+    if isinstance(op, T.StoreOp):
+        return C.tool_candidates(devices, op.latency_ms.value.data, 0.0, 0.0)
+    raise HetcError(f"place: no cost model for {op.name}", op_loc(op))
+
+
+def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
+    name = op.sym_name.data
+    pool = ", ".join(d.id for d in devices)
+    if isinstance(op, (T.ToolLookupOp, T.ComputeOp, T.StoreOp)):
+        return f"{name}: needs a CPU in the hardware pool ({pool})"
+    if isinstance(op, (T.PrefillOp, T.DecodeOp)):
+        info = _model(module, op)
+        best = math.inf
+        metric = "ttft_ms" if isinstance(op, T.PrefillOp) else "tbt_ms"
+        limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
+        fits_anywhere = False
+        for dev in devices:
+            for tp in cm.valid_tp(dev, info.arch):
+                if isinstance(op, T.PrefillOp):
+                    est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
+                                     info.kv_precision)
+                    ms = est.latency_s * 1e3
+                else:
+                    est = cm.decode(info.arch, dev, info.precision, info.kv_precision, tp, 1, 1,
+                                    op.input_tokens.value.data, op.output_tokens.value.data)
+                    ms = est.tbt_s * 1e3
+                if est.fits:
+                    fits_anywhere = True
+                    best = min(best, ms)
+        if not fits_anywhere:
+            return f"{name}: {info.arch.name} ({info.precision}) fits on no device of the pool ({pool}), even at the largest tensor-parallel degree"
+        return (f"{name}: misses {metric} {limit:g} ms on every device of the pool; the best achievable is "
+                f"{best:.1f} ms ({best - limit:+.1f} ms)")
+    return f"{name}: no device of the pool ({pool}) can run it (memory)"

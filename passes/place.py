@@ -1,0 +1,114 @@
+"""`place`: choose a device class, parallelism, batch and replica count for every granular op.
+
+Builds a hetc.placement problem from the decomposed IR (flow analysis for loop and branch counts,
+hetc.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
+SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = {...}` on every task op,
+and a summary (`hetc.placement`: cost, critical path, P::D, homogeneous baselines) on the module.
+An infeasible spec stops compilation with exit code 3 and the reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
+from xdsl.passes import ModulePass
+from xdsl.traits import SymbolTable
+
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.errors import HetcError, InfeasibleError
+from hetc.frontend import attr_from_value
+from hetc.pipeline import op_loc
+
+
+@dataclass(frozen=True)
+class PlacePass(ModulePass):
+    name = "place"
+    hwdb: str = "default"
+    hwdb_extra: str = ""  # comma-separated YAML files
+    solver: str = "auto"
+    soft_sla: float = 0.0  # lambda in $/hour per ms over the limit; 0 = hard SLA
+    explain: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from hetc.placement_problem import build_problem
+        from hetc.placement import explain_placement, homogeneous_baselines, pd_notation, solve
+
+        graph = main_graph(op)
+        if self.solver not in ("auto", "exact", "heuristic"):
+            raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
+        built = build_problem(op, graph, self.hwdb, [p for p in self.hwdb_extra.split(",") if p],
+                              self.soft_sla or None)
+        result = solve(built.problem, self.solver)
+        if not result.feasible:
+            raise InfeasibleError([_diag(graph, line) for line in (result.reasons or ("no feasible placement",))])
+        for placement in result.ops:
+            task_op = built.ops[placement.op]
+            cand = placement.candidate
+            task_op.attributes["placement"] = T.DeviceAttr(cand.device, placement.replicas, cand.tp, cand.pp,
+                                                           cand.batch)
+            task_op.attributes["estimate"] = attr_from_value({
+                "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
+                "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
+                "usd_per_hour": placement.usd_per_hour, **dict(cand.metrics)})
+        _place_followers(graph)
+        baselines = homogeneous_baselines(built.problem, self.solver)
+        summary = {
+            "solver": result.solver, "status": result.status, "tco_usd_per_hour": result.tco_usd_per_hour,
+            "critical_path": list(result.critical_path), "critical_path_ms": result.critical_path_ms,
+            "gap": result.gap, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
+            "offline": built.offline,
+            "devices": [{"device": d.device, "owned": d.owned, "bought": d.bought, "usd_per_hour": d.usd_per_hour}
+                        for d in result.devices],
+            "paths": [{"sink": p.sink, "path": list(p.path), "latency_ms": p.latency_ms, "slack_ms": p.slack_ms}
+                      for p in result.paths],
+            "edges": [{"src": e.src, "dst": e.dst, "src_device": e.src_device, "dst_device": e.dst_device,
+                       "path_ms": e.path_ms, "usd_per_hour": e.usd_per_hour} for e in result.edges],
+            "baselines": [{"device": b.device, "feasible": b.feasible,
+                           "usd_per_hour": b.result.tco_usd_per_hour if b.feasible else None,
+                           "critical_path_ms": b.result.critical_path_ms if b.feasible else None,
+                           "reason": "; ".join(b.reasons) if not b.feasible else None} for b in baselines],
+        }
+        if self.explain:
+            summary["explain"] = [
+                {"op": e.op, "kind": e.kind, "candidates": [
+                    {"candidate": c.candidate.describe(), "status": c.status, "replicas": c.replicas,
+                     "devices": c.devices, "path_ms": c.path_ms, "usd_per_hour": c.usd_per_hour,
+                     "delta_tco_usd_per_hour": c.delta_tco_usd_per_hour, "reason": c.reason}
+                    for c in e.candidates]}
+                for e in explain_placement(built.problem, result)]
+        op.attributes["hetc.placement"] = attr_from_value(summary)
+
+
+def _diag(graph, message: str):
+    from hetc.errors import Diagnostic
+
+    return Diagnostic(op_loc(graph), message)
+
+
+def main_graph(module: ModuleOp) -> A.GraphOp:
+    ref = module.attributes.get("hetc.main")
+    graph = SymbolTable.lookup_symbol(module, ref) if isinstance(ref, SymbolRefAttr) else None
+    if graph is None:
+        graphs = [o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes]
+        if len(graphs) != 1:
+            raise HetcError("module has no main agent.graph (set hetc.main or keep exactly one graph)")
+        graph = graphs[0]
+    return graph
+
+
+def _place_followers(graph: A.GraphOp) -> None:
+    """Gate, merge and KV-transfer ops run with the phase they belong to."""
+    by_name = {o.sym_name.data: o for o in graph.walk() if isinstance(o, T.TaskOp)}
+    for o in graph.walk():
+        if isinstance(o, (T.GateOp, T.MergeOp)):
+            phase = by_name.get(f"{o.node.data}.{o.phase.data}")
+            if phase is not None and phase.placement() is not None:
+                o.attributes["placement"] = phase.placement()
+        elif isinstance(o, T.KVTransferOp):
+            decode = by_name.get(f"{o.node.data}.decode")
+            if decode is not None and decode.placement() is not None:
+                o.attributes["placement"] = decode.placement()
+
