@@ -75,45 +75,46 @@ def payload_bytes(value: SSAValue) -> float:
     return JSON_BYTES
 
 
+def producers(value: SSAValue, seen: frozenset = frozenset()) -> list[tuple[Operation, float, Operation | None, bool, int | None]]:
+    """The placeable ops a value comes from, traced through pass-through ops, branches and loops:
+    [(producer, probability along the way, task.kv_transfer crossed, back edge?, loop bound)]."""
+    if value in seen:
+        return []
+    seen = seen | {value}
+    if isinstance(value, BlockArgument):
+        loop = value.block.parent_op()
+        if isinstance(loop, A.LoopOp):
+            n_in = len(loop.inputs)
+            if value.index < n_in:
+                return producers(loop.inputs[value.index], seen)
+            term = loop.body.block.last_op
+            fb = term.feedback[value.index - n_in]
+            bound = loop.max_iterations.value.data
+            return [(p, prob, kv, True, bound) for p, prob, kv, _, _ in producers(fb, seen)]
+        return []
+    assert isinstance(value, OpResult)
+    op = value.op
+    if placeable(op):
+        return [(op, 1.0, None, False, None)]
+    if isinstance(op, A.LoopOp):
+        term = op.body.block.last_op
+        return producers(term.exits[value.index], seen)
+    if isinstance(op, A.BranchOp):
+        p = op.probability.value.data
+        return [(src, prob * p, kv, back, b) for src, prob, kv, back, b in producers(op.inputs[0], seen)]
+    if isinstance(op, PASS_THROUGH):
+        out = []
+        for operand in op.operands:
+            for src, prob, kv, back, b in producers(operand, seen):
+                out.append((src, prob, op if isinstance(op, T.KVTransferOp) else kv, back, b))
+        return out
+    return []  # agent.input: a source
+
+
 class _Analyser:
     def __init__(self) -> None:
         self.flow = Flow()
         self.value_prob: dict[SSAValue, float] = {}
-
-    # --- which placeable ops produce a value, through pass-through ops and loop structure
-    def producers(self, value: SSAValue, seen: frozenset = frozenset()) -> list[tuple[Operation, float, Operation | None, bool, int | None]]:
-        """[(producer, probability along the way, kv op crossed, back edge?, loop bound)]"""
-        if value in seen:
-            return []
-        seen = seen | {value}
-        if isinstance(value, BlockArgument):
-            loop = value.block.parent_op()
-            if isinstance(loop, A.LoopOp):
-                n_in = len(loop.inputs)
-                if value.index < n_in:
-                    return self.producers(loop.inputs[value.index], seen)
-                term = loop.body.block.last_op
-                fb = term.feedback[value.index - n_in]
-                bound = loop.max_iterations.value.data
-                return [(p, prob, kv, True, bound) for p, prob, kv, _, _ in self.producers(fb, seen)]
-            return []
-        assert isinstance(value, OpResult)
-        op = value.op
-        if placeable(op):
-            return [(op, 1.0, None, False, None)]
-        if isinstance(op, A.LoopOp):
-            term = op.body.block.last_op
-            return self.producers(term.exits[value.index], seen)
-        if isinstance(op, A.BranchOp):
-            p = op.probability.value.data
-            return [(src, prob * p, kv, back, b) for src, prob, kv, back, b in self.producers(op.inputs[0], seen)]
-        if isinstance(op, PASS_THROUGH):
-            out = []
-            for operand in op.operands:
-                for src, prob, kv, back, b in self.producers(operand, seen):
-                    out.append((src, prob, op if isinstance(op, T.KVTransferOp) else kv, back, b))
-            return out
-        return []  # agent.input: a source
 
     # --- probabilities and invocation counts
     def run_block(self, block, expected: float, worst: float) -> None:
@@ -193,6 +194,6 @@ def analyse(graph: A.GraphOp) -> Flow:
         if not placeable(dst):
             continue
         for operand in dst.operands:
-            for src, prob, kv, back, bound in analyser.producers(operand):
+            for src, prob, kv, back, bound in producers(operand):
                 flow.edges.append(FlowEdge(src, dst, payload_bytes(operand), kv, prob, back, bound))
     return flow

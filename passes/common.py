@@ -16,9 +16,10 @@ def f64(value: float) -> FloatAttr:
 
 def task(cls: type[Operation], source: Operation, suffix: str, inputs: list[SSAValue], result_type: Attribute,
          **props: Attribute) -> Operation:
-    """A task op named `<node>.<suffix>` (or `<node>` without suffix) that remembers its node and location."""
-    node = source.sym_name.data
-    name = f"{node}.{suffix}" if suffix else node
+    """A task op named `<source>.<suffix>` (or `<source>`) that remembers its spec node and location."""
+    base = source.sym_name.data
+    name = f"{base}.{suffix}" if suffix else base
+    node = source.node.data if "node" in source.properties else base
     op = cls.build(operands=[inputs], result_types=[result_type],
                    properties={"sym_name": StringAttr(name), "node": StringAttr(node), **props})
     op.location = source.location

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
@@ -54,6 +54,10 @@ class PlacePass(ModulePass):
                 "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
                 "usd_per_hour": placement.usd_per_hour, **dict(cand.metrics)})
         _place_followers(graph)
+        for task_op in graph.walk():
+            if isinstance(task_op, T.TaskOp) and task_op.placement() is not None:
+                device = built.db.devices[task_op.placement().device.data]
+                task_op.attributes["device_kind"] = StringAttr(device.kind)
         baselines = homogeneous_baselines(built.problem, self.solver)
         summary = {
             "solver": result.solver, "status": result.status, "tco_usd_per_hour": result.tco_usd_per_hour,
