@@ -167,7 +167,7 @@ def cpu_candidates(devices: list[Device], cpu_ms: float) -> list[Candidate]:
         if not _cpu(dev):
             continue
         seconds = cm.cpu_compute(cpu_ms)
-        cores = getattr(dev, "cores", None) or 1  # TODO(lead): cores from hwdb
+        cores = dev.cores or 1  # a CPU without a core count runs one task at a time
         throughput = cores / seconds if seconds > 0 else math.inf
         out.append(Candidate(dev.id, cpu_ms, throughput, label=f"{cores} cores"))
     return out

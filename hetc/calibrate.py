@@ -1,0 +1,227 @@
+"""Fit the cost model's efficiency factors to measured records and write an hwdb overlay.
+
+A measurements file (tests/data/calibration_validation.yaml documents the format) holds `models:` (extra
+architectures; presets are known already) and `records:`, each a setup (model, device, precision, tp, batch,
+input/output tokens) with one measured metric: ttft_ms, tbt_ms, output_tokens_per_s or
+output_tokens_per_s_per_device. Per device, `fit` chooses eff_bw and eff_compute (for each compute precision
+the records use) minimising the squared log error of the predictions; the error is the median of
+|predicted - measured| / measured, reported before and after (and on held-out records with split: train).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hetc import costmodel as cm
+from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.hwdb.loader import HardwareDB, read_yaml_locs
+from hetc.hwdb.schema import Device
+from hetc.models import ARCH_FIELDS, ModelArch, resolve_preset
+
+METRICS = ("ttft_ms", "tbt_ms", "output_tokens_per_s", "output_tokens_per_s_per_device")
+EFF_BOUNDS = (0.05, 1.0)
+# Prior on each factor (a penalty log(x / default) / PRIOR_LOG_SD, i.e. a log-normal prior around the
+# documented default): with few records per device an unpenalised fit chases one engine's quirks
+# (static batching, batch caps) and gets worse on held-out records. 0.5 lets a factor move by about
+# 1.6x per standard deviation.
+PRIOR_LOG_SD = 0.5
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    arch: ModelArch
+    device_id: str
+    precision: str
+    kv_precision: str
+    tp: int
+    batch: int | str  # an int, or "max" (largest that fits)
+    input_tokens: int
+    output_tokens: int
+    metric: str
+    value: float
+    split: str
+    source: str
+    loc: Loc
+
+
+def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
+    data, locs = read_yaml_locs(Path(path))
+    file = str(path)
+    errors: list[Diagnostic] = []
+
+    def err(where: tuple, message: str) -> None:
+        errors.append(Diagnostic(locs.get(where, Loc(file)), message))
+
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise HetcError([Diagnostic(Loc(file), "expected a mapping with a `records:` list")])
+    archs: dict[str, ModelArch] = {}
+    for name, spec in (data.get("models") or {}).items():
+        if not isinstance(spec, dict) or set(spec) - set(ARCH_FIELDS):
+            err(("models", name), f"model {name!r}: expected fields among {', '.join(ARCH_FIELDS)}")
+            continue
+        try:
+            archs[name] = ModelArch(name=name, **spec)
+        except TypeError as exc:
+            err(("models", name), f"model {name!r}: {exc}")
+    records: list[Record] = []
+    for index, raw in enumerate(data["records"]):
+        where = ("records", index)
+        loc = locs.get(where, Loc(file))
+        if not isinstance(raw, dict):
+            err(where, "expected a record mapping")
+            continue
+        missing = [k for k in ("id", "model", "device", "precision", "tp", "batch", "input_tokens", "metric", "value",
+                               "source") if k not in raw]
+        if missing:
+            err(where, f"record is missing {', '.join(missing)}")
+            continue
+        arch = archs.get(raw["model"]) or resolve_preset(str(raw["model"]))
+        if arch is None:
+            err(where + ("model",), f"unknown model {raw['model']!r}: define it under models: or use a preset")
+            continue
+        dev_id = db.resolve(str(raw["device"]))
+        if dev_id is None:
+            err(where + ("device",), f"unknown device {raw['device']!r}")
+            continue
+        if raw["metric"] not in METRICS:
+            err(where + ("metric",), f"expected one of {', '.join(METRICS)}, got {raw['metric']!r}")
+            continue
+        value = raw["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            err(where + ("value",), f"expected a positive number, got {value!r}")
+            continue
+        batch = raw["batch"]
+        if not (batch == "max" or (isinstance(batch, int) and batch >= 1)):
+            err(where + ("batch",), f"expected a positive integer or 'max', got {batch!r}")
+            continue
+        records.append(Record(
+            id=str(raw["id"]), arch=arch, device_id=dev_id, precision=str(raw["precision"]),
+            kv_precision=str(raw.get("kv_precision", raw["precision"])), tp=int(raw["tp"]), batch=batch,
+            input_tokens=int(raw["input_tokens"]), output_tokens=int(raw.get("output_tokens") or 1),
+            metric=raw["metric"], value=float(value), split=str(raw.get("split", "train")),
+            source=str(raw["source"]), loc=loc))
+    if errors:
+        raise HetcError(errors)
+    return records
+
+
+def predict(record: Record, device: Device) -> float:
+    """The model's value for the record's metric."""
+    arch, p, kv = record.arch, record.precision, record.kv_precision
+    if record.metric == "ttft_ms":
+        batch = 1 if record.batch == "max" else record.batch
+        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv).latency_s * 1e3
+    batch = record.batch
+    if batch == "max":
+        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv))
+    if record.metric == "tbt_ms":
+        return cm.decode(arch, device, p, kv, record.tp, 1, batch, record.input_tokens,
+                         record.output_tokens).tbt_s * 1e3
+    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens)
+    return est.tokens_per_s if record.metric == "output_tokens_per_s" else est.tokens_per_s_per_device
+
+
+def relative_errors(records: list[Record], devices: dict[str, Device]) -> list[float]:
+    return [abs(predict(r, devices[r.device_id]) - r.value) / r.value for r in records]
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass
+class CalibrationResult:
+    before: dict[str, Device]
+    after: dict[str, Device]
+    records: list[Record]
+    train: list[Record]
+    fitted: dict[str, dict[str, float]] = field(default_factory=dict)  # device -> parameter -> value
+
+    def errors(self, which: str, subset: list[Record]) -> float:
+        return median(relative_errors(subset, self.before if which == "before" else self.after))
+
+    def summary(self) -> str:
+        held_out = [r for r in self.records if r not in self.train]
+        lines = [f"calibrated {len(self.fitted)} device(s) on {len(self.train)} of {len(self.records)} records"]
+        for dev_id, params in sorted(self.fitted.items()):
+            lines.append(f"  {dev_id}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(params.items())))
+        lines.append(f"median |error| on fitted records: before {self.errors('before', self.train):.1%}, "
+                     f"after {self.errors('after', self.train):.1%}")
+        if held_out:
+            lines.append(f"median |error| on held-out records: before {self.errors('before', held_out):.1%}, "
+                         f"after {self.errors('after', held_out):.1%}")
+        return "\n".join(lines)
+
+
+def _parameters(records: list[Record], device: Device) -> list[str]:
+    """eff_bw plus eff_compute.<precision> for every compute precision these records exercise."""
+    names = {"eff_bw"}
+    for r in records:
+        names.add("eff_compute." + cm.compute_rate(device, r.precision)[1])
+    return sorted(names)
+
+
+def _with(device: Device, names: list[str], values: list[float]) -> Device:
+    eff_compute = dict(device.eff_compute)
+    eff_bw = device.eff_bw
+    for name, value in zip(names, values):
+        if name == "eff_bw":
+            eff_bw = float(value)
+        else:
+            eff_compute[name.split(".", 1)[1]] = float(value)
+    return replace(device, eff_compute=eff_compute, eff_bw=eff_bw)
+
+
+def fit(records: list[Record], db: HardwareDB, train_only: bool = False) -> CalibrationResult:
+    from scipy.optimize import least_squares  # heavy: only when calibrating
+
+    train = [r for r in records if r.split == "train"] if train_only else list(records)
+    before = dict(db.devices)
+    after = dict(db.devices)
+    fitted: dict[str, dict[str, float]] = {}
+    for dev_id in sorted({r.device_id for r in train}):
+        subset = [r for r in train if r.device_id == dev_id]
+        device = db.devices[dev_id]
+        names = _parameters(subset, device)
+        start = [device.eff_bw if n == "eff_bw" else device.eff_compute[n.split(".", 1)[1]] for n in names]
+        start = [min(max(s, EFF_BOUNDS[0]), EFF_BOUNDS[1]) for s in start]
+
+        def residuals(values, subset=subset, device=device, names=names):
+            trial = _with(device, names, list(values))
+            fit_terms = [math.log(predict(r, trial) / r.value) for r in subset]
+            prior_terms = [math.log(v / s) / PRIOR_LOG_SD for v, s in zip(values, start)]
+            return fit_terms + prior_terms
+
+        solution = least_squares(residuals, start, bounds=([EFF_BOUNDS[0]] * len(names), [EFF_BOUNDS[1]] * len(names)),
+                                 x_scale="jac", diff_step=1e-3)
+        values = [round(float(v), 3) for v in solution.x]
+        after[dev_id] = _with(device, names, values)
+        fitted[dev_id] = dict(zip(names, values))
+    return CalibrationResult(before=before, after=after, records=records, train=train, fitted=fitted)
+
+
+def write_overlay(result: CalibrationResult, output: str | Path, measurements: str | Path) -> None:
+    """An --hwdb-extra file overriding eff_compute / eff_bw of every fitted device, with their source."""
+    devices: list[dict[str, Any]] = []
+    for dev_id, params in sorted(result.fitted.items()):
+        device = result.after[dev_id]
+        n = sum(1 for r in result.train if r.device_id == dev_id)
+        note = (f"fitted by hetc calibrate on {n} records of {Path(measurements).name}; median error of those "
+                f"records {median(relative_errors([r for r in result.train if r.device_id == dev_id], result.before)):.1%}"
+                f" before, {median(relative_errors([r for r in result.train if r.device_id == dev_id], result.after)):.1%} after")
+        source = {"basis": "calibrated", "refs": sorted({r.source for r in result.train if r.device_id == dev_id}),
+                  "note": note}
+        devices.append({"id": dev_id, "eff_compute": dict(sorted(device.eff_compute.items())),
+                        "eff_bw": device.eff_bw, "sources": {"eff_compute": source, "eff_bw": source}})
+    header = "# hwdb overlay written by `hetc calibrate`; use it with --hwdb-extra.\n"
+    Path(output).write_text(header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120))
