@@ -54,7 +54,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
     from hetc.compiler import CompileOptions, compile_spec, write
 
     options = CompileOptions(passes=passes, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver,
-                             soft_sla=soft_sla, dump_ir=tuple(dump_ir), generic=generic)
+                             soft_sla=soft_sla, dump_ir=tuple(dump_ir), generic=generic, explain=explain)
     result = compile_spec(spec, options)
     for name, text in result.dumps:
         if dump_ir_dir:

@@ -22,6 +22,7 @@ class CompileOptions:
     hwdb_extra: tuple[str, ...] = ()
     solver: str = "auto"
     soft_sla: float = 0.0  # 0 = hard SLA; else the paper's lambda ($ per ms of slack per hour)
+    explain: bool = False  # keep every op's candidates and why one won (hetc.placement explain)
     dump_ir: tuple[str, ...] = ()
     generic: bool = False
     codegen: bool = True
@@ -69,7 +70,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
-                  "soft_sla": options.soft_sla}})
+                  "soft_sla": options.soft_sla, "explain": options.explain}})
     with timer.stage("passes"):
         run.run(module)
     timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})

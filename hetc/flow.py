@@ -75,7 +75,8 @@ def payload_bytes(value: SSAValue) -> float:
     return JSON_BYTES
 
 
-def producers(value: SSAValue, seen: frozenset = frozenset()) -> list[tuple[Operation, float, Operation | None, bool, int | None]]:
+def producers(value: SSAValue, seen: frozenset = frozenset(), stop=placeable
+              ) -> list[tuple[Operation, float, Operation | None, bool, int | None]]:
     """The placeable ops a value comes from, traced through pass-through ops, branches and loops:
     [(producer, probability along the way, task.kv_transfer crossed, back edge?, loop bound)]."""
     if value in seen:
@@ -86,26 +87,26 @@ def producers(value: SSAValue, seen: frozenset = frozenset()) -> list[tuple[Oper
         if isinstance(loop, A.LoopOp):
             n_in = len(loop.inputs)
             if value.index < n_in:
-                return producers(loop.inputs[value.index], seen)
+                return producers(loop.inputs[value.index], seen, stop)
             term = loop.body.block.last_op
             fb = term.feedback[value.index - n_in]
             bound = loop.max_iterations.value.data
-            return [(p, prob, kv, True, bound) for p, prob, kv, _, _ in producers(fb, seen)]
+            return [(p, prob, kv, True, bound) for p, prob, kv, _, _ in producers(fb, seen, stop)]
         return []
     assert isinstance(value, OpResult)
     op = value.op
-    if placeable(op):
+    if stop(op):
         return [(op, 1.0, None, False, None)]
     if isinstance(op, A.LoopOp):
         term = op.body.block.last_op
-        return producers(term.exits[value.index], seen)
+        return producers(term.exits[value.index], seen, stop)
     if isinstance(op, A.BranchOp):
         p = op.probability.value.data
-        return [(src, prob * p, kv, back, b) for src, prob, kv, back, b in producers(op.inputs[0], seen)]
+        return [(src, prob * p, kv, back, b) for src, prob, kv, back, b in producers(op.inputs[0], seen, stop)]
     if isinstance(op, PASS_THROUGH):
         out = []
         for operand in op.operands:
-            for src, prob, kv, back, b in producers(operand, seen):
+            for src, prob, kv, back, b in producers(operand, seen, stop):
                 out.append((src, prob, op if isinstance(op, T.KVTransferOp) else kv, back, b))
         return out
     return []  # agent.input: a source

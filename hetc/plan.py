@@ -1,0 +1,251 @@
+"""The run plan (plan.json, schema hetc/schemas/plan.schema.json, docs/plan.md) from the placed IR.
+
+Stages are the graph's inputs and outputs, its placed task ops and its KV transfers; MoE gate/merge,
+all-reduce and transfer ops are folded into the stages and edges they belong to. Stage ids are derived
+from op names by `stage_id` (lower-case, [a-z0-9_.-], a hash suffix when anything was changed), so user
+text never becomes a file, DNS or label name; the original node id is kept as data in `node`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from xdsl.traits import SymbolTable
+
+from hetc import __version__
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.flow import analyse, payload_bytes, placeable, producers
+from hetc.frontend import value_from_attr
+from hetc.tco import TcoParams, device_hour_usd
+
+SCHEMA_VERSION = 1
+_STAGE_CHARS = re.compile(r"[^a-z0-9_.-]+")
+
+# Serving engine per (stage kind, target); tools run in an HTTP client, CPU work in hetc's runtime.
+_LLM_KINDS = ("prefill", "decode", "encoder", "embed", "rerank")
+
+
+def stage_id(name: str) -> str:
+    clean = _STAGE_CHARS.sub("-", name.lower()).strip("-.") or "stage"
+    if not clean[0].isalnum():
+        clean = "s" + clean
+    if clean != name:
+        clean = f"{clean[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return clean
+
+
+def _engine(kind: str, device) -> str | None:
+    if device is None:
+        return None
+    if kind in ("tool_lookup", "memory_store"):
+        return "http-client"
+    if device.kind == "cpu":
+        return "vllm-cpu" if kind in _LLM_KINDS else "cpu-runtime"
+    if kind in _LLM_KINDS:
+        return "vllm-gaudi" if device.target == "gaudi" else "vllm"
+    if kind == "tts":
+        return "optimum-habana" if device.target == "gaudi" else "torch"
+    return "cpu-runtime" if kind == "compute" else "vllm"
+
+
+def _is_stage(op) -> bool:
+    return placeable(op) or isinstance(op, (A.InputOp, T.KVTransferOp))
+
+
+def _service(op, est: dict, device) -> dict:
+    batch = op.placement().batch.data if op.placement() else 1
+    latency = est.get("latency_ms", 0.0)
+    if isinstance(op, T.DecodeOp):
+        return {"type": "continuous", "step_ms_base": est["step_ms_base"], "step_ms_per_seq": est["step_ms_per_seq"],
+                "max_batch": batch, "output_tokens": op.output_tokens.value.data}
+    if isinstance(op, (T.ToolLookupOp, T.StoreOp)):
+        p99 = op.latency_p99_ms.value.data if getattr(op, "latency_p99_ms", None) is not None else None
+        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": p99,
+                "concurrency": max(1, int(round(est.get("throughput_rps", 1.0) * latency / 1e3)))}
+    if isinstance(op, T.ComputeOp):
+        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": None,
+                "concurrency": max(1, int(round(est.get("throughput_rps", 1.0) * latency / 1e3)))}
+    if isinstance(op, T.KVTransferOp):
+        return {"type": "transfer", "latency_ms": est.get("latency_ms", 0.0), "bytes": est.get("bytes", 0.0),
+                "bandwidth_gbs": est.get("bandwidth_gbs", device.scaleout_gbs if device else 1.0)}
+    ms_base = est.get("ms_base", 0.0)
+    per_item = est.get("ms_per_item", latency / batch)
+    entry = {"type": "batch", "ms_base": ms_base, "ms_per_item": per_item, "max_batch": batch}
+    if isinstance(op, T.PrefillOp):
+        entry["input_tokens"] = op.input_tokens.value.data
+    return entry
+
+
+def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict:
+    graph = next(o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes)
+    summary = value_from_attr(module.attributes["hetc.placement"]) if "hetc.placement" in module.attributes else {}
+    slo = value_from_attr(graph.attributes["hetc.slo"])
+    traffic = value_from_attr(graph.attributes["hetc.traffic"])
+    hardware = value_from_attr(graph.attributes["hetc.hardware"])
+    plan = {
+        "schema_version": SCHEMA_VERSION,
+        "name": spec.name,
+        "pd": summary.get("pd") or None,
+        "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256, "hwdb": db.name,
+                       "hwdb_sha256": db.sha256, "solver": summary.get("solver", "none"),
+                       "pipeline": ",".join(pass_names)},
+        "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
+                "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms")},
+        "traffic": {"requests_per_s": traffic.get("requests_per_s"), "objective": traffic.get("objective")},
+        "stages": [], "edges": [], "paths": [], "baselines": [], "devices": [],
+        "tco": {"usd_per_hour": 0.0, "usd_per_1m_requests": None, "usd_per_1m_tokens": None,
+                "capital_usd_per_hour": 0.0, "power_usd_per_hour": 0.0},
+    }
+    if not summary:
+        return plan
+    rate = summary["request_rate_rps"]
+    params = TcoParams.from_hwdb(db)
+    pricing = hardware.get("pricing", "ownership")
+    inventory = hardware.get("inventory", {})
+    owned_left = {dev: int(v.get("count", 0)) for dev, v in inventory.items()}
+    flow = analyse(graph)
+    ids: dict[object, str] = {}
+    used_ids: set[str] = set()
+    capital_total = power_total = 0.0
+    tokens_per_request = 0.0
+    for op in graph.walk():
+        if not _is_stage(op) and not isinstance(op, A.OutputOp):
+            continue
+        sid = stage_id(op.sym_name.data)
+        while sid in used_ids:
+            sid = f"{sid}-{len(used_ids)}"
+        used_ids.add(sid)
+        ids[op] = sid
+        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, summary)
+        plan["stages"].append(stage)
+        capital_total += stage["tco"]["capital_usd_per_hour"]
+        power_total += stage["tco"]["power_usd_per_hour"]
+        if isinstance(op, T.DecodeOp):
+            tokens_per_request += op.output_tokens.value.data * flow.load[op]
+    plan["edges"] = _edges(graph, ids, summary)
+    names = {op.sym_name.data: sid for op, sid in ids.items()}
+    limit = slo.get("latency_ms")
+    for path in summary["paths"]:
+        meets = limit is None or path["latency_ms"] <= limit + 1e-6
+        plan["paths"].append({"stages": [names[n] for n in path["path"]], "latency_ms": path["latency_ms"],
+                              "limit_ms": limit, "slack_ms": path["slack_ms"], "meets": meets})
+    tco = summary["tco_usd_per_hour"]
+    plan["tco"] = {
+        "usd_per_hour": tco,
+        "usd_per_1m_requests": tco / (rate * 3600) * 1e6,
+        "usd_per_1m_tokens": tco / (rate * tokens_per_request * 3600) * 1e6 if tokens_per_request else None,
+        "capital_usd_per_hour": capital_total, "power_usd_per_hour": power_total,
+    }
+    for b in summary["baselines"]:
+        cost = b.get("usd_per_hour")
+        plan["baselines"].append({"device": b["device"], "usd_per_hour": cost, "feasible": bool(b["feasible"]),
+                                  "reason": b.get("reason"), "relative_cost": tco / cost if cost else None})
+    plan["devices"] = [{"device": d["device"], "count": d["owned"] + d["bought"], "owned": d["owned"],
+                        "bought": d["bought"]} for d in summary["devices"]]
+    return plan
+
+
+def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, summary) -> dict:
+    place = op.placement() if isinstance(op, T.TaskOp) else None
+    device = db.devices[place.device.data] if place is not None else None
+    est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
+    kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
+    if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
+        kind = "tool_compute"
+    model = None
+    if "model" in op.properties:
+        ref = SymbolTable.lookup_symbol(op, op.model)
+        model = {"id": ref.sym_name.data, "name": value_from_attr(ref.arch)["name"], "precision": ref.precision.data}
+    replicas = place.replicas.data if place else 1
+    per_replica = place.tp.data * place.pp.data if place else 0
+    devices = replicas * per_replica if placeable(op) else 0
+    owned = 0
+    capital = power = 0.0
+    if device is not None and devices:
+        owned = min(devices, owned_left.get(device.id, 0))
+        owned_left[device.id] = owned_left.get(device.id, 0) - owned
+        full = device_hour_usd(device, pricing, params)
+        capital = (devices - owned) * (full.capital + full.overhead) + owned * (full.overhead if pricing else 0)
+        power = devices * full.power
+        if pricing == "cloud":
+            capital, power = devices * full.total, 0.0
+    load = flow.load.get(op, 1.0)
+    throughput = est.get("throughput_rps")
+    if isinstance(op, T.KVTransferOp):
+        est = dict(est, **_kv_estimate(op, summary))
+    utilisation = (rate * load / (replicas * throughput)) if throughput and placeable(op) else None
+    predicted = {"latency_ms": est.get("latency_ms", 0.0),
+                 "throughput_rps": throughput if throughput is None or throughput != float("inf") else None,
+                 "utilisation": utilisation, "memory_gb": est.get("memory_gb", 0.0)}
+    for key in ("ttft_ms", "tbt_ms"):
+        if key in est:
+            predicted[key] = est[key]
+    return {
+        "id": sid, "node": op.node.data if "node" in op.properties else op.sym_name.data, "kind": kind,
+        "device": device.id if device else None, "vendor": device.vendor if device else None,
+        "device_kind": device.kind if device else None,
+        "target": _target(device) if placeable(op) or isinstance(op, T.KVTransferOp) else "none",
+        "replicas": replicas, "tp": place.tp.data if place else 1, "pp": place.pp.data if place else 1,
+        "batch": place.batch.data if place else 1, "devices_per_replica": per_replica if placeable(op) else 0,
+        "engine": _engine(kind, device) if placeable(op) else None, "model": model,
+        "kernels": list(kernels.get(op.sym_name.data, [])) if isinstance(op, T.TaskOp) else [],
+        "service": _service(op, est, device) if isinstance(op, T.TaskOp) else {"type": "none"},
+        "predicted": predicted,
+        "invocations": {"expected": load, "worst": flow.worst.get(op, 1.0)},
+        "tco": {"usd_per_hour": capital + power, "capital_usd_per_hour": capital, "power_usd_per_hour": power,
+                "devices": devices, "owned_devices": owned},
+    }
+
+
+def _target(device) -> str:
+    from hetc.codegen import target_variant
+
+    tv = target_variant(device) if device is not None else None
+    return tv[0] if tv else "none"
+
+
+def _kv_estimate(op, summary) -> dict:
+    """The KV transfer the placement priced: the prefill -> decode edge of this op's node."""
+    node = op.node.data
+    for e in summary["edges"]:
+        if e["src"] == f"{node}.prefill" and e["dst"] == f"{node}.decode":
+            return {"latency_ms": e["path_ms"]}
+    return {"latency_ms": 0.0}
+
+
+def _edges(graph, ids, summary) -> list[dict]:
+    out = []
+    seen = set()
+    priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
+    for dst in ids:
+        for operand in dst.operands:
+            for src, prob, kv, back, bound in producers(operand, stop=_is_stage):
+                if src not in ids:
+                    continue
+                key = (ids[src], ids[dst], back)
+                if key in seen:
+                    continue
+                seen.add(key)
+                size = payload_bytes(operand)
+                if isinstance(dst, T.KVTransferOp):
+                    size = 0.0
+                move = priced.get((src.sym_name.data, dst.sym_name.data))
+                out.append({"src": ids[src], "dst": ids[dst], "payload_bytes": float(size),
+                            "transport": _transport(src, dst), "predicted_ms": move["path_ms"] if move else 0.0,
+                            "probability": prob, "max_iterations": bound if back else None, "back_edge": back})
+    return out
+
+
+def _transport(src, dst) -> str:
+    if isinstance(src, A.InputOp) or isinstance(dst, A.OutputOp):
+        return "http"
+    a, b = (o.attributes.get("device_kind") for o in (src, dst))
+    pa, pb = src.placement(), dst.placement()
+    if pa is not None and pb is not None and pa.device == pb.device:
+        return "in-process"
+    if isinstance(dst, T.ToolLookupOp):
+        return "http"
+    kinds = {k.data for k in (a, b) if k is not None}
+    return "ethernet" if "cpu" in kinds else "roce"
