@@ -7,6 +7,7 @@ the module is verified; a verifier error is reported at the YAML location of the
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,4 +156,9 @@ def parse_ir_file(path: str):
     try:
         return Parser(make_context(), text, path).parse_module()
     except ParseError as exc:
-        raise HetcError(str(exc).splitlines()[0] if str(exc) else "parse error", Loc(path)) from None
+        # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
+        lines = str(exc).splitlines()
+        where = re.match(r"^.*:(\d+):(\d+)$", lines[0]) if lines else None
+        message = " ".join(line.strip() for line in lines[3:]) or "cannot parse the IR"
+        loc = Loc(path, int(where.group(1)), int(where.group(2))) if where else Loc(path)
+        raise HetcError(message, loc) from None
