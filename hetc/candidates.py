@@ -66,6 +66,15 @@ def _prune(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
+def batch_service(first_ms: float, batch_ms: float, batch: int) -> dict[str, float]:
+    """Batch latency as ms_base + ms_per_item * b, through the batch-1 and the chosen batch's latency
+    (for the simulator); with batch 1 alone the whole latency counts per item."""
+    if batch <= 1:
+        return {"ms_base": 0.0, "ms_per_item": first_ms}
+    per_item = max(0.0, (batch_ms - first_ms) / (batch - 1))
+    return {"ms_base": max(0.0, first_ms - per_item), "ms_per_item": per_item}
+
+
 def _device_seconds(c: Candidate) -> float:
     """Device-seconds one invocation costs: what a replica of this candidate charges per invocation."""
     return c.devices_per_replica / c.throughput_rps if c.throughput_rps > 0 else math.inf
@@ -77,15 +86,18 @@ def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: in
         if _cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX:
             continue
         for tp in cm.valid_tp(dev, model.arch):
+            first_ms = None
             for batch in BATCHES:
                 est = cm.prefill(model.arch, dev, model.precision, tp, 1, batch, input_tokens, model.kv_precision)
                 if not est.fits:
                     break
                 ms = est.latency_s * 1e3
+                first_ms = ms if first_ms is None else first_ms
                 if limits.ttft_ms is not None and ms > limits.ttft_ms:
                     break
                 out.append(Candidate(dev.id, ms, batch / est.latency_s, tp=tp, batch=batch,
-                                     metrics={"ttft_ms": ms, "memory_gb": est.memory_bytes / 1e9},
+                                     metrics={"ttft_ms": ms, "memory_gb": est.memory_bytes / 1e9,
+                                              **batch_service(first_ms, ms, batch)},
                                      label=f"{est.bound}-bound"))
     return _prune(out)
 
@@ -120,15 +132,18 @@ def _batched(devices: list[Device], estimate, model_params: float, limit_ms: flo
     for dev in devices:
         if _cpu(dev) and model_params > CPU_MODEL_PARAMS_MAX:
             continue
+        first_ms = None
         for batch in BATCHES[:6]:
             est = estimate(dev, batch)
             if not est.fits:
                 break
             ms = est.latency_s * 1e3
+            first_ms = ms if first_ms is None else first_ms
             if limit_ms is not None and ms > limit_ms and batch > 1:
                 break
             out.append(Candidate(dev.id, ms, batch / est.latency_s, batch=batch,
-                                 metrics={"memory_gb": est.memory_bytes / 1e9}, label=f"{est.bound}-bound"))
+                                 metrics={"memory_gb": est.memory_bytes / 1e9, **batch_service(first_ms, ms, batch)},
+                                 label=f"{est.bound}-bound"))
     return _prune(out)
 
 

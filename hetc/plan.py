@@ -17,7 +17,8 @@ from hetc import __version__
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.flow import analyse, payload_bytes, placeable, producers
-from hetc.frontend import value_from_attr
+from hetc.frontend import arch_from_attr, value_from_attr
+from hetc.models import PRECISION_BYTES
 from hetc.tco import TcoParams, device_hour_usd
 
 SCHEMA_VERSION = 1
@@ -207,12 +208,14 @@ def _target(device) -> str:
 
 
 def _kv_estimate(op, summary) -> dict:
-    """The KV transfer the placement priced: the prefill -> decode edge of this op's node."""
+    """One request's KV cache and the transfer time the placement priced for the prefill -> decode edge."""
+    model = SymbolTable.lookup_symbol(op, op.model)
+    arch = arch_from_attr(model.arch)
+    size = arch.kv_bytes_per_token(PRECISION_BYTES[model.kv_precision.data]) * op.tokens.value.data
     node = op.node.data
-    for e in summary["edges"]:
-        if e["src"] == f"{node}.prefill" and e["dst"] == f"{node}.decode":
-            return {"latency_ms": e["path_ms"]}
-    return {"latency_ms": 0.0}
+    latency = next((e["path_ms"] for e in summary["edges"]
+                    if e["src"] == f"{node}.prefill" and e["dst"] == f"{node}.decode"), 0.0)
+    return {"latency_ms": latency, "bytes": size}
 
 
 def _edges(graph, ids, summary) -> list[dict]:
