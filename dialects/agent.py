@@ -129,6 +129,7 @@ def _require_inputs(op: IRDLOperation, accepted: tuple[type[PayloadType], ...], 
 
 
 _TEXTUAL = (TextType, TokensType, DocumentsType, JsonType, EmbeddingType)
+_LLM_INPUTS = (*_TEXTUAL, KVType)  # a kv_cache node can hand an LLM its conversation's cache
 _ANY = tuple(PAYLOAD_TYPES.values())
 
 
@@ -236,7 +237,7 @@ class LLMOp(ModelNodeOp):
     result = result_def(TextType)
     input_tokens = prop_def(IntegerAttr[I64])
     output_tokens = prop_def(IntegerAttr[I64])
-    ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _TEXTUAL
+    ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _LLM_INPUTS
 
     def verify_(self) -> None:
         super().verify_()

@@ -65,7 +65,9 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         emitted = target.emit(specs, variant)
         if verify:
             target.verify(emitted, variant)
-        paths = [f"{target_name}/{variant}/{name}" for name in sorted(emitted)]
+        # cuda and gaudi already put each variant in its own folder; cpu emits one host variant
+        paths = [f"{target_name}/{name}" if name.startswith(f"{variant}/") else f"{target_name}/{variant}/{name}"
+                 for name in sorted(emitted)]
         files.update(zip(paths, (emitted[n] for n in sorted(emitted))))
         for op_name in users[(target_name, variant)]:
             kernels[op_name] = paths

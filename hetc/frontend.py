@@ -290,8 +290,11 @@ class _GraphBuilder:
             return "text" if node.attrs.get("output_tokens", 0) > 0 else "embedding"
         if node.kind == "compute":
             return self._payload_of(node.id)
-        if node.kind == "agent":
-            return "text"
+        if node.kind == "agent":  # what its first output receives
+            sub = _GraphBuilder(self.spec, [], "", node.subgraph)
+            outputs = [n for n in node.subgraph.nodes.values() if n.kind == "output"]
+            srcs = [e.src for e in sub.incoming[outputs[0].id]] if outputs else []
+            return sub._payload_of(srcs[0]) if srcs else "json"
         return "json"
 
     def _emit_node(self, node: Node, operands: list[SSAValue], block: Block) -> Operation | None:

@@ -29,6 +29,7 @@ _LLM_KINDS = ("prefill", "decode", "encoder", "embed", "rerank")
 
 
 def stage_id(name: str) -> str:
+    name = name.replace("/", ".")  # ops inlined from a nested agent are named <call>/<op>
     clean = _STAGE_CHARS.sub("-", name.lower()).strip("-.") or "stage"
     if not clean[0].isalnum():
         clean = "s" + clean
@@ -131,7 +132,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     for path in summary["paths"]:
         meets = limit is None or path["latency_ms"] <= limit + 1e-6
         plan["paths"].append({"stages": [names[n] for n in path["path"]], "latency_ms": path["latency_ms"],
-                              "limit_ms": limit, "slack_ms": path["slack_ms"], "meets": meets})
+                              "limit_ms": limit, "slack_ms": path.get("slack_ms"), "meets": meets})
     tco = summary["tco_usd_per_hour"]
     plan["tco"] = {
         "usd_per_hour": tco,

@@ -72,6 +72,9 @@ class SLO:
     ttft_ms: float | None = None
     tbt_ms: float | None = None
     loc: Loc = Loc("")
+    # every percentile target the spec gave, e.g. {"p50": 800.0, "p99": 2500.0}; latency_ms/percentile
+    # above hold the highest percentile of these (the tail the plan must meet)
+    latency_percentiles_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,3 +109,6 @@ class Spec:
     traffic: Traffic
     hardware: Hardware
     source_sha256: str = ""
+    description: str = ""
+    # agent files included by `file:` (path as shown in diagnostics -> sha256 of its bytes)
+    included_sha256: dict[str, str] = field(default_factory=dict)

@@ -27,7 +27,7 @@ def _inline_call(module: ModuleOp, call: A.CallOp) -> None:
     unit = call.plan_as_unit is not None and call.plan_as_unit.value.data != 0
     inputs = [op for op in body.ops if isinstance(op, A.InputOp)]
     for op, value in zip(inputs, call.inputs):
-        op.result.replace_by(value)
+        op.result.replace_all_uses_with(value)
     results = []
     for op in list(body.ops):
         if isinstance(op, A.InputOp):
@@ -46,7 +46,7 @@ def _inline_call(module: ModuleOp, call: A.CallOp) -> None:
         op.detach()
     Rewriter.insert_op(moved, InsertPoint.before(call))
     for old, new in zip(call.results, results):
-        old.replace_by(new)
+        old.replace_all_uses_with(new)
     call.detach()
     call.erase()
 
