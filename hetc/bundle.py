@@ -66,6 +66,7 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes]) -> dict:
         raise HetcError("output path exists and is not a directory", Loc(str(out)))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     except OSError as exc:
         raise HetcError(f"cannot create the bundle directory: {exc.strerror}", Loc(str(out))) from None
@@ -95,6 +96,14 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes]) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary siblings of a compile that was killed before its rename (never the bundle itself)."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for stale in out.parent.glob(pattern):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sync_dir(path: Path) -> None:

@@ -401,6 +401,7 @@ def spec_to_module(spec: Spec) -> ModuleOp:
         op.location = _loc(ref.loc)
         module_ops.append(op)
     main = _GraphBuilder(spec, module_ops, spec.name, spec.graph).build()
+    main.location = _loc(Loc(spec.path, 1, 1))
     main.attributes.update(graph_attributes(spec))
     module = ModuleOp(module_ops + [main])
     module.attributes["hetc.main"] = SymbolRefAttr(spec.name)
