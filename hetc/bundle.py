@@ -99,11 +99,14 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes]) -> dict:
 
 
 def _remove_leftovers(out: Path) -> None:
-    """Temporary siblings of a compile that was killed before its rename (never the bundle itself)."""
-    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
-        for stale in out.parent.glob(pattern):
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
+    """Clean up after a compile killed mid-way: drop its temporary directory; if it died between the two
+    renames of the fallback swap, put the previous bundle back first."""
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
+    if olds and not out.exists():
+        os.rename(olds.pop(), out)
+    for stale in [*olds, *out.parent.glob(f".{out.name}.tmp-*")]:
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sync_dir(path: Path) -> None:
