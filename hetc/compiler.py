@@ -110,13 +110,12 @@ def _json(data) -> bytes:
 
 
 def _deploy_files(plan: dict) -> dict[str, bytes]:
-    try:
-        from hetc.deploy_k8s import kubernetes_manifests
-        from hetc.deploy_ray import ray_serve_config
-    except ModuleNotFoundError:
-        return {}
-    return {"deploy/kubernetes.yaml": kubernetes_manifests(plan).encode(),
-            "deploy/ray-serve.yaml": ray_serve_config(plan).encode()}
+    from hetc.deploy_k8s import render_kubernetes
+    from hetc.deploy_ray import render_ray
+
+    files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
+    files.update({f"deploy/ray-serve/{name}": text.encode() for name, text in render_ray(plan).items()})
+    return files
 
 
 def _report_files(plan: dict) -> dict[str, bytes]:

@@ -7,6 +7,7 @@ and prices every cross-device edge (KV cache over the shared link, other payload
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -29,12 +30,17 @@ from hetc.tco import TcoParams, device_hour_usd
 OFFLINE_PLANNING_RATE_RPS = 1000.0
 
 
+# At most this many device-class combinations are tried for sub-agents planned as a unit.
+MAX_UNIT_COMBINATIONS = 64
+
+
 @dataclass
 class BuiltProblem:
     problem: PlacementProblem
     ops: dict[str, T.TaskOp]  # op id (sym name) -> op
     db: object
     offline: bool
+    units: dict[str, list[str]]  # sub-agent planned as a unit -> its op ids
 
     def problem_op(self, op_id: str) -> OpNode:
         return next(o for o in self.problem.ops if o.id == op_id)
@@ -108,10 +114,47 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
     offline = rate is None
     problem = PlacementProblem(
         ops=nodes, edges=edges, devices=classes, request_rate_rps=rate or OFFLINE_PLANNING_RATE_RPS,
-        latency_limit_ms=None if offline else slo.get("latency_ms"),
+        latency_limit_ms=slo.get("latency_ms"),  # offline jobs may still have a deadline
         phase_limits={k: v for k, v in (("ttft_ms", limits.ttft_ms), ("tbt_ms", limits.tbt_ms)) if v is not None},
         soft_sla_lambda=soft_lambda)
-    return BuiltProblem(problem, ops, db, offline)
+    units: dict[str, list[str]] = {}
+    for name, op in ops.items():
+        if "hetc.unit" in op.attributes:
+            units.setdefault(op.attributes["hetc.unit"].data, []).append(name)
+    return BuiltProblem(problem, ops, db, offline, units)
+
+
+def solve_placement(built: BuiltProblem, solver: str):
+    """The cheapest plan; a sub-agent marked plan_as_unit puts all its accelerator work on one class (every
+    combination of classes for the units is solved and the cheapest feasible plan wins)."""
+    from dataclasses import replace
+
+    from hetc.placement import solve
+
+    problem = built.problem
+    if not built.units:
+        return solve(problem, solver)
+    accelerators = sorted(d.name for d in problem.devices if d.accelerator)
+    classes = {d.name: d.accelerator for d in problem.devices}
+    combos = list(itertools.product(accelerators, repeat=len(built.units)))
+    if len(combos) > MAX_UNIT_COMBINATIONS:
+        raise HetcError(f"{len(built.units)} sub-agents planned as a unit over {len(accelerators)} accelerator "
+                        f"classes is {len(combos)} combinations (limit {MAX_UNIT_COMBINATIONS}); mark fewer "
+                        "sub-agents plan_as_unit or narrow the hardware pool")
+    best = None
+    for combo in combos:
+        chosen = dict(zip(sorted(built.units), combo))
+        unit_of = {op: unit for unit, ops in built.units.items() for op in ops}
+        ops = []
+        for op in problem.ops:
+            unit = unit_of.get(op.id)
+            if unit is not None and any(classes[c.device] for c in op.candidates):
+                op = replace(op, candidates=[c for c in op.candidates if c.device == chosen[unit]])
+            ops.append(op)
+        result = solve(replace(problem, ops=ops), solver)
+        if best is None or (result.feasible and (not best.feasible or result.objective < best.objective)):
+            best = result
+    return best
 
 
 def _transfer_ms(module, edge, src, dst) -> float:

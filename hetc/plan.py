@@ -107,6 +107,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     pricing = hardware.get("pricing", "ownership")
     inventory = hardware.get("inventory", {})
     owned_left = {dev: int(v.get("count", 0)) for dev, v in inventory.items()}
+    sunk = {dev: bool(v.get("sunk", 0)) for dev, v in inventory.items()}
     flow = analyse(graph)
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
@@ -120,7 +121,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
             sid = f"{sid}-{len(used_ids)}"
         used_ids.add(sid)
         ids[op] = sid
-        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, summary)
+        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, summary)
         plan["stages"].append(stage)
         capital_total += stage["tco"]["capital_usd_per_hour"]
         power_total += stage["tco"]["power_usd_per_hour"]
@@ -149,7 +150,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     return plan
 
 
-def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, summary) -> dict:
+def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, summary) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
     est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
@@ -166,13 +167,16 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, summar
     owned = 0
     capital = power = 0.0
     if device is not None and devices:
+        # owned devices are used first (as the placement does); sunk ones carry no capital charge
         owned = min(devices, owned_left.get(device.id, 0))
         owned_left[device.id] = owned_left.get(device.id, 0) - owned
-        full = device_hour_usd(device, pricing, params)
-        capital = (devices - owned) * (full.capital + full.overhead) + owned * (full.overhead if pricing else 0)
-        power = devices * full.power
+        bought = device_hour_usd(device, pricing, params)
+        mine = device_hour_usd(device, pricing, params, sunk=sunk.get(device.id, False))
+        # capex-proportional overheads (maintenance) count with capital; a cloud price is all capital
+        capital = (devices - owned) * (bought.capital + bought.overhead) + owned * (mine.capital + mine.overhead)
+        power = devices * bought.power
         if pricing == "cloud":
-            capital, power = devices * full.total, 0.0
+            capital = devices * bought.total
     load = flow.load.get(op, 1.0)
     throughput = est.get("throughput_rps")
     if isinstance(op, T.KVTransferOp):

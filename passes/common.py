@@ -23,4 +23,7 @@ def task(cls: type[Operation], source: Operation, suffix: str, inputs: list[SSAV
     op = cls.build(operands=[inputs], result_types=[result_type],
                    properties={"sym_name": StringAttr(name), "node": StringAttr(node), **props})
     op.location = source.location
+    for key, value in source.attributes.items():  # hetc.* annotations (e.g. hetc.unit) follow the node
+        if key.startswith("hetc."):
+            op.attributes[key] = value
     return op

@@ -33,15 +33,15 @@ class PlacePass(ModulePass):
     explain: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from hetc.placement_problem import build_problem
-        from hetc.placement import explain_placement, homogeneous_baselines, pd_notation, solve
+        from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
+        from hetc.placement_problem import build_problem, solve_placement
 
         graph = main_graph(op)
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
         built = build_problem(op, graph, self.hwdb, [p for p in self.hwdb_extra.split(",") if p],
                               self.soft_sla or None)
-        result = solve(built.problem, self.solver)
+        result = solve_placement(built, self.solver)
         if not result.feasible:
             raise InfeasibleError([_diag(graph, line) for line in (result.reasons or ("no feasible placement",))])
         for placement in result.ops:
@@ -111,8 +111,12 @@ def _place_followers(graph: A.GraphOp) -> None:
             phase = by_name.get(f"{o.node.data}.{o.phase.data}")
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
-        elif isinstance(o, T.KVTransferOp):
+    for o in graph.walk():
+        if isinstance(o, T.KVTransferOp):
+            # an LLM's KV transfer lands on its decode; a kv_cache node's on the op that reads the cache
             decode = by_name.get(f"{o.node.data}.decode")
-            if decode is not None and decode.placement() is not None:
-                o.attributes["placement"] = decode.placement()
+            readers = [decode] if decode is not None else [u.operation for u in o.result.uses]
+            placed = [r for r in readers if isinstance(r, T.TaskOp) and r.placement() is not None]
+            if placed:
+                o.attributes["placement"] = placed[0].placement()
 
