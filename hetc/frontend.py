@@ -8,6 +8,7 @@ with a probability below one pass through an `agent.branch`. Nested agents becom
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import fields
 
 from xdsl.dialects.builtin import (
@@ -164,18 +165,23 @@ class _GraphBuilder:
                     comps.append(sorted(comp, key=order.__getitem__))
         comp_of = {n: i for i, c in enumerate(comps) for n in c}
         # Kahn on the condensation, smallest file position first: deterministic and readable.
-        preds: dict[int, set[int]] = {i: set() for i in range(len(comps))}
+        succs: dict[int, set[int]] = {i: set() for i in range(len(comps))}
+        indegree = [0] * len(comps)
         for edge in self.graph.edges:
             a, b = comp_of[edge.src], comp_of[edge.dst]
-            if a != b:
-                preds[b].add(a)
-        done: set[int] = set()
+            if a != b and b not in succs[a]:
+                succs[a].add(b)
+                indegree[b] += 1
+        ready = [(order[comps[i][0]], i) for i in range(len(comps)) if indegree[i] == 0]
+        heapq.heapify(ready)
         result: list[list[str]] = []
-        while len(done) < len(comps):
-            ready = [i for i in range(len(comps)) if i not in done and preds[i] <= done]
-            best = min(ready, key=lambda i: order[comps[i][0]])
-            done.add(best)
+        while ready:
+            _, best = heapq.heappop(ready)
             result.append(comps[best])
+            for nxt in succs[best]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    heapq.heappush(ready, (order[comps[nxt][0]], nxt))
         return result
 
     def _is_cycle(self, comp: list[str]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.traits import SymbolTable
 
@@ -41,9 +41,13 @@ class BuiltProblem:
     db: object
     offline: bool
     units: dict[str, list[str]]  # sub-agent planned as a unit -> its op ids
+    by_id: dict[str, OpNode] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {o.id: o for o in self.problem.ops}
 
     def problem_op(self, op_id: str) -> OpNode:
-        return next(o for o in self.problem.ops if o.id == op_id)
+        return self.by_id[op_id]
 
 
 def _settings(graph: A.GraphOp) -> tuple[dict, dict, dict]:
@@ -87,13 +91,13 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
     if errors:
         raise InfeasibleError(errors)
     device_ids = {c.device for n in nodes for c in n.candidates}
+    node_by_id = {n.id: n for n in nodes}
     edges = []
     for e in flow.edges:
         if e.back_edge:
             continue  # loop iterations are counted in the ops' invocation numbers
         transfers = {}
-        src_node = next(n for n in nodes if n.id == e.src.sym_name.data)
-        dst_node = next(n for n in nodes if n.id == e.dst.sym_name.data)
+        src_node, dst_node = node_by_id[e.src.sym_name.data], node_by_id[e.dst.sym_name.data]
         for a in sorted({c.device for c in src_node.candidates}):
             for b in sorted({c.device for c in dst_node.candidates}):
                 if a == b:

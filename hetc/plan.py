@@ -109,6 +109,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     owned_left = {dev: int(v.get("count", 0)) for dev, v in inventory.items()}
     sunk = {dev: bool(v.get("sunk", 0)) for dev, v in inventory.items()}
     flow = analyse(graph)
+    priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
     capital_total = power_total = 0.0
@@ -121,13 +122,13 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
             sid = f"{sid}-{len(used_ids)}"
         used_ids.add(sid)
         ids[op] = sid
-        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, summary)
+        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced)
         plan["stages"].append(stage)
         capital_total += stage["tco"]["capital_usd_per_hour"]
         power_total += stage["tco"]["power_usd_per_hour"]
         if isinstance(op, T.DecodeOp):
             tokens_per_request += op.output_tokens.value.data * flow.load[op]
-    plan["edges"] = _edges(graph, ids, summary)
+    plan["edges"] = _edges(ids, priced)
     names = {op.sym_name.data: sid for op, sid in ids.items()}
     limit = slo.get("latency_ms")
     for path in summary["paths"]:
@@ -150,7 +151,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     return plan
 
 
-def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, summary) -> dict:
+def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
     est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
@@ -180,7 +181,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
     load = flow.load.get(op, 1.0)
     throughput = est.get("throughput_rps")
     if isinstance(op, T.KVTransferOp):
-        est = dict(est, **_kv_estimate(op, summary))
+        est = dict(est, **_kv_estimate(op, priced))
     utilisation = (rate * load / (replicas * throughput)) if throughput and placeable(op) else None
     predicted = {"latency_ms": est.get("latency_ms", 0.0),
                  "throughput_rps": throughput if throughput is None or throughput != float("inf") else None,
@@ -212,21 +213,18 @@ def _target(device) -> str:
     return tv[0] if tv else "none"
 
 
-def _kv_estimate(op, summary) -> dict:
+def _kv_estimate(op, priced: dict) -> dict:
     """One request's KV cache and the transfer time the placement priced for the prefill -> decode edge."""
     model = SymbolTable.lookup_symbol(op, op.model)
     arch = arch_from_attr(model.arch)
     size = arch.kv_bytes_per_token(PRECISION_BYTES[model.kv_precision.data]) * op.tokens.value.data
-    node = op.node.data
-    latency = next((e["path_ms"] for e in summary["edges"]
-                    if e["src"] == f"{node}.prefill" and e["dst"] == f"{node}.decode"), 0.0)
-    return {"latency_ms": latency, "bytes": size}
+    edge = priced.get((f"{op.node.data}.prefill", f"{op.node.data}.decode"))
+    return {"latency_ms": edge["path_ms"] if edge else 0.0, "bytes": size}
 
 
-def _edges(graph, ids, summary) -> list[dict]:
+def _edges(ids, priced) -> list[dict]:
     out = []
     seen = set()
-    priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
     for dst in ids:
         for operand in dst.operands:
             for src, prob, kv, back, bound in producers(operand, stop=_is_stage):
