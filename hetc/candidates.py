@@ -27,6 +27,20 @@ TOOL_CONCURRENCY_PER_SOCKET = 256
 CPU_MODEL_PARAMS_MAX = 20e9
 
 
+# Replicas are planned so that each is busy at most this fraction of the time: queueing delay grows without
+# bound as utilisation approaches 1 (M/M/c: at 80 % with 4+ servers the mean wait stays below ~20 % of the
+# service time). A common capacity-planning margin; the simulator (hetc simulate) checks the result.
+TARGET_UTILISATION = 0.8
+
+
+def _candidate(device: str, latency_ms: float, peak_rps: float, **kwargs) -> Candidate:
+    """A candidate whose planning throughput keeps TARGET_UTILISATION headroom; the peak stays in metrics."""
+    metrics = dict(kwargs.pop("metrics", {}))
+    if math.isfinite(peak_rps):
+        metrics["peak_throughput_rps"] = peak_rps
+    return Candidate(device, latency_ms, peak_rps * TARGET_UTILISATION, metrics=metrics, **kwargs)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     arch: ModelArch
@@ -80,7 +94,9 @@ def _device_seconds(c: Candidate) -> float:
     return c.devices_per_replica / c.throughput_rps if c.throughput_rps > 0 else math.inf
 
 
-def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: int, limits: Limits) -> list[Candidate]:
+def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: int, limits: Limits,
+                       ttft_overhead_ms: float = 0.0) -> list[Candidate]:
+    """ttft_ms = the batch's prefill + ttft_overhead_ms (first decode step and KV move, from the caller)."""
     out = []
     for dev in devices:
         if _cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX:
@@ -93,10 +109,11 @@ def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: in
                     break
                 ms = est.latency_s * 1e3
                 first_ms = ms if first_ms is None else first_ms
-                if limits.ttft_ms is not None and ms > limits.ttft_ms:
+                ttft_ms = ms + ttft_overhead_ms
+                if limits.ttft_ms is not None and ttft_ms > limits.ttft_ms:
                     break
-                out.append(Candidate(dev.id, ms, batch / est.latency_s, tp=tp, batch=batch,
-                                     metrics={"ttft_ms": ms, "memory_gb": est.memory_bytes / 1e9,
+                out.append(_candidate(dev.id, ms, batch / est.latency_s, tp=tp, batch=batch,
+                                     metrics={"ttft_ms": ttft_ms, "memory_gb": est.memory_bytes / 1e9,
                                               **batch_service(first_ms, ms, batch)},
                                      label=f"{est.bound}-bound"))
     return _prune(out)
@@ -117,7 +134,7 @@ def decode_candidates(model: ModelInfo, devices: list[Device], input_tokens: int
                 tbt_ms = est.tbt_s * 1e3
                 if limits.tbt_ms is not None and tbt_ms > limits.tbt_ms:
                     break
-                out.append(Candidate(dev.id, tbt_ms * output_tokens, est.requests_per_s, tp=tp, batch=batch,
+                out.append(_candidate(dev.id, tbt_ms * output_tokens, est.requests_per_s, tp=tp, batch=batch,
                                      metrics={"tbt_ms": tbt_ms, "memory_gb": est.memory_bytes / 1e9,
                                               "tokens_per_s_per_device": est.tokens_per_s_per_device,
                                               "step_ms_base": est.step_s_base * 1e3,
@@ -141,7 +158,7 @@ def _batched(devices: list[Device], estimate, model_params: float, limit_ms: flo
             first_ms = ms if first_ms is None else first_ms
             if limit_ms is not None and ms > limit_ms and batch > 1:
                 break
-            out.append(Candidate(dev.id, ms, batch / est.latency_s, batch=batch,
+            out.append(_candidate(dev.id, ms, batch / est.latency_s, batch=batch,
                                  metrics={"memory_gb": est.memory_bytes / 1e9, **batch_service(first_ms, ms, batch)},
                                  label=f"{est.bound}-bound"))
     return _prune(out)
@@ -171,7 +188,7 @@ def tool_candidates(devices: list[Device], latency_ms: float, request_kb: float,
         if not _cpu(dev):
             continue
         ms = cm.tool_latency_s(latency_ms, request_kb, response_kb, dev) * 1e3
-        out.append(Candidate(dev.id, ms, TOOL_CONCURRENCY_PER_SOCKET / (ms / 1e3) if ms > 0 else math.inf,
+        out.append(_candidate(dev.id, ms, TOOL_CONCURRENCY_PER_SOCKET / (ms / 1e3) if ms > 0 else math.inf,
                              label="http-client"))
     return out
 
@@ -184,5 +201,5 @@ def cpu_candidates(devices: list[Device], cpu_ms: float) -> list[Candidate]:
         seconds = cm.cpu_compute(cpu_ms)
         cores = dev.cores or 1  # a CPU without a core count runs one task at a time
         throughput = cores / seconds if seconds > 0 else math.inf
-        out.append(Candidate(dev.id, cpu_ms, throughput, label=f"{cores} cores"))
+        out.append(_candidate(dev.id, cpu_ms, throughput, label=f"{cores} cores"))
     return out

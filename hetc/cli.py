@@ -24,9 +24,9 @@ COMMANDS = {
     "hw": ("hetc.cli_hw", "hw", "List and show devices of the hardware database."),
     "estimate": ("hetc.cli_hw", "estimate", "Estimate one LLM deployment: TTFT, TBT, throughput, cost."),
     "calibrate": ("hetc.cli_hw", "calibrate", "Fit efficiency factors to measurements; write an hwdb overlay."),
-    "deploy": ("hetc.cli_deploy", "deploy", "Export a bundle's plan to Kubernetes or Ray Serve."),
-    "simulate": ("hetc.cli_deploy", "simulate", "Simulate a bundle's plan under load and check the SLA."),
-    "schema": ("hetc.cli_deploy", "schema", "Print a JSON Schema (plan)."),
+    "deploy": ("hetc.cli_deploy", "deploy_command", "Export a bundle's plan to Kubernetes or Ray Serve."),
+    "simulate": ("hetc.cli_deploy", "simulate_command", "Simulate a bundle's plan under load and check the SLA."),
+    "schema": ("hetc.cli_deploy", "schema_group", "Print a JSON Schema (plan)."),
     "sweep": ("hetc.cli_study", "sweep", "Compile every combination of options; table and report."),
     "diff": ("hetc.cli_study", "diff", "Compare two plans: what moved, cost and latency deltas."),
 }

@@ -170,9 +170,20 @@ def _transfer_ms(module, edge, src, dst) -> float:
     return (edge.payload_bytes / (link_gbs * 1e9) + max(src.scaleout_latency_us, dst.scaleout_latency_us) * 1e-6) * 1e3
 
 
+def ttft_overhead_ms(module, op, devices, limits: C.Limits) -> float:
+    """What TTFT adds to a prefill: the first decode step (at most the TBT limit) and the KV cache's move to
+    the decode devices (the slowest move between two accelerator classes of the pool)."""
+    info = _model(module, op)
+    accelerators = [d for d in devices if d.kind != "cpu"]
+    kv_ms = max((cm.kv_transfer_s(info.arch, info.kv_precision, op.input_tokens.value.data, a, b, False) * 1e3
+                 for a in accelerators for b in accelerators if a.id != b.id), default=0.0)
+    return (limits.tbt_ms or 0.0) + kv_ms
+
+
 def _candidates(module, op, devices, limits: C.Limits):
     if isinstance(op, T.PrefillOp):
-        return C.prefill_candidates(_model(module, op), devices, op.input_tokens.value.data, limits)
+        return C.prefill_candidates(_model(module, op), devices, op.input_tokens.value.data, limits,
+                                    ttft_overhead_ms(module, op, devices, limits))
     if isinstance(op, T.DecodeOp):
         return C.decode_candidates(_model(module, op), devices, op.input_tokens.value.data,
                                    op.output_tokens.value.data, limits)
@@ -208,13 +219,14 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
         best = math.inf
         metric = "ttft_ms" if isinstance(op, T.PrefillOp) else "tbt_ms"
         limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
+        extra = ttft_overhead_ms(module, op, devices, limits) if isinstance(op, T.PrefillOp) else 0.0
         fits_anywhere = False
         for dev in devices:
             for tp in cm.valid_tp(dev, info.arch):
                 if isinstance(op, T.PrefillOp):
                     est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
                                      info.kv_precision)
-                    ms = est.latency_s * 1e3
+                    ms = est.latency_s * 1e3 + extra
                 else:
                     est = cm.decode(info.arch, dev, info.precision, info.kv_precision, tp, 1, 1,
                                     op.input_tokens.value.data, op.output_tokens.value.data)

@@ -65,10 +65,9 @@ def _service(op, est: dict, device) -> dict:
     if isinstance(op, (T.ToolLookupOp, T.StoreOp)):
         p99 = op.latency_p99_ms.value.data if getattr(op, "latency_p99_ms", None) is not None else None
         return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": p99,
-                "concurrency": max(1, int(round(est.get("throughput_rps", 1.0) * latency / 1e3)))}
+                "concurrency": _concurrency(est, latency)}
     if isinstance(op, T.ComputeOp):
-        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": None,
-                "concurrency": max(1, int(round(est.get("throughput_rps", 1.0) * latency / 1e3)))}
+        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": None, "concurrency": _concurrency(est, latency)}
     if isinstance(op, T.KVTransferOp):
         return {"type": "transfer", "latency_ms": est.get("latency_ms", 0.0), "bytes": est.get("bytes", 0.0),
                 "bandwidth_gbs": est.get("bandwidth_gbs", device.scaleout_gbs if device else 1.0)}
@@ -78,6 +77,12 @@ def _service(op, est: dict, device) -> dict:
     if isinstance(op, T.PrefillOp):
         entry["input_tokens"] = op.input_tokens.value.data
     return entry
+
+
+def _concurrency(est: dict, latency_ms: float) -> int:
+    """Invocations one replica runs at once (Little's law on its peak throughput)."""
+    peak = est.get("peak_throughput_rps")
+    return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
 def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict:
@@ -110,6 +115,8 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     sunk = {dev: bool(v.get("sunk", 0)) for dev, v in inventory.items()}
     flow = analyse(graph)
     priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
+    estimates = {op.sym_name.data: value_from_attr(op.attributes["estimate"])
+                 for op in graph.walk() if "estimate" in op.attributes}
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
     capital_total = power_total = 0.0
@@ -122,7 +129,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
             sid = f"{sid}-{len(used_ids)}"
         used_ids.add(sid)
         ids[op] = sid
-        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced)
+        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced, estimates)
         plan["stages"].append(stage)
         capital_total += stage["tco"]["capital_usd_per_hour"]
         power_total += stage["tco"]["power_usd_per_hour"]
@@ -145,13 +152,14 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     for b in summary["baselines"]:
         cost = b.get("usd_per_hour")
         plan["baselines"].append({"device": b["device"], "usd_per_hour": cost, "feasible": bool(b["feasible"]),
-                                  "reason": b.get("reason"), "relative_cost": tco / cost if cost else None})
+                                  "reason": b.get("reason"), "relative_cost": tco / cost if cost else None,
+                                  "critical_path_ms": b.get("critical_path_ms")})
     plan["devices"] = [{"device": d["device"], "count": d["owned"] + d["bought"], "owned": d["owned"],
                         "bought": d["bought"]} for d in summary["devices"]]
     return plan
 
 
-def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced) -> dict:
+def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
     est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
@@ -179,16 +187,19 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
         if pricing == "cloud":
             capital = devices * bought.total
     load = flow.load.get(op, 1.0)
-    throughput = est.get("throughput_rps")
+    throughput = est.get("peak_throughput_rps")  # the planning figure keeps utilisation headroom
     if isinstance(op, T.KVTransferOp):
         est = dict(est, **_kv_estimate(op, priced))
     utilisation = (rate * load / (replicas * throughput)) if throughput and placeable(op) else None
     predicted = {"latency_ms": est.get("latency_ms", 0.0),
-                 "throughput_rps": throughput if throughput is None or throughput != float("inf") else None,
+                 "throughput_rps": throughput,
                  "utilisation": utilisation, "memory_gb": est.get("memory_gb", 0.0)}
-    for key in ("ttft_ms", "tbt_ms"):
-        if key in est:
-            predicted[key] = est[key]
+    if "tbt_ms" in est:
+        predicted["tbt_ms"] = est["tbt_ms"]
+    if isinstance(op, T.PrefillOp):  # TTFT = prefill + the KV move + the first decode step
+        kv = priced.get((op.sym_name.data, f"{op.node.data}.decode"))
+        decode = estimates.get(f"{op.node.data}.decode", {})
+        predicted["ttft_ms"] = est["latency_ms"] + (kv["path_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
     return {
         "id": sid, "node": op.node.data if "node" in op.properties else op.sym_name.data, "kind": kind,
         "device": device.id if device else None, "vendor": device.vendor if device else None,

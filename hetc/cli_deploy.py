@@ -1,0 +1,182 @@
+"""click commands: `hetc deploy`, `hetc simulate`, `hetc schema plan`.
+
+The lead's CLI adds them with register(cli). Each command turns a HetcError into its diagnostics on
+stderr and the documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hetc.errors import HetcError, Loc
+
+PROGRESS_MIN_REQUESTS = 20000  # below this a run takes about a second: no progress bar
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except HetcError as error:
+            for diagnostic in error.diagnostics:
+                click.echo(str(diagnostic), err=True)
+            sys.exit(error.exit_code)
+
+    return wrapper
+
+
+def _parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
+    images = {}
+    for pair in pairs:
+        engine, sep, image = pair.partition("=")
+        if not sep or not engine or not image:
+            raise HetcError(f"--image expects ENGINE=IMAGE, got {pair!r}", Loc("--image"))
+        images[engine] = image
+    return images
+
+
+@click.command("deploy")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--target", type=click.Choice(["kubernetes", "ray-serve"]), required=True,
+              help="Cluster engine to export the run plan for.")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Directory to write the manifests into (created if needed).")
+@click.option("--image", "images", multiple=True, metavar="ENGINE=IMAGE",
+              help="Container image for an engine (kubernetes; repeatable).")
+@click.option("--namespace", default=None, help="Namespace for every object (kubernetes).")
+@click.option("--bundle-claim", default=None,
+              help="PersistentVolumeClaim holding the bundle, mounted read-only at /opt/hetc/bundle (kubernetes).")
+@click.option("--import-path", default=None, help="Serve application import path (ray-serve).")
+@_user_errors
+def deploy_command(bundle: Path, target: str, out_dir: Path, images: tuple[str, ...], namespace: str | None,
+                   bundle_claim: str | None, import_path: str | None) -> None:
+    """Export BUNDLE's plan.json (or a plan.json file) as Kubernetes manifests or a Ray Serve config."""
+    from hetc.plan_schema import load_plan
+
+    plan = load_plan(bundle)
+    if target == "kubernetes":
+        from hetc.deploy_k8s import dns_label, write_kubernetes
+
+        if namespace is not None and dns_label(namespace) != namespace:
+            raise HetcError(f"--namespace {namespace!r} is not a DNS-1123 label", Loc("--namespace"))
+        written = write_kubernetes(plan, out_dir, images=_parse_images(images), namespace=namespace,
+                                   bundle_claim=bundle_claim)
+    else:
+        from hetc.deploy_ray import DEFAULT_IMPORT_PATH, write_ray
+
+        written = write_ray(plan, out_dir, import_path=import_path or DEFAULT_IMPORT_PATH)
+    for path in written:
+        click.echo(str(path))
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    verdict = "[green]meets[/green]" if report["meets_sla"] else "[red]VIOLATES[/red]"
+    slo = report["slo"]
+    console.print(f"plan {report['plan']}: {report['requests']} requests ({report['arrivals']}, "
+                  f"{report['rate_rps']} req/s, seed {report['seed']}), {report['events']} events, "
+                  f"{report['simulated_s']} s simulated")
+    console.print(f"SLA {slo['percentile']}: {verdict}  attainment {report['sla_attainment'] * 100:.2f}% "
+                  f"(needs {report['required_attainment'] * 100:g}%), goodput {report['goodput_rps']} req/s")
+    metrics = Table("metric", "p50", "p90", "p99", "max", "target")
+    for key, target in (("latency_ms", slo["latency_ms"]), ("ttft_ms", slo["ttft_ms"]), ("tbt_ms", slo["tbt_ms"])):
+        values = report[key]
+        if values is None:
+            continue
+        metrics.add_row(key, *(f"{values[p]:.1f}" for p in ("p50", "p90", "p99", "max")),
+                        "-" if target is None else f"{target:g}")
+    console.print(metrics)
+    stages = Table("stage", "kind", "replicas", "visits/req", "utilisation", "mean wait ms", "max wait ms",
+                   "max queue", "mean batch")
+    for row in report["stages"]:
+        stages.add_row(row["id"], row["kind"], str(row["replicas"]), f"{row['visits_per_request']:.3f}",
+                       f"{row['utilisation'] * 100:.1f}%", f"{row['mean_wait_ms']:.1f}", f"{row['max_wait_ms']:.1f}",
+                       str(row["max_queue"]), f"{row['mean_batch']:.1f}" if "mean_batch" in row else "-")
+    console.print(stages)
+    if report["bottleneck"]:
+        b = report["bottleneck"]
+        console.print(f"bottleneck: {b['stage']} (queueing {b['wait_ms_per_request']:.1f} ms per request, "
+                      f"utilisation {b['utilisation'] * 100:.1f}%); hot spots: {', '.join(report['hot_spots']) or '-'}")
+    analytic = report["analytic"]
+    if analytic["capacity_rps"] is not None:
+        console.print(f"analytic capacity: {analytic['capacity_rps']} req/s (limited by {analytic['stage']})")
+
+
+def _print_sweep(sweep: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"capacity (highest rate meeting the SLA over {sweep['duration_s']} s): "
+                  f"{sweep['capacity_rps']} req/s (fails at {sweep['first_failing_rps']})")
+    if sweep["analytic_capacity_rps"] is not None:
+        console.print(f"analytic prediction: {sweep['analytic_capacity_rps']} req/s (stage {sweep['analytic_stage']}), "
+                      f"simulated / analytic = {sweep['ratio_to_analytic']}")
+
+
+@click.command("simulate")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--rate", type=float, default=None, help="Poisson arrival rate, req/s (default: the plan's).")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Arrival window, seconds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+              help="Arrivals and token counts from a CSV/JSONL file instead of Poisson arrivals.")
+@click.option("--sweep-rate", is_flag=True, help="Also find the highest rate that meets the SLA.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (no progress bar).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def simulate_command(bundle: Path, rate: float | None, duration: float, seed: int, trace_path: Path | None,
+                     sweep_rate: bool, as_json: bool, quiet: bool) -> None:
+    """Discrete-event simulation of BUNDLE's plan under load: latency, TTFT/TBT, SLA attainment, bottleneck."""
+    from hetc.plan_schema import load_plan
+    from hetc.simulate import load_trace, simulate
+    from hetc.simulate import sweep_rate as run_sweep
+
+    plan = load_plan(bundle)
+    trace = load_trace(trace_path) if trace_path is not None else None
+    if rate is not None and not rate > 0:
+        raise HetcError(f"--rate must be positive, got {rate}", Loc("--rate"))
+    expected = trace.arrival_s.size if trace is not None else (rate or plan["traffic"]["requests_per_s"] or 0) * duration
+    show_progress = not (as_json or quiet) and expected >= PROGRESS_MIN_REQUESTS
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("simulating", total=None)
+            report = simulate(plan, rate_rps=rate, duration_s=duration, seed=seed, trace=trace,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    else:
+        report = simulate(plan, rate_rps=rate, duration_s=duration, seed=seed, trace=trace)
+    sweep = run_sweep(plan, duration_s=duration, seed=seed) if sweep_rate else None
+    if as_json:
+        document = {"simulation": report}
+        if sweep is not None:
+            document["sweep"] = sweep
+        click.echo(json.dumps(document, sort_keys=True, indent=2))
+        return
+    _print_report(report)
+    if sweep is not None:
+        _print_sweep(sweep)
+
+
+@click.group("schema")
+def schema_group() -> None:
+    """Print hetc's JSON Schemas."""
+
+
+@schema_group.command("plan")
+def schema_plan_command() -> None:
+    """The JSON Schema (draft 2020-12) of plan.json."""
+    from hetc.plan_schema import plan_schema
+
+    click.echo(json.dumps(plan_schema(), sort_keys=True, indent=2))

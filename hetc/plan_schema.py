@@ -1,0 +1,134 @@
+"""The plan.json contract: its JSON Schema (hetc/schemas/plan.schema.json) and a validating loader.
+
+load_plan() checks the schema and then what a schema cannot say: stage ids are unique, edges name
+existing stages, forward edges form a DAG listed in topological order, back edges close a loop, paths
+name existing stages. Every error names the JSON path of the bad field (e.g. `$.stages[3].replicas`).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hetc.errors import Diagnostic, HetcError, Loc
+
+PLAN_SCHEMA_VERSION = 1
+MAX_REPORTED_ERRORS = 20  # enough to fix a file in one go without drowning the terminal
+
+
+@lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("hetc").joinpath("schemas/plan.schema.json").read_text(encoding="utf-8")
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of plan.json, a fresh copy the caller may modify."""
+    return json.loads(_schema_text())
+
+
+def _json_path(parts: list[Any] | tuple[Any, ...]) -> str:
+    text = "$"
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _schema_errors(plan: Any) -> list[tuple[str, str]]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    found = []
+    for error in validator.iter_errors(plan):
+        # oneOf/if-then failures: report the deepest, most specific cause
+        leaf = error
+        while leaf.context:
+            leaf = min(leaf.context, key=lambda e: (-len(e.absolute_path), e.message))
+        found.append((_json_path(list(leaf.absolute_path)), leaf.message))
+    return sorted(set(found))
+
+
+def _graph_errors(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    position: dict[str, int] = {}
+    for index, stage in enumerate(plan["stages"]):
+        if stage["id"] in position:
+            errors.append((f"$.stages[{index}].id", f"duplicate stage id {stage['id']!r}"))
+        position.setdefault(stage["id"], index)
+
+    forward_succ: dict[str, list[str]] = {sid: [] for sid in position}
+    for index, edge in enumerate(plan["edges"]):
+        for end in ("src", "dst"):
+            if edge[end] not in position:
+                errors.append((f"$.edges[{index}].{end}", f"unknown stage id {edge[end]!r}"))
+        if edge["src"] not in position or edge["dst"] not in position:
+            continue
+        src_at, dst_at = position[edge["src"]], position[edge["dst"]]
+        if edge["back_edge"]:
+            if dst_at > src_at:
+                errors.append((f"$.edges[{index}]", "a back edge must point to an earlier (or the same) stage"))
+        else:
+            if dst_at <= src_at:
+                errors.append((f"$.edges[{index}]",
+                               ("forward edge goes against the stage order: stages must be listed in topological "
+                               "order, and an edge closing a loop needs back_edge: true")))
+            forward_succ[edge["src"]].append(edge["dst"])
+
+    for index, edge in enumerate(plan["edges"]):
+        if not edge["back_edge"] or edge["src"] not in position or edge["dst"] not in position:
+            continue
+        if not _reaches(forward_succ, edge["dst"], edge["src"]):
+            errors.append((f"$.edges[{index}]",
+                           (f"back edge {edge['src']} -> {edge['dst']} closes no loop: "
+                           f"{edge['dst']} does not reach {edge['src']} through forward edges")))
+
+    for index, path in enumerate(plan["paths"]):
+        for j, sid in enumerate(path["stages"]):
+            if sid not in position:
+                errors.append((f"$.paths[{index}].stages[{j}]", f"unknown stage id {sid!r}"))
+    return errors
+
+
+def _reaches(succ: dict[str, list[str]], start: str, goal: str) -> bool:
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        for nxt in succ.get(node, []):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def validate_plan(plan: Any, source: str = "plan.json") -> dict[str, Any]:
+    """Validate an already parsed plan; return it unchanged or raise HetcError naming the JSON paths."""
+    errors = _schema_errors(plan)
+    if not errors:
+        errors = _graph_errors(plan)
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        diagnostics = [Diagnostic(Loc(source), f"{path}: {message}") for path, message in shown]
+        if len(errors) > len(shown):
+            diagnostics.append(Diagnostic(Loc(source), f"... and {len(errors) - len(shown)} more errors"))
+        raise HetcError(diagnostics)
+    return plan
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """Read and validate a plan.json (or a bundle directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "plan.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HetcError(f"cannot read plan: {exc.strerror or exc}", Loc(str(path))) from None
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HetcError(f"not valid JSON: {exc.msg}", Loc(str(path), exc.lineno, exc.colno)) from None
+    return validate_plan(plan, str(path))

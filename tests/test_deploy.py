@@ -1,0 +1,254 @@
+"""Kubernetes and Ray Serve exporters: manifests validate against the Kubernetes OpenAPI schema
+(kubernetes-validate, bundled schemas, offline) and Ray's own Serve config model."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from hetc.deploy_k8s import (
+    kubernetes_manifests,
+    render_kubernetes,
+    stage_names,
+    write_kubernetes,
+)
+from hetc.deploy_ray import render_ray, serve_config
+from hetc.plan_schema import load_plan
+
+PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
+K8S_VERSION = "1.30"
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def plan_named(stem: str) -> dict:
+    return load_plan(Path(__file__).parent / "data" / "plans" / f"{stem}.json")
+
+
+def objects(plan: dict, **options) -> list[dict]:
+    return [doc for docs in kubernetes_manifests(plan, **options).values() for doc in docs]
+
+
+def deployment_of(plan: dict, stage_id: str) -> dict:
+    name = stage_names(plan)[stage_id]
+    return next(o for o in objects(plan) if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+
+
+def container_of(plan: dict, stage_id: str) -> dict:
+    return deployment_of(plan, stage_id)["spec"]["template"]["spec"]["containers"][0]
+
+
+def node_term(plan: dict, stage_id: str) -> dict:
+    pod = deployment_of(plan, stage_id)["spec"]["template"]["spec"]
+    return pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0]["matchExpressions"][0]
+
+
+# ------------------------------------------------------------------------------------------ Kubernetes
+
+
+@pytest.mark.parametrize("path", PLANS, ids=[p.stem for p in PLANS])
+def test_every_object_validates_against_the_kubernetes_openapi_schema(path):
+    plan = load_plan(path)
+    docs = objects(plan, namespace="agents", bundle_claim="agent-bundle")
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert DNS_1035.match(doc["metadata"]["name"]) and len(doc["metadata"]["name"]) <= 63
+        for key, value in doc["metadata"]["labels"].items():
+            assert LABEL_VALUE.match(value) and len(value) <= 63, (key, value)
+
+
+def test_the_validator_does_reject_a_broken_deployment():
+    doc = copy.deepcopy(deployment_of(plan_named("voice_agent"), "llm.decode"))
+    doc["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_one_deployment_and_service_per_process_stage():
+    plan = plan_named("voice_agent")
+    docs = objects(plan)
+    deployments = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Deployment")
+    services = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Service")
+    expected = sorted(stage_names(plan)[s["id"]] for s in plan["stages"]
+                      if s["kind"] not in ("input", "output", "kv_transfer"))
+    assert deployments == services == expected
+    assert deployment_of(plan, "llm.prefill")["spec"]["replicas"] == 4
+
+
+def test_vendor_device_plugin_resources_and_product_affinity():
+    voice = plan_named("voice_agent")
+    prefill = container_of(voice, "llm.prefill")["resources"]
+    assert prefill["limits"]["nvidia.com/gpu"] == prefill["requests"]["nvidia.com/gpu"] == "2"
+    assert node_term(voice, "llm.prefill") == {"key": "nvidia.com/gpu.product", "operator": "In",
+                                               "values": ["NVIDIA-H100-80GB-HBM3"]}
+    assert node_term(voice, "llm.decode")["values"] == ["NVIDIA-B200"]
+    tts = container_of(voice, "tts")["resources"]
+    assert tts["requests"] == {"cpu": "56", "memory": "32768Mi"} and "nvidia.com/gpu" not in tts["limits"]
+    assert node_term(voice, "tts") == {"key": "hetc.dev/device-class", "operator": "In", "values": ["intel-xeon-8480"]}
+    lookup_pod = deployment_of(voice, "search.lookup")["spec"]["template"]["spec"]
+    assert "affinity" not in lookup_pod  # a tool's HTTP client runs anywhere
+    assert lookup_pod["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "1024Mi"}
+
+    rag = plan_named("rag_router")
+    gaudi = container_of(rag, "llm.prefill")["resources"]
+    assert gaudi["limits"]["habana.ai/gaudi"] == "1"
+    assert node_term(rag, "llm.prefill")["values"] == ["intel-gaudi3"]
+    assert container_of(rag, "llm.decode")["resources"]["limits"]["amd.com/gpu"] == "1"
+    assert node_term(rag, "llm.decode") == {"key": "amd.com/gpu.device-id", "operator": "In", "values": ["74a1", "74a9"]}
+
+
+def test_config_points_at_kernels_and_model():
+    voice = plan_named("voice_agent")
+    name = stage_names(voice)["llm.prefill"]
+    config = next(o for o in objects(voice) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{name}-config")
+    assert config["data"]["HETC_KERNELS"] == "cuda/sm_90/kv_pack_fp8.ptx,cuda/sm_90/rmsnorm.ptx"
+    assert config["data"]["HETC_MODEL"] == "llama-3-70b" and config["data"]["HETC_TP"] == "2"
+    assert json.loads(config["data"]["stage.json"])["id"] == "llm.prefill"
+    container = container_of(voice, "llm.prefill")
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in container["env"]}
+    assert env["HETC_KERNELS"] == {"name": f"{name}-config", "key": "HETC_KERNELS"}
+    assert container["args"][:4] == ["--model", "$(HETC_MODEL)", "--tensor-parallel-size", "2"]
+
+
+def test_user_node_ids_never_reach_names_or_labels_but_survive_in_annotations():
+    rag = plan_named("rag_router")
+    docs = objects(rag)
+    for doc in docs:
+        visible = json.dumps([doc["metadata"]["name"], doc["metadata"]["labels"]])
+        for raw in ("Web Search!", "RAG Assistant (prod)", 'vector "docs" store'):
+            assert raw not in visible
+    lookup = deployment_of(rag, "web-search.lookup")["metadata"]["annotations"]
+    assert json.loads(lookup["hetc.dev/node"]) == "Web Search!"
+    upstream = json.loads(lookup["hetc.dev/upstream"])
+    assert upstream == [{"back_edge": False, "max_iterations": None, "object": stage_names(rag)["router"],
+                         "payload_bytes": 4096, "probability": 0.3, "stage": "router", "transport": "in-process"}]
+    graph = next(d for d in docs if d["metadata"]["name"].endswith("-graph"))
+    assert len(json.loads(graph["data"]["graph.json"])["edges"]) == len(rag["edges"])
+
+
+def test_names_stay_unique_and_short_whatever_the_stage_ids():
+    plan = copy.deepcopy(plan_named("voice_agent"))
+    stt = plan["stages"][1]
+    clone = copy.deepcopy(stt)
+    clone["id"] = "s.t.t"
+    clone2 = copy.deepcopy(stt)
+    clone2["id"] = "s_t_t"
+    clone3 = copy.deepcopy(stt)
+    clone3["id"] = "9" + "x" * 120
+    plan["stages"][2:2] = [clone, clone2, clone3]
+    names = stage_names(plan)
+    assert len(set(names.values())) == len(names)
+    assert all(DNS_1035.match(n) and len(n) <= 63 for n in names.values())
+    for doc in objects(plan):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_output_is_deterministic(tmp_path):
+    plan = plan_named("voice_agent")
+    first = render_kubernetes(plan)
+    assert first == render_kubernetes(copy.deepcopy(plan))
+    assert list(first) == sorted(first)
+    kustomization = yaml.safe_load(first["kustomization.yaml"])
+    assert kustomization["resources"] == sorted(n for n in first if n != "kustomization.yaml")
+    written = write_kubernetes(plan, tmp_path / "k8s")
+    assert [p.name for p in written] == list(first)
+    assert all(p.read_text() == first[p.name] for p in written)
+
+
+# ------------------------------------------------------------------------------------------ Ray Serve
+
+
+@pytest.mark.parametrize("path", PLANS, ids=[p.stem for p in PLANS])
+def test_serve_config_validates_against_rays_own_schema(path):
+    from ray.serve._private.config import ReplicaConfig
+    from ray.serve.schema import ServeDeploySchema
+
+    plan = load_plan(path)
+    config = yaml.safe_load(render_ray(plan)["serve.yaml"])
+    parsed = ServeDeploySchema.model_validate(config)  # what `serve deploy` parses the file with
+    deployments = parsed.applications[0].deployments
+    expected = [s for s in plan["stages"] if s["kind"] not in ("input", "output", "kv_transfer")]
+    assert len(deployments) == len(expected)
+    for raw in config["applications"][0]["deployments"]:
+        # the replica-level checks Serve applies when it builds the deployment (resources fit bundle 0, ...)
+        ReplicaConfig.create("hetc_runtime.serve:Stage", ray_actor_options=raw["ray_actor_options"],
+                             placement_group_bundles=raw.get("placement_group_bundles"),
+                             placement_group_strategy=raw.get("placement_group_strategy"))
+
+
+def test_ray_schema_rejects_a_broken_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = serve_config(plan_named("voice_agent"))
+    config["applications"][0]["deployments"][0]["num_replicas"] = -3
+    with pytest.raises(Exception, match="num_replicas"):
+        ServeDeploySchema.model_validate(config)
+
+
+def test_ray_accelerators_and_resources():
+    from ray.util.accelerators import accelerators
+
+    constants = {getattr(accelerators, n) for n in dir(accelerators) if n.isupper()}
+    voice = {d["name"]: d for d in serve_config(plan_named("voice_agent"))["applications"][0]["deployments"]}
+    assert voice["llm-decode"]["ray_actor_options"]["num_gpus"] == 1
+    assert voice["llm-decode"]["ray_actor_options"]["accelerator_type"] == accelerators.NVIDIA_B200
+    assert voice["llm-decode"]["num_replicas"] == 1 and voice["llm-decode"]["max_ongoing_requests"] == 64
+    prefill = voice["llm-prefill"]
+    assert prefill["num_replicas"] == 4 and prefill["placement_group_strategy"] == "STRICT_PACK"
+    assert [b["GPU"] for b in prefill["placement_group_bundles"]] == [1.0, 1.0]
+    assert all(b[f"accelerator_type:{accelerators.NVIDIA_H100}"] > 0 for b in prefill["placement_group_bundles"])
+    assert "num_gpus" not in voice["tts"]["ray_actor_options"]
+    rag = {d["name"]: d for d in serve_config(plan_named("rag_router"))["applications"][0]["deployments"]}
+    assert rag["llm-prefill"]["ray_actor_options"]["resources"] == {"HPU": 1}
+    assert rag["llm-prefill"]["ray_actor_options"]["accelerator_type"] == "Intel-GAUDI3"
+    assert rag["llm-decode"]["ray_actor_options"]["accelerator_type"] == accelerators.AMD_INSTINCT_MI300x
+    assert {voice["stt"]["ray_actor_options"]["accelerator_type"]} <= constants
+
+
+def test_ray_output_is_deterministic():
+    plan = plan_named("rag_router")
+    assert render_ray(plan) == render_ray(copy.deepcopy(plan))
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def test_deploy_command_writes_both_targets(tmp_path):
+    from hetc.cli_deploy import deploy_command
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "plan.json").write_text((Path(__file__).parent / "data" / "plans" / "voice_agent.json").read_text())
+    runner = CliRunner()
+    k8s = runner.invoke(deploy_command, [str(bundle), "--target", "kubernetes", "-o", str(tmp_path / "k8s"),
+                                         "--image", "vllm=registry.example/vllm:1"])
+    assert k8s.exit_code == 0, k8s.output
+    text = (tmp_path / "k8s" / "voice-agent-llm-decode.yaml").read_text()
+    assert "image: registry.example/vllm:1" in text
+    ray = runner.invoke(deploy_command, [str(bundle), "--target", "ray-serve", "-o", str(tmp_path / "ray")])
+    assert ray.exit_code == 0 and (tmp_path / "ray" / "serve.yaml").is_file()
+
+
+def test_deploy_command_reports_a_bad_plan_with_exit_2(tmp_path):
+    from hetc.cli_deploy import deploy_command
+
+    plan = json.loads((Path(__file__).parent / "data" / "plans" / "voice_agent.json").read_text())
+    plan["stages"][1]["replicas"] = -1
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps(plan))
+    result = CliRunner().invoke(deploy_command, [str(bad), "--target", "kubernetes", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "$.stages[1].replicas" in result.output
+    bad_image = CliRunner().invoke(deploy_command, [str(Path(__file__).parent / "data" / "plans" / "voice_agent.json"),
+                                                    "--target", "kubernetes", "-o", str(tmp_path / "o"),
+                                                    "--image", "novalue"])
+    assert bad_image.exit_code == 2 and "ENGINE=IMAGE" in bad_image.output

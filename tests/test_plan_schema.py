@@ -1,0 +1,143 @@
+"""plan.json schema and loader: the sample plans conform; bad fields are reported with their JSON path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from hetc.errors import HetcError
+from hetc.plan_schema import PLAN_SCHEMA_VERSION, load_plan, plan_schema, validate_plan
+
+PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
+
+
+def voice() -> dict:
+    return json.loads((Path(__file__).parent / "data" / "plans" / "voice_agent.json").read_text())
+
+
+def stage_index(plan: dict, stage_id: str) -> int:
+    return [s["id"] for s in plan["stages"]].index(stage_id)
+
+
+def errors_of(plan: dict) -> str:
+    with pytest.raises(HetcError) as caught:
+        validate_plan(plan, "plan.json")
+    return str(caught.value)
+
+
+def test_schema_is_a_valid_versioned_draft_2020_12_schema():
+    schema = plan_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"].endswith(f"/v{PLAN_SCHEMA_VERSION}.json")
+    assert schema["properties"]["schema_version"] == {"const": PLAN_SCHEMA_VERSION}
+
+
+@pytest.mark.parametrize("path", PLANS, ids=[p.stem for p in PLANS])
+def test_sample_plans_conform(path):
+    plan = load_plan(path)
+    assert plan["schema_version"] == 1
+    assert len(PLANS) >= 2
+
+
+def test_loads_a_bundle_directory(tmp_path):
+    (tmp_path / "plan.json").write_text(json.dumps(voice()))
+    assert load_plan(tmp_path)["name"] == "voice-agent"
+
+
+def test_bad_field_names_its_json_path():
+    plan = voice()
+    plan["stages"][stage_index(plan, "llm.prefill")]["replicas"] = 0
+    message = errors_of(plan)
+    assert f"$.stages[{stage_index(plan, 'llm.prefill')}].replicas" in message
+    assert "minimum of 1" in message
+
+
+def test_decode_needs_a_continuous_service():
+    plan = voice()
+    at = stage_index(plan, "llm.decode")
+    plan["stages"][at]["service"] = {"type": "batch", "ms_base": 1, "ms_per_item": 1, "max_batch": 4}
+    assert f"$.stages[{at}].service.type" in errors_of(plan)
+
+
+def test_service_fields_are_checked_per_type():
+    plan = voice()
+    at = stage_index(plan, "search.lookup")
+    plan["stages"][at]["service"]["step_ms_base"] = 3
+    assert f"$.stages[{at}].service" in errors_of(plan)
+
+
+def test_unknown_fields_are_rejected():
+    plan = voice()
+    plan["edges"][0]["bandwidth"] = 3
+    assert "$.edges[0]" in errors_of(plan) and "bandwidth" in errors_of(plan)
+
+
+def test_kernel_paths_stay_inside_the_bundle():
+    for bad in ("../etc/passwd", "/abs/k.ptx", "cuda/../../x.ptx"):
+        plan = voice()
+        at = stage_index(plan, "llm.decode")
+        plan["stages"][at]["kernels"] = [bad]
+        assert f"$.stages[{at}].kernels[0]" in errors_of(plan)
+
+
+def test_edges_must_name_existing_stages():
+    plan = voice()
+    plan["edges"][2]["dst"] = "nowhere"
+    assert "$.edges[2].dst: unknown stage id 'nowhere'" in errors_of(plan)
+
+
+def test_duplicate_stage_ids():
+    plan = voice()
+    plan["stages"][2]["id"] = plan["stages"][1]["id"]
+    assert "$.stages[2].id: duplicate stage id" in errors_of(plan)
+
+
+def test_stages_must_be_in_topological_order():
+    plan = voice()
+    plan["stages"][1], plan["stages"][2] = plan["stages"][2], plan["stages"][1]
+    assert "topological order" in errors_of(plan)
+
+
+def test_back_edge_must_close_a_loop_and_carry_its_bound():
+    plan = voice()
+    back = next(i for i, e in enumerate(plan["edges"]) if e["back_edge"])
+    no_bound = copy.deepcopy(plan)
+    no_bound["edges"][back]["max_iterations"] = None
+    assert f"$.edges[{back}].max_iterations" in errors_of(no_bound)
+    no_loop = copy.deepcopy(plan)
+    no_loop["edges"][back]["src"] = "tts"
+    no_loop["edges"][back]["dst"] = "search.lookup"  # earlier, but reaches tts only through the back edge
+    assert "closes no loop" in errors_of(no_loop)
+
+
+def test_paths_name_existing_stages():
+    plan = voice()
+    plan["paths"][0]["stages"][1] = "ghost"
+    assert "$.paths[0].stages[1]: unknown stage id 'ghost'" in errors_of(plan)
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    bad = tmp_path / "plan.json"
+    bad.write_text('{\n  "schema_version": 1,\n  "name": oops\n}\n')
+    with pytest.raises(HetcError) as caught:
+        load_plan(bad)
+    assert f"{bad}:3:11: error: not valid JSON" in str(caught.value)
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(HetcError, match="cannot read plan"):
+        load_plan(tmp_path / "absent.json")
+
+
+def test_schema_plan_command_prints_the_schema():
+    from hetc.cli_deploy import schema_group
+
+    result = CliRunner().invoke(schema_group, ["plan"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == plan_schema()
