@@ -190,3 +190,24 @@ def test_compile_is_deterministic(tmp_path, bundles):
     first, _ = bundles["supervisor"]
     again = compile_spec(str(ROOT / "examples/supervisor.yaml"), CompileOptions())
     assert again.files == first.files
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_every_bundle_validates_plan_kubernetes_and_ray(spec, bundles):
+    import kubernetes_validate
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from hetc.plan_schema import load_plan
+
+    _, path = bundles[spec.stem]
+    plan = load_plan(path / "plan.json")  # raises on any schema violation
+    docs = [doc for f in sorted((path / "deploy" / "kubernetes").glob("*.yaml")) if f.name != "kustomization.yaml"
+            for doc in yaml.safe_load_all(f.read_text())]
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    config = yaml.safe_load((path / "deploy" / "ray-serve" / "serve.yaml").read_text())
+    deployments = ServeDeploySchema.model_validate(config).applications[0].deployments
+    assert len(deployments) == sum(s["kind"] not in ("input", "output", "kv_transfer") for s in plan["stages"])
+    assert (path / "report.html").read_text().startswith("<!DOCTYPE html>")
