@@ -66,9 +66,13 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
     manifest = write(result, output)
     plan = result.plan or {}
     if as_json:
-        click.echo(json.dumps({"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
-                               "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}},
-                              indent=2, sort_keys=True))
+        data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
+                "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
+        if explain:
+            from hetc.frontend import value_from_attr
+
+            data["explain"] = value_from_attr(result.module.attributes["hetc.placement"]).get("explain", [])
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
     elif not quiet:
         from hetc.summary import print_summary
 

@@ -181,7 +181,11 @@ def test_json_summary(tmp_path, capsys):
     code, out, _ = run(["compile", ROOT / "examples/voice-agent.yaml", "-o", tmp_path / "b", "--json"], capsys)
     assert code == 0
     data = json.loads(out)
-    assert data["plan"]["name"] == "voice-agent" and data["files"] > 5
+    assert data["plan"]["name"] == "voice-agent" and data["files"] > 5 and "explain" not in data
+    code, out, _ = run(["compile", ROOT / "examples/voice-agent.yaml", "-o", tmp_path / "b", "--json", "--explain"],
+                       capsys)
+    rows = json.loads(out)["explain"]
+    assert code == 0 and {r["op"] for r in rows} >= {"llm.prefill", "llm.decode", "stt", "tts"}
 
 
 def test_compile_is_deterministic(tmp_path, bundles):
