@@ -18,11 +18,11 @@ import sys
 import time
 
 import numpy as np
-
-from hetc.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.kernels import KernelSpec, kernels_for_op
+
+from hetc.models import PRESETS
 
 _CT = {"f32": ctypes.c_float, "i64": ctypes.c_int64}
 
@@ -30,7 +30,6 @@ _CT = {"f32": ctypes.c_float, "i64": ctypes.c_int64}
 class Jit:
     def __init__(self, kernels: list[KernelSpec]):
         import llvmlite.binding as llvm_b
-
         from hetc.targets.cpu.target import target_machine
 
         self.files = get_target("cpu").emit(kernels, "x86-64")
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         fn = jit.fn(f"hetc_{metric}_search", matrix, n, query, 1, oi, os_)
         np_fn = np_cosine_topk if metric == "cos" else np_dot_topk
         bench(f"{'cosine' if metric == 'cos' else 'dot'} top-10", f"{n}x768 f32", matrix.nbytes, fn,
-              lambda np_fn=np_fn: np_fn(matrix, query[0], 10))
+              lambda np_fn=np_fn, matrix=matrix: np_fn(matrix, query[0], 10))
         np.testing.assert_array_equal(oi[0], np_fn(matrix, query[0], 10))
     del matrix
 
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     mask = (rng.random(h.shape[:2]) < 0.8).astype(np.int32)
     pooled = np.empty((h.shape[0], 1024), np.float32)
     bench("mean-pool+l2norm", f"{h.shape[0]}x512x1024 f32", h.nbytes,
-          jit.fn("hetc_bge_pool", h, mask, h.shape[0], 512, pooled), lambda: np_pool(h, mask))
+          jit.fn("hetc_bge_pool", h, mask, h.shape[0], 512, pooled), lambda h=h: np_pool(h, mask))
     del h
 
     # KV cache of 2048 tokens of Llama-3-8B (32 layers x K/V x 8 heads x 128), fp16 -> fp8 / int8

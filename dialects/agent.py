@@ -14,9 +14,7 @@ from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     I64,
-    ArrayAttr,
     DictionaryAttr,
-    Float64Type,
     FloatAttr,
     IntegerAttr,
     StringAttr,

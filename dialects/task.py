@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from xdsl.dialects.builtin import I64, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
+from hetc.dialects.agent import KVType, PayloadType
+from xdsl.dialects.builtin import I64, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import (
     IRDLOperation,
@@ -22,12 +23,9 @@ from xdsl.irdl import (
     result_def,
     var_operand_def,
 )
-from xdsl.dialects.builtin import FloatAttr
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
-
-from hetc.dialects.agent import KVType, PayloadType
 
 
 @irdl_attr_definition

@@ -196,7 +196,7 @@ def fit(records: list[Record], db: HardwareDB, train_only: bool = False) -> Cali
         start = [device.eff_bw if n == "eff_bw" else device.eff_compute[n.split(".", 1)[1]] for n in names]
         start = [min(max(s, EFF_BOUNDS[0]), EFF_BOUNDS[1]) for s in start]
 
-        def residuals(values, subset=subset, device=device, names=names):
+        def residuals(values, subset=subset, device=device, names=names, start=start):
             trial = _with(device, names, list(values))
             fit_terms = [math.log(predict(r, trial) / r.value) for r in subset]
             prior_terms = [math.log(v / s) / PRIOR_LOG_SD for v, s in zip(values, start)]
@@ -213,7 +213,7 @@ def fit(records: list[Record], db: HardwareDB, train_only: bool = False) -> Cali
 def write_overlay(result: CalibrationResult, output: str | Path, measurements: str | Path) -> None:
     """An --hwdb-extra file overriding eff_compute / eff_bw of every fitted device, with their source."""
     devices: list[dict[str, Any]] = []
-    for dev_id, params in sorted(result.fitted.items()):
+    for dev_id in sorted(result.fitted):
         device = result.after[dev_id]
         n = sum(1 for r in result.train if r.device_id == dev_id)
         note = (f"fitted by hetc calibrate on {n} records of {Path(measurements).name}; median error of those "

@@ -8,23 +8,9 @@ from pathlib import Path
 
 import click
 
+from hetc.cli_options import hwdb_options
 from hetc.errors import HetcError, Loc, PolicyError
 from hetc.pipeline import DEFAULT_PIPELINE
-
-_hwdb_options = [
-    click.option("--hwdb", default="default", show_default=True,
-                 help="Hardware database: 'default' (sourced vendor specs) or 'paper-2025' (the paper's Table 5)."),
-    click.option("--hwdb-extra", multiple=True, type=click.Path(dir_okay=False),
-                 help="YAML file adding or overriding devices (repeatable)."),
-]
-
-
-def _with(options):
-    def wrap(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-    return wrap
 
 
 def _spec_arg(fn):
@@ -47,7 +33,7 @@ def _spec_arg(fn):
 @click.option("--max-cost", "max_cost", type=float, help="Fail (exit 4) when the plan costs more $/hour.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@_with(_hwdb_options)
+@hwdb_options
 def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, soft_sla, explain, max_cost, as_json,
                 quiet, hwdb, hwdb_extra):
     """Compile SPEC into a deployment bundle in OUTPUT."""
@@ -87,7 +73,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
 @click.command("validate")
 @_spec_arg
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_with(_hwdb_options)
+@hwdb_options
 def validate_cmd(spec, as_json, hwdb, hwdb_extra):
     """Check SPEC (syntax, types, graph, models, devices) and print every error."""
     from hetc.compiler import CompileOptions, load

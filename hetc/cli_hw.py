@@ -8,24 +8,13 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from hetc.cli_options import hwdb_options
 from hetc.errors import HetcError
-
-_HWDB_OPTIONS = [
-    click.option("--hwdb", "hwdb_name", default="default", show_default=True,
-                 help="Hardware database: default, paper-2025, or a folder of device YAML files."),
-    click.option("--hwdb-extra", "hwdb_extra", multiple=True, type=click.Path(dir_okay=False),
-                 help="YAML file adding or overriding devices (repeatable)."),
-]
-
-
-def _hwdb_options(func: Callable) -> Callable:
-    for option in reversed(_HWDB_OPTIONS):
-        func = option(func)
-    return func
 
 
 def _user_errors(func: Callable) -> Callable:
@@ -40,9 +29,9 @@ def _user_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def _load(hwdb_name: str, hwdb_extra: tuple[str, ...]):
+def _load(hwdb: str, hwdb_extra: tuple[str, ...]):
     from hetc.hwdb.loader import load_hwdb
-    return load_hwdb(hwdb_name, list(hwdb_extra))
+    return load_hwdb(hwdb, list(hwdb_extra))
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -56,12 +45,12 @@ def hw() -> None:
 
 
 @hw.command("list")
-@_hwdb_options
+@hwdb_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_user_errors
-def hw_list(hwdb_name: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
+def hw_list(hwdb: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
     """List the device classes of a database."""
-    db = _load(hwdb_name, hwdb_extra)
+    db = _load(hwdb, hwdb_extra)
     rows = []
     for dev in db.devices.values():
         rows.append({
@@ -89,13 +78,13 @@ def hw_list(hwdb_name: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
 
 @hw.command("show")
 @click.argument("device_id")
-@_hwdb_options
+@hwdb_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_user_errors
-def hw_show(device_id: str, hwdb_name: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
+def hw_show(device_id: str, hwdb: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
     """Show every field of one device with its sources."""
     from dataclasses import asdict
-    db = _load(hwdb_name, hwdb_extra)
+    db = _load(hwdb, hwdb_extra)
     dev = db.get(device_id)
     data = asdict(dev)
     data["aliases"] = list(dev.aliases)
@@ -174,11 +163,11 @@ def _positive(name: str, value: float | None) -> None:
               show_default=True, help="What --max-throughput maximises.")
 @click.option("--pricing", type=click.Choice(["ownership", "cloud"]), default="ownership", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_hwdb_options
+@hwdb_options
 @_user_errors
 def estimate(model: str, precision: str, kv_precision: str | None, device: str, tp: int | None, pp: int,
              batch: int, input_tokens: int, output_tokens: int, ttft_ms: float | None, tbt_ms: float | None,
-             max_throughput: bool, objective: str, pricing: str, as_json: bool, hwdb_name: str,
+             max_throughput: bool, objective: str, pricing: str, as_json: bool, hwdb: str,
              hwdb_extra: tuple[str, ...]) -> None:
     """Estimate TTFT, TBT, throughput, memory and $/1M tokens of an LLM on one device class."""
     from hetc import costmodel as cm
@@ -192,7 +181,7 @@ def estimate(model: str, precision: str, kv_precision: str | None, device: str, 
     cm.precision_bytes(precision)
     kv_precision = kv_precision or precision
     cm.precision_bytes(kv_precision)
-    db = _load(hwdb_name, hwdb_extra)
+    db = _load(hwdb, hwdb_extra)
     dev = db.get(device)
     usd_per_hour = (device_hour_usd(dev, pricing, TcoParams.from_hwdb(db)).total
                     if dev.has_price(pricing) else None)
@@ -274,12 +263,12 @@ def _print_estimate(row: dict[str, Any]) -> None:
               help="Overlay YAML to write (use it with --hwdb-extra).")
 @click.option("--split", type=click.Choice(["all", "train"]), default="all", show_default=True,
               help="Fit on every record, or only on records marked split: train (the rest are reported).")
-@_hwdb_options
+@hwdb_options
 @_user_errors
-def calibrate(measurements: str, output: str, split: str, hwdb_name: str, hwdb_extra: tuple[str, ...]) -> None:
+def calibrate(measurements: str, output: str, split: str, hwdb: str, hwdb_extra: tuple[str, ...]) -> None:
     """Fit per-device efficiency factors to measured latencies/throughputs; write an hwdb overlay."""
     from hetc.calibrate import fit, load_measurements, write_overlay
-    db = _load(hwdb_name, hwdb_extra)
+    db = _load(hwdb, hwdb_extra)
     records = load_measurements(measurements, db)
     result = fit(records, db, train_only=(split == "train"))
     write_overlay(result, output, measurements)

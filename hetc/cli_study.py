@@ -11,23 +11,8 @@ from pathlib import Path
 
 import click
 
+from hetc.cli_options import hwdb_options
 from hetc.errors import HetcError, Loc, PolicyError
-
-_hwdb_options = [
-    click.option("--hwdb", default="default", show_default=True,
-                 help="Hardware database: 'default' (sourced vendor specs) or 'paper-2025' (the paper's Table 5)."),
-    click.option("--hwdb-extra", multiple=True, type=click.Path(dir_okay=False),
-                 help="YAML file adding or overriding devices (repeatable)."),
-]
-
-
-def _with(options):
-    def wrap(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-    return wrap
-
 
 # Tables are wide (device ids are long); when stdout is a pipe or file rich would assume 80 columns.
 PIPE_WIDTH_COLUMNS = 160
@@ -79,7 +64,7 @@ def _over_help() -> str:
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@_with(_hwdb_options)
+@hwdb_options
 def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output, jobs, solver, soft_sla, as_json,
           quiet, hwdb, hwdb_extra):
     """Compile SPEC under every combination of --over values, or run the P::D pair study (--pairs)."""
@@ -310,8 +295,8 @@ def _print_diff(diff: dict, a_path: str, b_path: str, console) -> None:
             table.add_column(col, justify="right" if col.startswith("$") or col == "delta" else "left")
         for s in moved:
             table.add_row(s["id"], s["change"] + (f" ({', '.join(s['moved'])})" if s["moved"] else ""),
-                          _stage_text(s["a"], "model" in s["moved"]), _stage_text(s["b"], "model" in s["moved"]), _usd(s["usd_per_hour"]["a"]),
-                          _usd(s["usd_per_hour"]["b"]), _signed_usd(s["usd_per_hour"]["delta"]))
+                          _stage_text(s["a"], "model" in s["moved"]), _stage_text(s["b"], "model" in s["moved"]),
+                          _usd(s["usd_per_hour"]["a"]), _usd(s["usd_per_hour"]["b"]), _signed_usd(s["usd_per_hour"]["delta"]))
         console.print(table)
     else:
         console.print("no stage moved")

@@ -12,7 +12,6 @@ import heapq
 from dataclasses import fields
 
 from xdsl.dialects.builtin import (
-    i64,
     ArrayAttr,
     DictionaryAttr,
     FileLineColLoc,
@@ -24,6 +23,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolRefAttr,
     UnitAttr,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -425,5 +425,5 @@ def graph_attributes(spec: Spec) -> dict[str, Attribute]:
                 "inventory": {k: {"count": v.count, "sunk": v.sunk} for k, v in spec.hardware.inventory.items()}}
     if spec.hardware.pool is not None:
         hardware["pool"] = list(spec.hardware.pool)
-    return {"hetc.slo": attr_from_value(slo), "hetc.traffic": attr_from_value(traffic), "hetc.hardware": attr_from_value(hardware),
-            "hetc.spec_sha256": StringAttr(spec.source_sha256)}
+    return {"hetc.slo": attr_from_value(slo), "hetc.traffic": attr_from_value(traffic),
+            "hetc.hardware": attr_from_value(hardware), "hetc.spec_sha256": StringAttr(spec.source_sha256)}

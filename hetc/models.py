@@ -7,7 +7,7 @@ n_experts copies of the MLP. Norms and biases are ignored (< 0.1 % of the total)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 MODEL_KINDS = ("decoder", "encoder", "encoder_decoder", "tts")
 
@@ -76,7 +76,7 @@ class ModelArch:
         """K and V for every layer: 2 * L * h_kv * d_h * b."""
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_element
 
-    def with_overrides(self, **changes) -> "ModelArch":
+    def with_overrides(self, **changes) -> ModelArch:
         return replace(self, **changes)
 
 

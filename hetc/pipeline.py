@@ -145,9 +145,8 @@ class PipelineRun:
 
 
 def parse_ir_file(path: str):
-    from xdsl.utils.exceptions import ParseError
-
     from xdsl.parser import Parser
+    from xdsl.utils.exceptions import ParseError
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -14,8 +14,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -1299,7 +1300,8 @@ def explain_infeasible(problem: PlacementProblem, *, time_limit_s: float = 30.0)
                     f"({where}), over by {value - limits[key]:g}"
                 )
         if not any(line.startswith(f"op {op.id}:") for line in lines):
-            lines.append(f"op {op.id}: every candidate misses a phase limit jointly ({', '.join(why for _, why in m.excluded[v])})")
+            why = ", ".join(reason for _, reason in m.excluded[v])
+            lines.append(f"op {op.id}: every candidate misses a phase limit jointly ({why})")
     if lines:
         return lines
 

@@ -235,7 +235,8 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
                     fits_anywhere = True
                     best = min(best, ms)
         if not fits_anywhere:
-            return f"{name}: {info.arch.name} ({info.precision}) fits on no device of the pool ({pool}), even at the largest tensor-parallel degree"
+            return (f"{name}: {info.arch.name} ({info.precision}) fits on no device of the pool ({pool}), "
+                    "even at the largest tensor-parallel degree")
         return (f"{name}: misses {metric} {limit:g} ms on every device of the pool; the best achievable is "
                 f"{best:.1f} ms ({best - limit:+.1f} ms)")
     return f"{name}: no device of the pool ({pool}) can run it (memory)"

@@ -238,7 +238,7 @@ def _edges(ids, priced) -> list[dict]:
     seen = set()
     for dst in ids:
         for operand in dst.operands:
-            for src, prob, kv, back, bound in producers(operand, stop=_is_stage):
+            for src, prob, _kv, back, bound in producers(operand, stop=_is_stage):
                 if src not in ids:
                     continue
                 key = (ids[src], ids[dst], back)

@@ -47,7 +47,7 @@ class Node:
     # kind-specific fields after validation, defaults applied (see docs/spec.md), e.g.
     # llm: input_tokens, output_tokens; tool: latency_ms, request_kb, response_kb, compute_ms, ...
     attrs: dict[str, Any] = field(default_factory=dict)
-    subgraph: "Graph | None" = None  # kind == "agent"
+    subgraph: Graph | None = None  # kind == "agent"
 
 
 @dataclass

@@ -13,14 +13,25 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import dataclass
+from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
 
 from hetc.errors import Diagnostic, HetcError, Loc
 from hetc.models import ALIASES, KIND_FOR_NODE, MODEL_KINDS, PRECISION_BYTES, PRESETS, ModelArch, resolve_preset
 from hetc.spec import (
-    NODE_KINDS, SLO, SPEC_VERSION, Edge, Graph, Hardware, Inventory, ModelRef, Node, Spec, Traffic,
+    NODE_KINDS,
+    SLO,
+    SPEC_VERSION,
+    Edge,
+    Graph,
+    Hardware,
+    Inventory,
+    ModelRef,
+    Node,
+    Spec,
+    Traffic,
 )
 from hetc.yaml_source import YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 

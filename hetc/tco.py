@@ -37,18 +37,18 @@ class TcoParams:
                 raise HetcError(f"TCO {name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
-    def from_hwdb(cls, db: Any) -> "TcoParams":
+    def from_hwdb(cls, db: Any) -> TcoParams:
         """The database's tco_defaults (database.yaml)."""
         return cls(**db.tco_defaults)
 
     @classmethod
-    def paper_2025(cls) -> "TcoParams":
+    def paper_2025(cls) -> TcoParams:
         """The paper's assumptions: 4 years at 8 %, every device at its maximum TDP, $0.40/kWh, no PUE,
         no colocation or overhead (arXiv 2507.19635 §5)."""
         return cls(years=4, rate=0.08, electricity_usd_per_kwh=0.40, pue=1.0, utilisation=1.0,
                    overhead_frac_of_capex_per_year=0.0)
 
-    def with_changes(self, **changes: Any) -> "TcoParams":
+    def with_changes(self, **changes: Any) -> TcoParams:
         return replace(self, **changes)
 
 

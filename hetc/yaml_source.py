@@ -18,7 +18,7 @@ in context (e.g. "duplicate node id").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from yaml.events import AliasEvent
@@ -54,7 +54,7 @@ class YamlScalar:
 
 @dataclass
 class YamlList:
-    items: list["YamlNode"]
+    items: list[YamlNode]
     loc: Loc
 
     def describe(self) -> str:
@@ -64,7 +64,7 @@ class YamlList:
 @dataclass
 class YamlMap:
     # key text -> (the key as a scalar, value); insertion order = file order
-    entries: dict[str, tuple[YamlScalar, "YamlNode"]]
+    entries: dict[str, tuple[YamlScalar, YamlNode]]
     loc: Loc
     # (key, location of the repeated key, location of the first one)
     duplicates: list[tuple[str, Loc, Loc]] = field(default_factory=list)
@@ -73,7 +73,7 @@ class YamlMap:
         return "a mapping"
 
 
-YamlNode = Union[YamlScalar, YamlList, YamlMap]
+YamlNode = YamlScalar | YamlList | YamlMap
 
 
 def _loc(file: str, mark: Any) -> Loc:

@@ -10,9 +10,10 @@ overrides just the fields it gives (a calibration overlay, a price change), a ne
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

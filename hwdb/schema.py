@@ -297,7 +297,8 @@ def build_device(raw: dict[str, Any], errors: FieldErrors, source_file: str) -> 
         capex_usd=numbers["capex_usd"], cloud_usd_per_hour=numbers["cloud_usd_per_hour"],
         opex_usd_per_hour=numbers["opex_usd_per_hour"],
         eff_compute={p: v for p, v in sorted(eff.items()) if v is not None}, eff_bw=numbers["eff_bw"],
-        cores=int(numbers["cores"]) if numbers["cores"] is not None else None, notes=text("notes") or "", sources=sources, source_file=source_file)
+        cores=int(numbers["cores"]) if numbers["cores"] is not None else None, notes=text("notes") or "",
+        sources=sources, source_file=source_file)
 
 
 def _precision_map(value: Any, name: str, spec: NumberField, errors: FieldErrors,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import Float64Type, FloatAttr, IntegerAttr, StringAttr, i64 as I64_TYPE
+from xdsl.dialects.builtin import Float64Type, FloatAttr, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import i64 as I64_TYPE
 from xdsl.ir import Attribute, Operation, SSAValue
 
 

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.passes.common import i64, task
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
     PatternRewriteWalker,
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
-
-from hetc.dialects import agent as A
-from hetc.dialects import task as T
-from hetc.passes.common import i64, task
 
 
 class DecomposeLLM(RewritePattern):

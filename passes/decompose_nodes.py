@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.passes.common import i64, task
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -21,10 +24,6 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 from xdsl.traits import SymbolTable
-
-from hetc.dialects import agent as A
-from hetc.dialects import task as T
-from hetc.passes.common import i64, task
 
 # Whisper-style encoders see 30 s windows (reference/llm-perf-model.md, "Other agent operators").
 AUDIO_WINDOW_S = 30.0

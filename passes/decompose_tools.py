@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.passes.common import i64, task
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -20,10 +23,6 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-
-from hetc.dialects import agent as A
-from hetc.dialects import task as T
-from hetc.passes.common import i64, task
 
 
 class DecomposeTool(RewritePattern):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
-
-from hetc.dialects import agent as A
 
 
 def _inline_call(module: ModuleOp, call: A.CallOp) -> None:

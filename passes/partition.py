@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
+from hetc.passes.common import i64, task
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
@@ -19,10 +22,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
-from hetc.dialects import agent as A
-from hetc.dialects import task as T
 from hetc.flow import payload_bytes, placeable, producers
-from hetc.passes.common import i64, task
 
 ACTIVATION_BYTES = 2  # 16-bit activations (hetc.costmodel.ACTIVATION_BYTES)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hetc.dialects import agent as A
+from hetc.dialects import task as T
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
-from hetc.dialects import agent as A
-from hetc.dialects import task as T
 from hetc.errors import HetcError, InfeasibleError
 from hetc.frontend import attr_from_value
 from hetc.pipeline import op_loc

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 TARGET_NAMES = ("cpu", "cuda", "gaudi")
 
 
-def get_target(name: str) -> "Target":
+def get_target(name: str) -> Target:
     """The target called `name` (imports its heavy dependencies lazily)."""
     if name == "cpu":
         from .cpu.target import CpuTarget

@@ -13,14 +13,14 @@ This module imports nothing heavy (no llvmlite, no numpy): the CLI imports it at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
 
 from hetc.errors import HetcError, Loc
 
 from .naming import c_identifier, is_safe_symbol
 
-ParamValue = Union[int, float, str, bool]
+ParamValue = int | float | str | bool
 
 # Kernel kinds (stable strings: they appear in plan.json).
 SAMPLE = "sample_topk_topp"  # softmax + top-k + top-p (nucleus) sampling over logits, fused

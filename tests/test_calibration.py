@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hetc.hwdb.loader import load_hwdb
 
 from hetc.calibrate import fit, load_measurements, median, relative_errors
 from hetc.cli_hw import calibrate, estimate, hw
 from hetc.errors import HetcError
-from hetc.hwdb.loader import load_hwdb
 
 DATA = Path(__file__).parent / "data" / "calibration_validation.yaml"
 

@@ -20,13 +20,13 @@ import ctypes
 
 import numpy as np
 import pytest
-
-from hetc.errors import HetcError
-from hetc.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.base import CodegenError
 from hetc.targets.kernels import KernelSpec, kernels_for_op
+
+from hetc.errors import HetcError
+from hetc.models import PRESETS
 
 _CT = {"f32": ctypes.c_float, "i64": ctypes.c_int64}
 
@@ -36,7 +36,6 @@ class JitKernels:
 
     def __init__(self, kernels: list[KernelSpec]):
         import llvmlite.binding as llvm_b
-
         from hetc.targets.cpu.target import target_machine
 
         target = get_target("cpu")

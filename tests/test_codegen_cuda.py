@@ -7,12 +7,12 @@ import json
 import re
 
 import pytest
-
-from hetc.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets.base import CodegenError
 from hetc.targets.cuda.target import SM_VERSIONS, find_ptxas
 from hetc.targets.kernels import KINDS, kernels_for_op
+
+from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"]
 KERNELS = (

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from hetc.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.gaudi.target import EMU_HEADER, TPC_CORES, find_cc
 from hetc.targets.kernels import KINDS, KernelSpec, kernels_for_op
+
+from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"].with_overrides(vocab_size=5000, d_model=200, n_layers=2, n_kv_heads=2, n_heads=2)
 KERNELS = (

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from hetc.errors import HetcError
-from hetc.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets.kernels import KernelSpec, kernels_for_op
 from hetc.targets.naming import c_identifier, is_c_identifier
+
+from hetc.errors import HetcError
+from hetc.models import PRESETS
 
 HOSTILE = [
     'x"; system("rm -rf /")',

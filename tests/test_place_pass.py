@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
+from hetc.dialects import task as T
+from hetc.passes.place import main_graph
 
 from hetc.compiler import CompileOptions, compile_spec
-from hetc.dialects import task as T
 from hetc.flow import analyse
-from hetc.passes.place import main_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

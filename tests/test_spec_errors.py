@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hetc.errors import EXIT_USER, HetcError, Loc
 from hetc.spec_loader import load_spec

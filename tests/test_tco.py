@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hetc.hwdb.loader import load_hwdb
 
 from hetc.errors import HetcError
-from hetc.hwdb.loader import load_hwdb
-from hetc.tco import (TcoParams, annuity_factor, capital_usd_per_hour, device_hour_usd, usd_per_million_requests,
-                      usd_per_million_tokens)
+from hetc.tco import (
+    TcoParams,
+    annuity_factor,
+    capital_usd_per_hour,
+    device_hour_usd,
+    usd_per_million_requests,
+    usd_per_million_tokens,
+)
 
 
 def test_annuity_by_hand():

@@ -23,8 +23,17 @@ import tempfile
 from pathlib import Path
 
 from ..base import CodegenError, Target, ToolMissingError
-from ..kernels import (ELEMENTWISE, EMBED_POOL, KV_DEQUANTIZE, KV_QUANTIZE, RMSNORM, SAMPLE, VECTOR_SEARCH,
-                       KernelSpec, unique_kernels)
+from ..kernels import (
+    ELEMENTWISE,
+    EMBED_POOL,
+    KV_DEQUANTIZE,
+    KV_QUANTIZE,
+    RMSNORM,
+    SAMPLE,
+    VECTOR_SEARCH,
+    KernelSpec,
+    unique_kernels,
+)
 
 TRIPLE = "nvptx64-nvidia-cuda"
 SM_VERSIONS = ("sm_80", "sm_90", "sm_100")  # A100; H100/H200; B200 (NVIDIA CUDA C Programming Guide, table
