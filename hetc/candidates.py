@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from hetc import costmodel as cm
+from hetc.errors import HetcError
 from hetc.hwdb.schema import Device
 from hetc.models import ModelArch
 from hetc.placement import Candidate
@@ -58,6 +59,15 @@ def _cpu(device: Device) -> bool:
     return device.kind == "cpu"
 
 
+def can_compute(device: Device, precision: str) -> bool:
+    """Whether the device has a matrix engine for this precision or a wider one (hetc.costmodel fallbacks)."""
+    try:
+        cm.compute_rate(device, precision)
+    except HetcError:
+        return False
+    return True
+
+
 def _prune(cands: list[Candidate]) -> list[Candidate]:
     """Drop candidates dominated on their own device; keep at most MAX_PER_DEVICE spread over latency."""
     out: list[Candidate] = []
@@ -99,7 +109,7 @@ def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: in
     """ttft_ms = the batch's prefill + ttft_overhead_ms (first decode step and KV move, from the caller)."""
     out = []
     for dev in devices:
-        if _cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX:
+        if (_cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, model.precision):
             continue
         for tp in cm.valid_tp(dev, model.arch):
             first_ms = None
@@ -123,7 +133,7 @@ def decode_candidates(model: ModelInfo, devices: list[Device], input_tokens: int
                       limits: Limits) -> list[Candidate]:
     out = []
     for dev in devices:
-        if _cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX:
+        if (_cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, model.precision):
             continue
         for tp in cm.valid_tp(dev, model.arch):
             for batch in BATCHES:
@@ -143,11 +153,12 @@ def decode_candidates(model: ModelInfo, devices: list[Device], input_tokens: int
     return _prune(out)
 
 
-def _batched(devices: list[Device], estimate, model_params: float, limit_ms: float | None = None) -> list[Candidate]:
+def _batched(devices: list[Device], estimate, model_params: float, limit_ms: float | None = None,
+             precision: str = "fp32") -> list[Candidate]:
     """Candidates for a model op without tensor parallelism: estimate(device, batch) -> OpEstimate."""
     out = []
     for dev in devices:
-        if _cpu(dev) and model_params > CPU_MODEL_PARAMS_MAX:
+        if (_cpu(dev) and model_params > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, precision):
             continue
         first_ms = None
         for batch in BATCHES[:6]:
@@ -167,12 +178,13 @@ def _batched(devices: list[Device], estimate, model_params: float, limit_ms: flo
 def encoder_candidates(model: ModelInfo, devices: list[Device], input_tokens: int, output_tokens: int,
                        ) -> list[Candidate]:
     return _batched(devices, lambda dev, b: cm.encoder_model(model.arch, dev, model.precision, input_tokens, b,
-                                                              output_tokens), model.arch.params())
+                                                              output_tokens), model.arch.params(),
+                    precision=model.precision)
 
 
 def tts_candidates(model: ModelInfo, devices: list[Device], audio_seconds: float) -> list[Candidate]:
     return _batched(devices, lambda dev, b: cm.tts(model.arch, dev, model.precision, audio_seconds, b),
-                    model.arch.params())
+                    model.arch.params(), precision=model.precision)
 
 
 def vector_search_candidates(devices: list[Device], n_vectors: int, dim: int, precision: str, index: str

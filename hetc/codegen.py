@@ -15,6 +15,7 @@ from hetc.dialects import task as T
 from hetc.frontend import arch_from_attr
 
 CPU_VARIANT = "x86-64"
+CUDA_VARIANT_FOR = {"sm_86": "sm_80", "sm_87": "sm_80", "sm_89": "sm_80"}
 
 
 def target_variant(device) -> tuple[str, str] | None:
@@ -22,7 +23,8 @@ def target_variant(device) -> tuple[str, str] | None:
     if device.target == "cpu":
         return "cpu", CPU_VARIANT
     if device.target == "cuda" and device.sm:
-        return "cuda", device.sm
+        # Ampere/Ada parts (sm_86, sm_89) run sm_80 cubins and PTX: binary compatible within a major version
+        return "cuda", CUDA_VARIANT_FOR.get(device.sm, device.sm)
     if device.target == "gaudi" and device.gaudi_generation:
         return "gaudi", device.gaudi_generation
     return None

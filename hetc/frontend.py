@@ -406,11 +406,12 @@ def spec_to_module(spec: Spec) -> ModuleOp:
             "precision": StringAttr(ref.precision), "kv_precision": StringAttr(ref.kv_precision or ref.precision)})
         op.location = _loc(ref.loc)
         module_ops.append(op)
-    main = _GraphBuilder(spec, module_ops, spec.name, spec.graph).build()
+    graph_name = spec.name if spec.name not in spec.models else f"{spec.name}.agent"  # models share the symbol table
+    main = _GraphBuilder(spec, module_ops, graph_name, spec.graph).build()
     main.location = _loc(Loc(spec.path, 1, 1))
     main.attributes.update(graph_attributes(spec))
     module = ModuleOp(module_ops + [main])
-    module.attributes["hetc.main"] = SymbolRefAttr(spec.name)
+    module.attributes["hetc.main"] = SymbolRefAttr(graph_name)
     return module
 
 

@@ -146,14 +146,14 @@ class PipelineRun:
 
 def parse_ir_file(path: str):
     from xdsl.parser import Parser
-    from xdsl.utils.exceptions import ParseError
+    from xdsl.utils.exceptions import ParseError, VerifyException
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise HetcError(f"cannot read IR file: {exc.strerror}", Loc(path)) from None
     try:
-        return Parser(make_context(), text, path).parse_module()
+        module = Parser(make_context(), text, path).parse_module()
     except ParseError as exc:
         # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
         lines = str(exc).splitlines()
@@ -161,3 +161,33 @@ def parse_ir_file(path: str):
         message = " ".join(line.strip() for line in lines[3:]) or "cannot parse the IR"
         loc = Loc(path, int(where.group(1)), int(where.group(2))) if where else Loc(path)
         raise HetcError(message, loc) from None
+    except VerifyException as exc:
+        # xDSL 0.74 prints non-ASCII strings as byte escapes; its custom-format parser then sees bytes where
+        # an op wants a string. The generic form has no such check at parse time (see _restore_strings).
+        raise HetcError(f"cannot parse the IR: {exc}. Strings with non-ASCII characters only read back from the "
+                        "generic form (hetc compile --generic, or ir/final.generic.mlir in a bundle)", Loc(path)) from None
+    _restore_strings(module)
+    return module
+
+
+def _restore_strings(module) -> None:
+    """xDSL prints non-ASCII strings as byte escapes ("\\C3\\BC") and parses them back as bytes; hetc's
+    strings (node ids, names) are text, so UTF-8 byte strings become string attributes again."""
+    from xdsl.dialects.builtin import ArrayAttr, BytesAttr, DictionaryAttr, StringAttr
+
+    def fix(attr):
+        if isinstance(attr, BytesAttr):
+            try:
+                return StringAttr(attr.data.decode("utf-8"))
+            except UnicodeDecodeError:
+                return attr
+        if isinstance(attr, ArrayAttr):
+            return ArrayAttr([fix(a) for a in attr.data])
+        if isinstance(attr, DictionaryAttr):
+            return DictionaryAttr({k: fix(v) for k, v in attr.data.items()})
+        return attr
+
+    for op in module.walk():
+        for table in (op.properties, op.attributes):
+            for key, value in list(table.items()):
+                table[key] = fix(value)

@@ -136,15 +136,16 @@ def solve_placement(built: BuiltProblem, solver: str):
     from hetc.placement import solve
 
     problem = built.problem
-    if not built.units:
-        return solve(problem, solver)
     accelerators = sorted(d.name for d in problem.devices if d.accelerator)
+    if not built.units or not accelerators:  # a unit of CPU-only work needs no choice of class
+        return solve(problem, solver)
     classes = {d.name: d.accelerator for d in problem.devices}
     combos = list(itertools.product(accelerators, repeat=len(built.units)))
     if len(combos) > MAX_UNIT_COMBINATIONS:
+        first = built.ops[built.units[sorted(built.units)[0]][0]]
         raise HetcError(f"{len(built.units)} sub-agents planned as a unit over {len(accelerators)} accelerator "
                         f"classes is {len(combos)} combinations (limit {MAX_UNIT_COMBINATIONS}); mark fewer "
-                        "sub-agents plan_as_unit or narrow the hardware pool")
+                        "sub-agents plan_as_unit or narrow the hardware pool", op_loc(first))
     best = None
     for combo in combos:
         chosen = dict(zip(sorted(built.units), combo))
@@ -221,7 +222,9 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
         limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
         extra = ttft_overhead_ms(module, op, devices, limits) if isinstance(op, T.PrefillOp) else 0.0
         fits_anywhere = False
-        for dev in devices:
+        usable = [d for d in devices if C.can_compute(d, info.precision)
+                  and not (d.kind == "cpu" and info.arch.active_params() > C.CPU_MODEL_PARAMS_MAX)]
+        for dev in usable:
             for tp in cm.valid_tp(dev, info.arch):
                 if isinstance(op, T.PrefillOp):
                     est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
@@ -234,9 +237,10 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
                 if est.fits:
                     fits_anywhere = True
                     best = min(best, ms)
-        if not fits_anywhere:
-            return (f"{name}: {info.arch.name} ({info.precision}) fits on no device of the pool ({pool}), "
-                    "even at the largest tensor-parallel degree")
+        if not fits_anywhere or limit is None:
+            return (f"{name}: {info.arch.name} ({info.precision}) runs on no device of the pool ({pool}): it does "
+                    f"not fit even at the largest tensor-parallel degree, or the device lacks {info.precision} "
+                    f"compute, or it is a CPU and the model has more than {C.CPU_MODEL_PARAMS_MAX / 1e9:g}B parameters")
         return (f"{name}: misses {metric} {limit:g} ms on every device of the pool; the best achievable is "
                 f"{best:.1f} ms ({best - limit:+.1f} ms)")
     return f"{name}: no device of the pool ({pool}) can run it (memory)"

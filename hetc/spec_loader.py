@@ -384,6 +384,13 @@ class _Loader:
         self.error(node.loc, f"expected {what} (a non-empty string), got {shown}")
         return None
 
+    def text(self, node: YamlNode, what: str) -> str:
+        """Free text that may be empty (descriptions)."""
+        if isinstance(node, YamlScalar) and node.value is not None:
+            return node.text
+        self.error(node.loc, f"expected {what} (a string, may be empty), got {node.describe()}")
+        return ""
+
     def choice(self, node: YamlNode, rule: FieldRule) -> str | None:
         if isinstance(node, YamlScalar) and isinstance(node.value, str) and node.value in rule.choices:
             return node.value
@@ -637,7 +644,7 @@ class _Loader:
         found = self.keys(ymap, f"{context} (kind {kind})", allowed, required, rules)
         attrs: dict[str, Any] = {"description": ""}
         if "description" in found:
-            attrs["description"] = self.string(found["description"][1], "a description") or ""
+            attrs["description"] = self.text(found["description"][1], "a description")
         given: dict[str, Loc] = {}
         complete = all(name in found for name in required)
         for name, rule in rules.items():
@@ -1133,7 +1140,7 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
         raise HetcError(loader.diags)
     root, top, visible = loaded
     name = loader.string(top["name"][1], "the spec's name") if "name" in top else None
-    description = loader.string(top["description"][1], "a description") if "description" in top else ""
+    description = loader.text(top["description"][1], "a description") if "description" in top else ""
     graph = loader.graph(top.get("nodes", (None, None))[1], top.get("edges", (None, None))[1], root.loc, "",
                          visible, display)
     slo = loader.slo(top["slo"][1] if "slo" in top else None)

@@ -232,9 +232,11 @@ def parse_yaml(data: bytes, file: str) -> YamlNode | None:
                                                f"{MAX_FILE_BYTES} bytes (1 MiB)")])
     text = _decode(data, file)
     loader: _LimitedLoader | None = None
+    aliases = 0
     try:
         loader = _LimitedLoader(text, file)
         node = loader.get_single_node()
+        aliases = loader.hetc_aliases
     except HetcError:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -257,7 +259,8 @@ def parse_yaml(data: bytes, file: str) -> YamlNode | None:
             loader.dispose()
     if node is None:
         return None
-    _expanded_size(node, file, {}, set())
+    if aliases:  # without aliases a document expands to exactly what is written (bounded by the file size)
+        _expanded_size(node, file, {}, set())
     converter = _Converter(file)
     result = converter.convert(node)
     if converter.errors:

@@ -253,6 +253,10 @@ def read_yaml_locs(path: Path) -> tuple[Any, dict[tuple, Loc]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise HetcError(f"cannot read {path}: {exc}") from None
+    # the spec reader's limits first: no tags, no alias bombs or recursive aliases, bounded depth and size
+    from hetc.yaml_source import parse_yaml
+
+    parse_yaml(text.encode("utf-8"), str(path))
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

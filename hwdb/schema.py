@@ -159,6 +159,9 @@ def parse_number(value: Any, spec: NumberField, path: tuple, errors: FieldErrors
     else:
         errors.add(path, f"expected a number, got {type(value).__name__}")
         return None
+    if number != number or number in (float("inf"), float("-inf")):
+        errors.add(path, f"expected a finite number, got {value!r}")
+        return None
     if spec.dim == "count":
         if number != int(number):
             errors.add(path, f"expected a whole number, got {value!r}")

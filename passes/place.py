@@ -41,6 +41,12 @@ class PlacePass(ModulePass):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
         built = build_problem(op, graph, self.hwdb, [p for p in self.hwdb_extra.split(",") if p],
                               self.soft_sla or None)
+        if not built.problem.ops:  # nothing to run (inputs wired straight to outputs): an empty plan
+            op.attributes["hetc.placement"] = attr_from_value({
+                "solver": "none", "status": "empty", "tco_usd_per_hour": 0.0, "critical_path": [],
+                "critical_path_ms": 0.0, "pd": "", "request_rate_rps": built.problem.request_rate_rps,
+                "offline": built.offline, "devices": [], "paths": [], "edges": [], "baselines": []})
+            return
         result = solve_placement(built, self.solver)
         if not result.feasible:
             raise InfeasibleError([_diag(graph, line) for line in (result.reasons or ("no feasible placement",))])

@@ -52,18 +52,9 @@ DECODERS = {"llama-3-8b": 8192, "llama-3-70b": 8192, "mixtral-8x7b": 32768}
 ENCODER_DECODER = {"whisper-large-v3": 448}
 ENCODERS = {"bge-large-en-v1.5": 512}
 TTS = {"kokoro-82m": 512}
-# Bugs this generator steps around until they are fixed (reported to the lead; flip to False to fuzz them):
-# - fp32 models: placement raises "device intel-gaudi2 cannot compute in 'fp32'" (exit 2, no location) on the
-#   default pool, and a TypeError (exit 1) in placement_problem._no_candidate_reason on a CPU-only pool;
-# - a model id equal to the spec's name: "<ir>: error: invalid IR after parsed: Redefinition of symbol";
-# - a graph without a placeable op (only kv_cache nodes, or input -> output): ValueError "placement problem
-#   has no ops" (exit 1);
-# - code generation for a plan on an sm_86/sm_89 device (A40, L4, L40S of the default database): "target cuda:
-#   unknown variant 'sm_89'" (exit 2): the codegen test keeps its pool to DEVICES;
-# - an LLM with no candidate on a CPU-only pool: TypeError in placement_problem._no_candidate_reason (exit 1);
-# - a plan_as_unit sub-agent with no accelerator work: AttributeError in passes/place.py (exit 1); two of them
-#   on the default pool: "144 combinations (limit 64)" (exit 2, no location).
-AVOID_KNOWN_BUGS = True
+# Set to True to step around the bugs this generator once found (fp32 models, model id == spec name, graphs
+# without work, sm_86/sm_89 code generation, CPU-only pools, plan_as_unit edge cases); all are fixed.
+AVOID_KNOWN_BUGS = False
 PRECISIONS = ("bf16", "fp16", "fp8", "int8") if AVOID_KNOWN_BUGS else ("fp32", "bf16", "fp16", "fp8", "int8")
 DEVICES = ("intel-xeon-8480", "amd-epyc-9654", "nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200",
            "nvidia-b200", "amd-mi300x", "intel-gaudi2", "intel-gaudi3") + (() if AVOID_KNOWN_BUGS else ("nvidia-l40s",))

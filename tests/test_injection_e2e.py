@@ -239,8 +239,8 @@ def test_ir_dumps_round_trip_with_ascii_hostile_names(tmp_path):
     _all_dumps_round_trip(tmp_path / "bundle")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a non-ASCII node or model id is printed in a StringAttr as bytes "
-                                       "(\"\\C3\\BC\"), which parses back as a BytesAttr: `hetc opt` on "
-                                       "ir/03-decompose-tools.mlir and later dumps fails (exit 1)")
+@pytest.mark.xfail(strict=True, reason="xDSL 0.74 prints a non-ASCII StringAttr as byte escapes and its "
+                                       "custom-format parser reads them back as bytes: `hetc opt` on custom-form "
+                                       "dumps reports exit 2; the generic form reads back")
 def test_ir_dumps_round_trip_with_unicode_names(bundle):
     _all_dumps_round_trip(bundle)
