@@ -39,6 +39,16 @@ def _op_attrs(op: T.TaskOp) -> dict:
     return {}
 
 
+def _kernel_owner(op: T.TaskOp) -> str:
+    """Kernels are specialised to shapes, not to ops: ops of one model (or one kind, for model-free ops)
+    share them, so a graph with a thousand tool calls emits one set of elementwise kernels."""
+    if "model" in op.properties:
+        return op.model.root_reference.data
+    if isinstance(op, T.VectorSearchOp):
+        return f"search_d{op.dim.value.data}_k{op.top_k.value.data}"
+    return op.KIND
+
+
 def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[str, list[str]]]:
     """Returns (bundle files, op sym name -> the bundle files holding its kernels)."""
     from hetc.targets import get_target
@@ -56,7 +66,7 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         if "model" in op.properties:
             model = SymbolTable.lookup_symbol(op, op.model)
             arch = arch_from_attr(model.arch) if isinstance(model, A.ModelOp) else None
-        specs = kernels_for_op(op.KIND, op.sym_name.data, arch, _op_attrs(op))
+        specs = kernels_for_op(op.KIND, _kernel_owner(op), arch, _op_attrs(op))
         if specs:
             groups.setdefault(tv, []).extend(specs)
             users.setdefault(tv, []).append(op.sym_name.data)
