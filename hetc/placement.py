@@ -414,6 +414,9 @@ class _Model:
             self.preds[self.index[edge.dst]].append(e)
             self.succs[self.index[edge.src]].append(e)
         self.topo = self._toposort()
+        self.topo_position = [0] * self.n  # where each op sits in `topo`: incremental path updates
+        for i, v in enumerate(self.topo):
+            self.topo_position[v] = i
         self.sinks = [v for v in range(self.n) if not self.succs[v]]
         self.used_devices = sorted({c.device for cs in self.cands for c in cs})
 
@@ -519,32 +522,88 @@ class _Paths:
     critical_ms: float
 
 
+def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int) -> float:
+    """F[v] from the finish times of v's predecessors (`chosen[u]` is op u's candidate)."""
+    c = chosen[v]
+    start = 0.0
+    for e in m.preds[v]:
+        edge = m.edges[e]
+        pair = edge.pairs.get((chosen[edge.src].device, c.device)) if edge.pairs else None
+        arrive = finish[edge.src] + (pair[0] if pair else 0.0)
+        if arrive > start:
+            start = arrive
+    return start + c.path_ms
+
+
+def _tail_of(m: _Model, chosen: list[_Cand], tail: list[float], v: int) -> float:
+    """B[v] from the tails of v's successors."""
+    dv = chosen[v].device
+    best = 0.0
+    for e in m.succs[v]:
+        edge = m.edges[e]
+        w = chosen[edge.dst]
+        pair = edge.pairs.get((dv, w.device)) if edge.pairs else None
+        after = (pair[0] if pair else 0.0) + w.path_ms + tail[edge.dst]
+        if after > best:
+            best = after
+    return best
+
+
+def _chosen(m: _Model, choice: list[int]) -> list[_Cand]:
+    return [m.cands[v][choice[v]] for v in range(m.n)]
+
+
 def _paths(m: _Model, choice: list[int]) -> _Paths:
-    chosen = [m.cands[v][choice[v]] for v in range(m.n)]
+    chosen = _chosen(m, choice)
     finish = [0.0] * m.n
     for v in m.topo:
-        dv = chosen[v].device
-        start = 0.0
-        for e in m.preds[v]:
-            edge = m.edges[e]
-            pair = edge.pairs.get((chosen[edge.src].device, dv))
-            arrive = finish[edge.src] + (pair[0] if pair else 0.0)
-            if arrive > start:
-                start = arrive
-        finish[v] = start + chosen[v].path_ms
+        finish[v] = _finish_of(m, chosen, finish, v)
     tail = [0.0] * m.n
     for v in reversed(m.topo):
-        dv = chosen[v].device
-        best = 0.0
-        for e in m.succs[v]:
-            edge = m.edges[e]
-            w = edge.dst
-            pair = edge.pairs.get((dv, chosen[w].device))
-            after = (pair[0] if pair else 0.0) + chosen[w].path_ms + tail[w]
-            if after > best:
-                best = after
-        tail[v] = best
+        tail[v] = _tail_of(m, chosen, tail, v)
     return _Paths(finish, tail, max(finish[v] for v in m.sinks))
+
+
+def _update_paths(m: _Model, chosen: list[_Cand], paths: _Paths, v: int) -> None:
+    """Bring `paths` up to date after op v changed candidate. Only ops whose inputs changed are recomputed:
+    F of v, its successors and the descendants whose F changes (in topological order); B of v, its
+    predecessors and the ancestors whose B changes (in reverse order). Each value is computed by the same
+    code from the same inputs as in `_paths`, so the result is identical to a full recomputation."""
+    import heapq
+
+    position, finish, tail = m.topo_position, paths.finish, paths.tail
+    heap = [position[v]] + [position[m.edges[e].dst] for e in m.succs[v]]
+    queued = set(heap)
+    heapq.heapify(heap)
+    sink_changed = False
+    while heap:
+        w = m.topo[heapq.heappop(heap)]
+        value = _finish_of(m, chosen, finish, w)
+        if value == finish[w]:
+            continue
+        finish[w] = value
+        sink_changed = sink_changed or not m.succs[w]
+        for e in m.succs[w]:
+            i = position[m.edges[e].dst]
+            if i not in queued:
+                queued.add(i)
+                heapq.heappush(heap, i)
+    heap = [-position[v]] + [-position[m.edges[e].src] for e in m.preds[v]]
+    queued = set(heap)
+    heapq.heapify(heap)
+    while heap:
+        w = m.topo[-heapq.heappop(heap)]
+        value = _tail_of(m, chosen, tail, w)
+        if value == tail[w]:
+            continue
+        tail[w] = value
+        for e in m.preds[w]:
+            i = -position[m.edges[e].src]
+            if i not in queued:
+                queued.add(i)
+                heapq.heappush(heap, i)
+    if sink_changed:
+        paths.critical_ms = max(finish[u] for u in m.sinks)
 
 
 def _device_counts(m: _Model, choice: list[int]) -> dict[str, int]:
@@ -605,10 +664,12 @@ def _build_result(
             owned, bought = m.devices[d].split(counts[d])
             usage.append(DeviceUsage(d, owned, bought, device_cost[d]))
     path_rows = []
+    previous: dict[int, int | None] = {}  # shared by every sink: each op's critical predecessor found once
     for sink in m.sinks:
         latency = paths.finish[sink]
         slack = None if m.limit is None else m.limit - latency
-        path_rows.append(PathLatency(m.op_id(sink), _longest_path_to(m, choice, paths, sink), latency, slack))
+        route = _longest_path_to(m, choice, paths, sink, previous)
+        path_rows.append(PathLatency(m.op_id(sink), route, latency, slack))
     critical = max(path_rows, key=lambda p: p.latency_ms)  # first sink wins ties
     tco = sum(device_cost.values()) + sum(r.invocation_usd_per_hour for r in op_rows)
     tco += sum(r.usd_per_hour for r in edge_rows)
@@ -641,23 +702,32 @@ def _build_result(
     )
 
 
-def _longest_path_to(m: _Model, choice: list[int], paths: _Paths, sink: int) -> tuple[str, ...]:
+def _critical_predecessor(m: _Model, choice: list[int], paths: _Paths, v: int) -> int | None:
+    """The first predecessor of v whose arrival sets v's start time (None for a source)."""
+    dv = m.cands[v][choice[v]].device
+    start = paths.finish[v] - m.cands[v][choice[v]].path_ms
+    for e in m.preds[v]:
+        edge = m.edges[e]
+        arrive = paths.finish[edge.src] + edge.ms(m.cands[edge.src][choice[edge.src]].device, dv)
+        if arrive >= start - EPS_MS:
+            return edge.src
+    return None
+
+
+def _longest_path_to(m: _Model, choice: list[int], paths: _Paths, sink: int,
+                     previous: dict[int, int | None] | None = None) -> tuple[str, ...]:
+    """The longest path ending at `sink`. `previous` caches critical predecessors across calls."""
+    if previous is None:
+        previous = {}
     path = [sink]
-    v = sink
+    v: int | None = sink
     while True:
-        dv = m.cands[v][choice[v]].device
-        start = paths.finish[v] - m.cands[v][choice[v]].path_ms
-        previous = None
-        for e in m.preds[v]:
-            edge = m.edges[e]
-            arrive = paths.finish[edge.src] + edge.ms(m.cands[edge.src][choice[edge.src]].device, dv)
-            if arrive >= start - EPS_MS:
-                previous = edge.src
-                break
-        if previous is None:
+        if v not in previous:
+            previous[v] = _critical_predecessor(m, choice, paths, v)
+        v = previous[v]
+        if v is None:
             break
-        path.append(previous)
-        v = previous
+        path.append(v)
     return tuple(m.op_id(u) for u in reversed(path))
 
 
@@ -899,6 +969,7 @@ class _Search:
     def __init__(self, m: _Model, choice: list[int]):
         self.m = m
         self.choice = list(choice)
+        self.chosen = _chosen(m, self.choice)  # the candidate of each op, kept in step with `choice`
         self.counts = _device_counts(m, self.choice)
         self.refresh()
 
@@ -955,9 +1026,9 @@ class _Search:
         if new >= current - EPS_MS or self.through(v) < current - EPS_MS:
             return max(new, current)
         saved = self.choice[v]
-        self.choice[v] = k
-        critical = _paths(self.m, self.choice).critical_ms
-        self.choice[v] = saved
+        self.move(v, k)  # incremental both ways: only the paths through v are recomputed
+        critical = self.paths.critical_ms
+        self.move(v, saved)
         return critical
 
     def move(self, v: int, k: int) -> None:
@@ -965,7 +1036,8 @@ class _Search:
         self.counts[old.device] -= old.devices
         self.counts[new.device] += new.devices
         self.choice[v] = k
-        self.refresh()
+        self.chosen[v] = new
+        _update_paths(self.m, self.chosen, self.paths, v)
 
     def over_capacity(self) -> list[str]:
         return [d for d, k in sorted(self.counts.items())

@@ -297,10 +297,24 @@ def baselines_svg(plan: dict, colours: dict[str, str]) -> str:
     return _svg("chart-baselines", CHART_W, axis_y + 40, "".join(parts), "homogeneous baselines")
 
 
+# The SLA chart draws at most this many paths (those with the least slack): a graph of thousands of stages
+# has thousands of paths, each as long as the graph, which would make the page quadratic in size and unreadable.
+MAX_SLA_PATHS = 40
+
+
+def _slowest_paths(paths: Sequence[dict], limit: int) -> list[dict]:
+    """The `limit` slowest paths (the first listed wins ties), kept in their plan order."""
+    if len(paths) <= limit:
+        return list(paths)
+    keep = sorted(range(len(paths)), key=lambda i: (-paths[i]["latency_ms"], i))[:limit]
+    return [paths[i] for i in sorted(keep)]
+
+
 def sla_svg(plan: dict, colours: dict[str, str]) -> str:
-    paths = plan.get("paths", [])
-    if not paths:
+    all_paths = plan.get("paths", [])
+    if not all_paths:
         return _svg("chart-sla", CHART_W, 40, _text(10, 24, "no paths"), "SLA per path")
+    paths = _slowest_paths(all_paths, MAX_SLA_PATHS)
     by_id = {s["id"]: s for s in plan["stages"]}
     limit = plan["slo"].get("latency_ms")
     ticks = nice_ticks(0.0, max([p["latency_ms"] for p in paths] + ([limit] if limit else [])))
@@ -313,7 +327,7 @@ def sla_svg(plan: dict, colours: dict[str, str]) -> str:
     parts = [_x_axis(left, left + plot_w, axis_y, top, ticks, scale, "")]
     for i, p in enumerate(paths):
         y = top + i * block
-        parts.append(_text(left, y + 12, _clip(" \u2192 ".join(p["stages"]), 120), 12))
+        parts.append(_text(left, y + 12, _clip(" \u2192 ".join(p["stages"][:60]), 120), 12))
         bar_y = y + 18
         segments = [(sid, by_id[sid]["predicted"]["latency_ms"] * by_id[sid]["invocations"]["worst"])
                     for sid in p["stages"] if sid in by_id]
@@ -345,7 +359,15 @@ def sla_svg(plan: dict, colours: dict[str, str]) -> str:
                      f'stroke="{LIMIT_COLOUR}" stroke-width="2" stroke-dasharray="6 4"><title>{_esc(limit_tip)}</title></line>')
     parts.append(_text(left + plot_w / 2, axis_y + 30, "milliseconds (worst path: loops at their bound)", 11,
                        "middle", "#57606a"))
-    return _svg("chart-sla", CHART_W, axis_y + 40, "".join(parts), "SLA per path with slack")
+    height = axis_y + 40
+    if len(paths) < len(all_paths):
+        shown = {id(p) for p in paths}
+        hidden = [p for p in all_paths if id(p) not in shown]
+        note = (f"{len(hidden):,} faster paths not drawn (at most {max(p['latency_ms'] for p in hidden):,.1f} ms"
+                f"{'' if all(p['meets'] for p in hidden) else '; some miss the limit'})")
+        parts.append(_text(left, height, note, 11, fill="#57606a"))
+        height += 16
+    return _svg("chart-sla", CHART_W, height, "".join(parts), "SLA per path with slack")
 
 
 # -------------------------------------------------------------------------------------------- Pareto
@@ -362,6 +384,7 @@ def pareto_points(plan: dict, sweep: Sequence[dict] | None) -> list[dict]:
         if b["feasible"] and b.get("critical_path_ms") is not None:
             points.append({"label": f"all on {b['device']}", "latency_ms": b["critical_path_ms"],
                            "usd_per_hour": b["usd_per_hour"], "kind": "baseline"})
+    several_params = len({_params_text(r.get("params", {})) for r in sweep or []}) > 1
     for row in sweep or []:
         if row.get("status") != "ok" or row.get("critical_path_ms") is None or row.get("usd_per_hour") is None:
             continue
@@ -369,7 +392,7 @@ def pareto_points(plan: dict, sweep: Sequence[dict] | None) -> list[dict]:
             label = f"{row['pair']}" + (" (hetc)" if row.get("choice") == "hetc" else "")
         else:
             label = _params_text(row.get("params", {})) or f"#{row.get('index')}"
-        if row.get("params") and "pair" in row and len({_params_text(r.get("params", {})) for r in sweep}) > 1:
+        if row.get("params") and "pair" in row and several_params:
             label = f"{label} [{_params_text(row['params'])}]"
         points.append({"label": label, "latency_ms": row["critical_path_ms"], "usd_per_hour": row["usd_per_hour"],
                        "kind": "sweep"})
@@ -572,8 +595,9 @@ def _sweep_table(rows: Sequence[dict]) -> str:
 
 def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
     """The report page for a plan.json dict, and for the rows of a sweep (hetc.sweep) when given."""
+    stage_devices = set(_stage_devices(plan))
     colours = device_colours(
-        _stage_devices(plan) + [b["device"] for b in plan.get("baselines", [])]
+        list(stage_devices) + [b["device"] for b in plan.get("baselines", [])]
         + [d for r in sweep or [] for d in (r.get("prefill_device"), r.get("decode_device")) if d and d != "-"])
     tco = plan["tco"]
     slo = plan["slo"]
@@ -596,7 +620,7 @@ def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
     body = [f"<h1>{_esc(plan['name'])}</h1><p class=\"sub\">{_esc(sub)}</p>",
             '<div class="cards">' + "".join(f'<div class="card"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>'
                                             for v, k in cards) + "</div>",
-            "<section><h2>Plan</h2>" + _legend({d: c for d, c in colours.items() if d in _stage_devices(plan)})
+            "<section><h2>Plan</h2>" + _legend({d: c for d, c in colours.items() if d in stage_devices})
             + plan_graph_svg(plan, colours) + _stage_table(plan) + "</section>",
             "<section><h2>TCO per stage: capital vs power</h2>"
             + _legend({"capital (annuity on the purchase price)": CAPITAL_COLOUR, "power": POWER_COLOUR})
