@@ -36,6 +36,18 @@ def check_relpath(path: str) -> str:
     return str(p)
 
 
+def write_text_files(out_dir: str | Path, files: dict[str, str]) -> list[Path]:
+    """Write rendered files (exporters' output) into out_dir, created if needed; the paths, in order."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        path = out / check_relpath(name)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def manifest(files: dict[str, bytes]) -> dict:
     return {
         "schema_version": 1,

@@ -326,11 +326,6 @@ def render_kubernetes(plan: dict[str, Any], **options: Any) -> dict[str, str]:
 
 def write_kubernetes(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
     """Write the manifests into out_dir (created if needed); return the written paths, sorted."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_kubernetes(plan, **options).items():
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    from hetc.bundle import write_text_files
+
+    return write_text_files(out_dir, render_kubernetes(plan, **options))

@@ -120,11 +120,6 @@ def render_ray(plan: dict[str, Any], **options: Any) -> dict[str, str]:
 
 
 def write_ray(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_ray(plan, **options).items():
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    from hetc.bundle import write_text_files
+
+    return write_text_files(out_dir, render_ray(plan, **options))
