@@ -308,10 +308,9 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
 
 
 def _yaml_documents(documents: list[dict]) -> str:
-    import yaml
+    from hetc.bundle import to_yaml
 
-    return "---\n".join(yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=1000)
-                        for doc in documents)
+    return "---\n".join(to_yaml(doc) for doc in documents)
 
 
 def render_kubernetes(plan: dict[str, Any], **options: Any) -> dict[str, str]:

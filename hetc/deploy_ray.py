@@ -113,10 +113,10 @@ def serve_config(plan: dict[str, Any], *, import_path: str = DEFAULT_IMPORT_PATH
 
 def render_ray(plan: dict[str, Any], **options: Any) -> dict[str, str]:
     """File name -> text: serve.yaml (deterministic)."""
-    import yaml
+    from hetc.bundle import to_yaml
 
     config = json.loads(json.dumps(serve_config(plan, **options)))  # plain types only
-    return {"serve.yaml": yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=1000)}
+    return {"serve.yaml": to_yaml(config)}
 
 
 def write_ray(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
