@@ -79,8 +79,12 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
     ops: dict[str, T.TaskOp] = {}
     nodes: list[OpNode] = []
     errors: list[Diagnostic] = []
+    by_shape: dict[tuple, list] = {}  # ops of one kind, model and shape have the same candidates
     for op in flow.ops:
-        cands = _candidates(module, op, devices, limits)
+        shape = (op.name, tuple((k, v) for k, v in op.properties.items() if k not in ("sym_name", "node")))
+        if shape not in by_shape:
+            by_shape[shape] = _candidates(module, op, devices, limits)
+        cands = by_shape[shape]
         name = op.sym_name.data
         ops[name] = op
         if not cands:

@@ -246,6 +246,27 @@ def test_yaml_source_locations():
     assert isinstance(e, YamlScalar) and e.value is True and e.text == "yes" and e.loc == Loc("f.yaml", 3, 14)
 
 
+YAML_CORPUS = EXAMPLES + sorted((ROOT / "tests" / "data").rglob("*.yaml")) + sorted((ROOT / "hwdb").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", YAML_CORPUS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_libyaml_and_pure_python_parsers_agree(path: Path, monkeypatch):
+    """Specs are parsed by libyaml for speed; values, locations and errors must be those of the pure-Python
+    parser (which reports syntax errors)."""
+    from hetc import yaml_source
+
+    def outcome():
+        try:
+            return parse_yaml(path.read_bytes(), path.name)
+        except HetcError as exc:
+            return [str(d) for d in exc.diagnostics]
+
+    fast = outcome()
+    monkeypatch.setattr(yaml_source, "_FastLoader", yaml_source._PyLoader)
+    assert fast == outcome()
+    assert yaml_source.CParser is not None, "PyYAML without libyaml: specs parse 4x slower"
+
+
 def test_docs_describe_every_field():
     docs = (ROOT / "docs" / "spec.md").read_text()
     names = set(TOP_KEYS) | set(ARCH_RULES) | {r.name for rules in NODE_FIELDS.values() for r in rules}
