@@ -29,15 +29,6 @@ def to_json(data) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
-def to_yaml(data) -> str:
-    """Deterministic block YAML with sorted keys. libyaml's emitter (PyYAML's wheels ship it) is ~10x faster
-    than the pure-Python one, which dominated compile time for large graphs; both emit the same text here."""
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(data, Dumper=dumper, sort_keys=True, default_flow_style=False, width=1000)
-
-
 def check_relpath(path: str) -> str:
     p = PurePosixPath(path)
     if p.is_absolute() or not p.parts or any(part in ("", ".", "..") for part in p.parts) or "\\" in path:

@@ -308,7 +308,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
 
 
 def _yaml_documents(documents: list[dict]) -> str:
-    from hetc.bundle import to_yaml
+    from hetc.yaml_text import to_yaml
 
     return "---\n".join(to_yaml(doc) for doc in documents)
 

@@ -113,7 +113,7 @@ def serve_config(plan: dict[str, Any], *, import_path: str = DEFAULT_IMPORT_PATH
 
 def render_ray(plan: dict[str, Any], **options: Any) -> dict[str, str]:
     """File name -> text: serve.yaml (deterministic)."""
-    from hetc.bundle import to_yaml
+    from hetc.yaml_text import to_yaml
 
     config = json.loads(json.dumps(serve_config(plan, **options)))  # plain types only
     return {"serve.yaml": to_yaml(config)}

@@ -436,8 +436,8 @@ class _Model:
                 raise ValueError(f"device {d.name}: negative max_bought")
             if d.owned_usd_per_hour > d.usd_per_hour:
                 raise ValueError(f"device {d.name}: sunk price above the bought price")
-        ids = [op.id for op in p.ops]
-        if len(set(ids)) != len(ids):
+        ids = {op.id for op in p.ops}
+        if len(ids) != len(p.ops):
             raise ValueError("duplicate op ids")
         for op in p.ops:
             if op.load < 0 or op.worst_invocations < 0:
@@ -1031,13 +1031,14 @@ class _Search:
         self.move(v, saved)
         return critical
 
-    def move(self, v: int, k: int) -> None:
+    def move(self, v: int, k: int, update_paths: bool = True) -> None:
         old, new = self.cand(v), self.cand(v, k)
         self.counts[old.device] -= old.devices
         self.counts[new.device] += new.devices
         self.choice[v] = k
         self.chosen[v] = new
-        _update_paths(self.m, self.chosen, self.paths, v)
+        if update_paths:
+            _update_paths(self.m, self.chosen, self.paths, v)
 
     def over_capacity(self) -> list[str]:
         return [d for d, k in sorted(self.counts.items())
@@ -1155,11 +1156,20 @@ def _upgrade_keys(s: _Search, v: int, latency_first: bool) -> list[tuple[float, 
 
 
 def _improve(s: _Search, max_passes: int = 50) -> None:
-    """Local search: per op, the single-candidate change that lowers TCO + SLA penalty most, until none."""
+    """Local search: per op, the single-candidate change that lowers TCO + SLA penalty most, until none.
+
+    With a hard SLA a move needs only the paths through the moved op, and ops are visited in topological
+    order: a visited op's finish time is recomputed from its predecessors' (all visited), and its successors'
+    tails still hold (they depend on ops not yet visited). So the paths are brought up to date once per pass,
+    not after every move (which costs the whole downstream cone: quadratic on large graphs). Soft SLAs need
+    the critical path after each move and update incrementally."""
     m = s.m
+    sweep = m.lam is None
     for _ in range(max_passes):
         improved = False
         for v in m.topo:
+            if sweep:
+                s.paths.finish[v] = _finish_of(m, s.chosen, s.paths.finish, v)
             current_penalty = m.penalty(s.paths.critical_ms)
             best = None
             for k in range(len(m.cands[v])):
@@ -1179,8 +1189,12 @@ def _improve(s: _Search, max_passes: int = 50) -> None:
                 if gain < -1e-9 * max(1.0, abs(delta)) and (best is None or (gain, k) < best):
                     best = (gain, k)
             if best is not None:
-                s.move(v, best[1])
+                s.move(v, best[1], update_paths=not sweep)
+                if sweep:
+                    s.paths.finish[v] = _finish_of(m, s.chosen, s.paths.finish, v)
                 improved = True
+        if sweep:
+            s.refresh()
         if not improved:
             return
 

@@ -885,12 +885,14 @@ class _Loader:
         nodes, edges = graph.nodes, graph.edges
         successors: dict[str, list[str]] = {n: [] for n in nodes}
         predecessors: dict[str, list[str]] = {n: [] for n in nodes}
+        branches_out: dict[str, list[Edge]] = {n: [] for n in nodes}
         for edge in edges:
             successors[edge.src].append(edge.dst)
             predecessors[edge.dst].append(edge.src)
+            if edge.probability < 1:
+                branches_out[edge.src].append(edge)
         # branch probabilities
-        for node_id in nodes:
-            branches = [e for e in edges if e.src == node_id and e.probability < 1]
+        for node_id, branches in branches_out.items():
             total = sum(e.probability for e in branches)
             if total > 1 + 1e-9:
                 parts = " + ".join(f"{_fmt(e.probability)} ({e.dst})" for e in branches)
