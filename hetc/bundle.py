@@ -96,11 +96,7 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes]) -> dict:
             if _exchange(tmp, out):
                 shutil.rmtree(tmp)  # now holds the previous bundle
             else:
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-                old.rmdir()
-                os.rename(out, old)
-                os.rename(tmp, out)
-                shutil.rmtree(old)
+                _swap_by_renames(tmp, out)
         else:
             os.rename(tmp, out)
         _sync_dir(out.parent)
@@ -108,6 +104,20 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes]) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_by_renames(tmp: Path, out: Path) -> None:
+    """Where renameat2 cannot exchange: two renames. If the second fails the previous bundle goes back; if the
+    process dies between them, the next compile puts it back (_remove_leftovers)."""
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old)
 
 
 def _remove_leftovers(out: Path) -> None:

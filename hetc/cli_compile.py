@@ -75,11 +75,14 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @hwdb_options
 def validate_cmd(spec, as_json, hwdb, hwdb_extra):
-    """Check SPEC (syntax, types, graph, models, devices) and print every error."""
+    """Check SPEC (syntax, types, graph, models, devices, what each node is fed) and print every error."""
     from hetc.compiler import CompileOptions, load
+    from hetc.frontend import spec_to_module
+    from hetc.pipeline import verify
 
     try:
         _, loaded = load(spec, CompileOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra)))
+        verify(spec_to_module(loaded), "reading the spec")  # the IR's verifiers check what each node is fed
     except HetcError as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "errors": [

@@ -161,6 +161,16 @@ def test_validate_reports_every_error_with_location(tmp_path, capsys):
     assert code == 0 and json.loads(out)["ok"] is True
 
 
+def test_validate_checks_what_each_node_is_fed(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("hetc: 1\nname: p\ntraffic: {requests_per_s: 1}\nmodels:\n  w: {preset: whisper-large-v3}\n"
+                    "nodes:\n  in: {kind: input, produces: text}\n  stt: {kind: speech_to_text, model: w}\n"
+                    "  out: {kind: output}\nedges:\n  - in -> stt -> out\n")
+    code, _, err = run(["validate", spec], capsys)
+    assert code == 2
+    assert err.startswith(f"{spec}:8:3: error: ") and "!agent.text is not accepted; expected !agent.audio" in err
+
+
 def test_infeasible_sla_exits_3_with_a_reason(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     text = (ROOT / "examples/voice-agent.yaml").read_text()

@@ -169,6 +169,27 @@ def test_sigkill_inside_the_fallback_swap_is_repaired_by_the_next_compile(result
     assert which_bundle(out, old, new) == "new" and not leftovers(out)
 
 
+def test_a_failed_fallback_rename_puts_the_earlier_bundle_back(results, tmp_path, monkeypatch):
+    import hetc.bundle as bundle
+
+    old_result, new_result = results
+    old, new = expected_bundle(old_result), expected_bundle(new_result)
+    out = tmp_path / "bundle"
+    write(old_result, out)
+    monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(src).name.startswith(".bundle.tmp-"):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError):
+        write(new_result, out)
+    assert which_bundle(out, old, new) == "old" and not leftovers(out)
+
+
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hetc.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd=ROOT)
