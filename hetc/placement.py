@@ -25,6 +25,9 @@ SECONDS_PER_HOUR = 3600.0
 # fork-join graphs take HiGHS ~5 s at 800 binaries and ~14 s at 1,600, and hit a 60 s limit at 4,000, while
 # the heuristic stays within 0.2% of the exact plan; chains are easy at any size.
 AUTO_EXACT_MAX_BINARIES = 2000
+# Source-to-sink paths a result lists (the slowest, one per sink): a graph of thousands of ops has thousands of
+# sinks, each path as long as the graph, and listing them all made plans quadratic in size.
+MAX_REPORTED_PATHS = 40
 # Time limit of the exact solver; on expiry its best plan is returned with HiGHS's gap (status "time_limit").
 DEFAULT_TIME_LIMIT_S = 60.0
 # Relative MIP gap at which HiGHS stops; small so the exact solver really is exact for tests and reports.
@@ -205,7 +208,8 @@ class PlacementResult:
     ops: tuple[OpPlacement, ...] = ()
     edges: tuple[EdgePlacement, ...] = ()
     devices: tuple[DeviceUsage, ...] = ()
-    paths: tuple[PathLatency, ...] = ()  # one per sink, in op order
+    paths: tuple[PathLatency, ...] = ()  # the MAX_REPORTED_PATHS slowest, one per sink, slowest first
+    sinks: int = 0  # how many sinks (so paths) the plan has
     critical_path: tuple[str, ...] = ()
     critical_path_ms: float = 0.0
     tco_usd_per_hour: float = 0.0  # devices + per-invocation + transfer costs
@@ -665,12 +669,13 @@ def _build_result(
             usage.append(DeviceUsage(d, owned, bought, device_cost[d]))
     path_rows = []
     previous: dict[int, int | None] = {}  # shared by every sink: each op's critical predecessor found once
-    for sink in m.sinks:
+    slowest = sorted(range(len(m.sinks)), key=lambda i: (-paths.finish[m.sinks[i]], i))[:MAX_REPORTED_PATHS]
+    for sink in (m.sinks[i] for i in slowest):
         latency = paths.finish[sink]
         slack = None if m.limit is None else m.limit - latency
         route = _longest_path_to(m, choice, paths, sink, previous)
         path_rows.append(PathLatency(m.op_id(sink), route, latency, slack))
-    critical = max(path_rows, key=lambda p: p.latency_ms)  # first sink wins ties
+    critical = path_rows[0]  # the first sink wins ties
     tco = sum(device_cost.values()) + sum(r.invocation_usd_per_hour for r in op_rows)
     tco += sum(r.usd_per_hour for r in edge_rows)
     excess = 0.0 if m.limit is None else max(0.0, paths.critical_ms - m.limit)
@@ -691,6 +696,7 @@ def _build_result(
         edges=tuple(edge_rows),
         devices=tuple(usage),
         paths=tuple(path_rows),
+        sinks=len(m.sinks),
         critical_path=critical.path,
         critical_path_ms=critical.latency_ms,
         tco_usd_per_hour=tco,
@@ -1357,7 +1363,8 @@ def homogeneous_baselines(
                 indices = list(range(len(op.candidates)))
             keep.append(indices)
         if missing:
-            baselines.append(Baseline(accel, None, (f"no candidate on {accel} for op(s) {', '.join(missing)}",)))
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            baselines.append(Baseline(accel, None, (f"no candidate on {accel} for op(s) {', '.join(missing[:5])}{more}",)))
             continue
         result = solve(m.restricted(keep), solver, time_limit_s=time_limit_s)
         baselines.append(Baseline(accel, result, result.reasons))

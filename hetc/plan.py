@@ -101,7 +101,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
                 "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms")},
         "traffic": {"requests_per_s": traffic.get("requests_per_s"), "objective": traffic.get("objective")},
-        "stages": [], "edges": [], "paths": [], "baselines": [], "devices": [],
+        "stages": [], "edges": [], "paths": [], "paths_total": 0, "baselines": [], "devices": [],
         "tco": {"usd_per_hour": 0.0, "usd_per_1m_requests": None, "usd_per_1m_tokens": None,
                 "capital_usd_per_hour": 0.0, "power_usd_per_hour": 0.0},
     }
@@ -138,6 +138,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     plan["edges"] = _edges(ids, priced)
     names = {op.sym_name.data: sid for op, sid in ids.items()}
     limit = slo.get("latency_ms")
+    plan["paths_total"] = summary["paths_total"]
     for path in summary["paths"]:
         meets = limit is None or path["latency_ms"] <= limit + 1e-6
         plan["paths"].append({"stages": [names[n] for n in path["path"]], "latency_ms": path["latency_ms"],

@@ -84,6 +84,8 @@ def _graph_errors(plan: dict[str, Any]) -> list[tuple[str, str]]:
                            (f"back edge {edge['src']} -> {edge['dst']} closes no loop: "
                            f"{edge['dst']} does not reach {edge['src']} through forward edges")))
 
+    if plan["paths_total"] < len(plan["paths"]):
+        errors.append(("$.paths_total", f"{plan['paths_total']} is fewer than the {len(plan['paths'])} paths listed"))
     for index, path in enumerate(plan["paths"]):
         for j, sid in enumerate(path["stages"]):
             if sid not in position:

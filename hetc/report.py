@@ -297,24 +297,30 @@ def baselines_svg(plan: dict, colours: dict[str, str]) -> str:
     return _svg("chart-baselines", CHART_W, axis_y + 40, "".join(parts), "homogeneous baselines")
 
 
-# The SLA chart draws at most this many paths (those with the least slack): a graph of thousands of stages
-# has thousands of paths, each as long as the graph, which would make the page quadratic in size and unreadable.
-MAX_SLA_PATHS = 40
+MIN_SEGMENT_PX = 2.0  # consecutive stages narrower than this share one bar segment
 
 
-def _slowest_paths(paths: Sequence[dict], limit: int) -> list[dict]:
-    """The `limit` slowest paths (the first listed wins ties), kept in their plan order."""
-    if len(paths) <= limit:
-        return list(paths)
-    keep = sorted(range(len(paths)), key=lambda i: (-paths[i]["latency_ms"], i))[:limit]
-    return [paths[i] for i in sorted(keep)]
+def _visible_groups(segments: list[tuple[str, float]], width) -> list[list[tuple[str, float]]]:
+    """Consecutive (stage, ms) segments grouped until each group is at least MIN_SEGMENT_PX wide: a path
+    through thousands of stages draws at most a few hundred rectangles, not one per stage."""
+    groups: list[list[tuple[str, float]]] = []
+    current: list[tuple[str, float]] = []
+    ms = 0.0
+    for segment in segments:
+        current.append(segment)
+        ms += segment[1]
+        if width(ms) >= MIN_SEGMENT_PX:
+            groups.append(current)
+            current, ms = [], 0.0
+    if current:
+        groups.append(current)
+    return groups
 
 
 def sla_svg(plan: dict, colours: dict[str, str]) -> str:
-    all_paths = plan.get("paths", [])
-    if not all_paths:
+    paths = plan.get("paths", [])  # the slowest of the plan's paths (hetc.placement.MAX_REPORTED_PATHS)
+    if not paths:
         return _svg("chart-sla", CHART_W, 40, _text(10, 24, "no paths"), "SLA per path")
-    paths = _slowest_paths(all_paths, MAX_SLA_PATHS)
     by_id = {s["id"]: s for s in plan["stages"]}
     limit = plan["slo"].get("latency_ms")
     ticks = nice_ticks(0.0, max([p["latency_ms"] for p in paths] + ([limit] if limit else [])))
@@ -334,10 +340,14 @@ def sla_svg(plan: dict, colours: dict[str, str]) -> str:
         covered = sum(ms for _, ms in segments)
         if covered <= p["latency_ms"] + 1e-6:
             x = left
-            for sid, ms in segments:
+            for group in _visible_groups(segments, lambda ms: scale(ms) - left):
+                ms = sum(m for _, m in group)
+                device = max(group, key=lambda seg: seg[1])[0]  # the group takes its longest stage's colour
+                title = (f"{group[0][0]}: {ms:,.1f} ms on this path" if len(group) == 1 else
+                         f"{len(group)} stages, {group[0][0]} to {group[-1][0]}: {ms:,.1f} ms on this path")
                 w = scale(ms) - left
-                parts.append(_rect(x, bar_y, w, BAR_H, colours.get(by_id[sid].get("device") or "", OTHER_COLOUR),
-                                   f"{sid}: {ms:,.1f} ms on this path", ' class="bar" stroke="#fff" stroke-width="0.5"'))
+                parts.append(_rect(x, bar_y, w, BAR_H, colours.get(by_id[device].get("device") or "", OTHER_COLOUR),
+                                   title, ' class="bar" stroke="#fff" stroke-width="0.5"'))
                 x += w
             rest = p["latency_ms"] - covered
             if rest > 1e-6:
@@ -360,11 +370,9 @@ def sla_svg(plan: dict, colours: dict[str, str]) -> str:
     parts.append(_text(left + plot_w / 2, axis_y + 30, "milliseconds (worst path: loops at their bound)", 11,
                        "middle", "#57606a"))
     height = axis_y + 40
-    if len(paths) < len(all_paths):
-        shown = {id(p) for p in paths}
-        hidden = [p for p in all_paths if id(p) not in shown]
-        note = (f"{len(hidden):,} faster paths not drawn (at most {max(p['latency_ms'] for p in hidden):,.1f} ms"
-                f"{'' if all(p['meets'] for p in hidden) else '; some miss the limit'})")
+    hidden = plan.get("paths_total", len(paths)) - len(paths)
+    if hidden > 0:
+        note = f"{hidden:,} faster paths not drawn (each at most {min(p['latency_ms'] for p in paths):,.1f} ms)"
         parts.append(_text(left, height, note, 11, fill="#57606a"))
         height += 16
     return _svg("chart-sla", CHART_W, height, "".join(parts), "SLA per path with slack")

@@ -5,6 +5,16 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+SHOWN_STAGES = 40  # rows of the stage table; a larger plan shows its costliest stages
+SHOWN_PATHS = 5  # the slowest paths printed; plan.json and report.html have more
+ROUTE_ENDS = 4  # a longer route prints its first and last stages only
+
+
+def _route(stages: list[str]) -> str:
+    if len(stages) <= 2 * ROUTE_ENDS + 1:
+        return " -> ".join(stages)
+    return " -> ".join([*stages[:ROUTE_ENDS], f"({len(stages) - 2 * ROUTE_ENDS} more)", *stages[-ROUTE_ENDS:]])
+
 
 def _ms(value) -> str:
     return "-" if value is None else f"{value:,.1f}"
@@ -19,9 +29,12 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
     stages = Table(title=f"{plan['name']}: plan  (P::D {plan.get('pd') or '-'})", title_justify="left")
     for col in ("stage", "device", "replicas x tp", "batch", "latency ms", "expected/worst", "$/hour"):
         stages.add_column(col, justify="right" if col not in ("stage", "device") else "left")
-    for s in plan["stages"]:
-        if s["kind"] in ("input", "output"):
-            continue
+    work = [s for s in plan["stages"] if s["kind"] not in ("input", "output")]
+    if len(work) > SHOWN_STAGES:
+        costliest = set(sorted(range(len(work)), key=lambda i: (-work[i]["tco"]["usd_per_hour"], i))[:SHOWN_STAGES])
+        stages.caption = f"the {SHOWN_STAGES} costliest of {len(work):,} stages; plan.json has them all"
+        work = [s for i, s in enumerate(work) if i in costliest]
+    for s in work:
         stages.add_row(s["id"], s["device"] or "-", f"{s['replicas']} x {s['tp']}", str(s["batch"]),
                        _ms(s["predicted"]["latency_ms"]),
                        f"{s['invocations']['expected']:.2f}/{s['invocations']['worst']:g}",
@@ -31,10 +44,13 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
     per_tokens = f", {_usd(tco['usd_per_1m_tokens'])} per 1M output tokens" if tco.get("usd_per_1m_tokens") else ""
     console.print(f"TCO {_usd(tco['usd_per_hour'])}/hour (capital {_usd(tco['capital_usd_per_hour'])}, power "
                   f"{_usd(tco['power_usd_per_hour'])}); {_usd(tco['usd_per_1m_requests'])} per 1M requests{per_tokens}")
-    for path in plan["paths"]:
+    for path in plan["paths"][:SHOWN_PATHS]:
         status = "[green]meets[/green]" if path["meets"] else "[red]misses[/red]"
         limit = f" of {_ms(path['limit_ms'])} ms (slack {_ms(path['slack_ms'])} ms)" if path["limit_ms"] else ""
-        console.print(f"path {' -> '.join(path['stages'])}: {_ms(path['latency_ms'])} ms{limit} {status}")
+        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit} {status}")
+    if plan["paths_total"] > SHOWN_PATHS:
+        console.print(f"... and {plan['paths_total'] - SHOWN_PATHS:,} faster paths (plan.json lists the "
+                      f"{len(plan['paths'])} slowest)")
     if plan["baselines"]:
         base = Table(title="homogeneous baselines (every accelerator op on one class)", title_justify="left")
         for col in ("device", "$/hour", "this plan / baseline", "note"):

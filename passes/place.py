@@ -45,7 +45,8 @@ class PlacePass(ModulePass):
             op.attributes["hetc.placement"] = attr_from_value({
                 "solver": "none", "status": "empty", "tco_usd_per_hour": 0.0, "critical_path": [],
                 "critical_path_ms": 0.0, "pd": "", "request_rate_rps": built.problem.request_rate_rps,
-                "offline": built.offline, "devices": [], "paths": [], "edges": [], "baselines": []})
+                "offline": built.offline, "devices": [], "paths": [], "paths_total": 0, "edges": [],
+                "baselines": []})
             return
         result = solve_placement(built, self.solver)
         if not result.feasible:
@@ -74,6 +75,7 @@ class PlacePass(ModulePass):
                         for d in result.devices],
             "paths": [{"sink": p.sink, "path": list(p.path), "latency_ms": p.latency_ms, "slack_ms": p.slack_ms}
                       for p in result.paths],
+            "paths_total": result.sinks,
             "edges": [{"src": e.src, "dst": e.dst, "src_device": e.src_device, "dst_device": e.dst_device,
                        "path_ms": e.path_ms, "usd_per_hour": e.usd_per_hour} for e in result.edges],
             "baselines": [{"device": b.device, "feasible": b.feasible,

@@ -49,7 +49,7 @@ def tiny_plan(stages: list[tuple[str, dict]], edges: list[dict], slo_ms: float |
                            "solver": "none", "pipeline": ""},
             "slo": {"latency_ms": slo_ms, "percentile": "p99", "ttft_ms": None, "tbt_ms": None},
             "traffic": {"requests_per_s": 1, "objective": None},
-            "stages": all_stages, "edges": edges, "paths": [],
+            "stages": all_stages, "edges": edges, "paths": [], "paths_total": 0,
             "tco": {"usd_per_hour": 0, "usd_per_1m_requests": None, "usd_per_1m_tokens": None,
                     "capital_usd_per_hour": 0, "power_usd_per_hour": 0},
             "baselines": [], "devices": []}
