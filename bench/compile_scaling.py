@@ -118,18 +118,6 @@ def _count_binaries(stats: dict) -> None:
     placement.solve = solve
 
 
-def _lift_value_limit(n_nodes: int, stats: dict) -> None:
-    """hetc/yaml_source.py caps a spec at MAX_EXPANDED_NODES YAML values, meant for alias bombs but counted
-    on every spec: a 10,000-node graph (~0.9 MB, under the 1 MiB file limit) is refused as "an alias bomb".
-    Reported as a bug; until it is fixed the benchmark raises the cap for large graphs and says so."""
-    from hetc import yaml_source
-
-    needed = 40 * n_nodes
-    if needed > yaml_source.MAX_EXPANDED_NODES:
-        stats["value_limit_raised_from"] = yaml_source.MAX_EXPANDED_NODES
-        yaml_source.MAX_EXPANDED_NODES = needed
-
-
 def run_one(n_nodes: int, solver: str, codegen: bool) -> dict:
     """Compile one synthetic graph in this process; the stage timings, peak memory and plan facts."""
     from hetc.compiler import CompileOptions, compile_spec, write
@@ -137,7 +125,6 @@ def run_one(n_nodes: int, solver: str, codegen: bool) -> dict:
 
     stats: dict = {}
     _count_binaries(stats)
-    _lift_value_limit(n_nodes, stats)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / f"scale-{n_nodes}.yaml"
         spec.write_text(synthetic_spec(n_nodes))
@@ -195,10 +182,6 @@ def report(rows: list[dict]) -> None:
     print(f"{'plan stages':<26}" + "".join(f"{r['stages']:>10,}" for r in ok))
     print(f"{'placement binaries':<26}" + "".join(f"{r.get('binaries', 0):>10,}" for r in ok))
     print(f"{'solver used':<26}" + "".join(f"{r['solver'] or '-':>10}" for r in ok))
-    for r in ok:
-        if "value_limit_raised_from" in r:
-            print(f"note: {r['nodes']:,} nodes needed yaml_source.MAX_EXPANDED_NODES raised from "
-                  f"{r['value_limit_raised_from']:,} (the loader refuses such a spec as an alias bomb)")
     biggest = ok[-1]
     dominant = max((k for k in biggest["timings_s"] if k != "passes"), key=biggest["timings_s"].get)
     print(f"\ndominant stage at {biggest['nodes']:,} nodes: {dominant} "
