@@ -395,3 +395,33 @@ def test_solver_prints_nothing_on_stdout(capfd):
     solve(problem, "heuristic")
     out, _ = capfd.readouterr()
     assert out == ""
+
+
+def test_local_search_sweep_updates_match_per_move_updates():
+    """Under a hard SLA the local search brings path times up to date once per pass (placement._improve);
+    it must make exactly the moves that updating after every move makes."""
+    from hetc.placement import _improve, _Model, _paths, _Search
+
+    rng = random.Random(7)
+    moved = 0
+    for case in range(30):
+        names = ["d0", "d1", "d2"]
+        devices = [DeviceClass(n, round(rng.uniform(0.5, 6.0), 2), None, rng.choice([0, 2]), None) for n in names]
+        n_ops = rng.randint(20, 60)
+        ops = [OpNode(f"op{i}", [Candidate(rng.choice(names), round(rng.uniform(1, 50), 1),
+                                           round(rng.uniform(0.5, 8), 2)) for _ in range(rng.randint(2, 4))],
+                      worst_invocations=rng.choice([1.0, 2.0])) for i in range(n_ops)]
+        edges = [Edge(f"op{j}", f"op{i}", {(a, b): (round(rng.uniform(0, 5), 1), 0.0)
+                                             for a in names for b in names if a != b})
+                 for i in range(1, n_ops) for j in rng.sample(range(max(0, i - 5), i), min(i, rng.randint(1, 2)))]
+        m = _Model(PlacementProblem(ops, edges, devices, 2.0, round(rng.uniform(300, 900), 1)))
+        start = [max(range(len(cs)), key=lambda k: -cs[k].path_ms) for cs in m.cands]  # the fastest plan
+        if _paths(m, start).critical_ms > m.limit:
+            continue
+        swept, per_move = _Search(m, start), _Search(m, start)
+        _improve(swept)
+        _improve(per_move, sweep=False)
+        assert swept.choice == per_move.choice, f"case {case}"
+        assert swept.paths == _paths(m, swept.choice) == per_move.paths, f"case {case}"
+        moved += swept.choice != start
+    assert moved >= 10
