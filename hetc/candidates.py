@@ -68,6 +68,11 @@ def can_compute(device: Device, precision: str) -> bool:
     return True
 
 
+def can_run(device: Device, precision: str, active_params: float) -> bool:
+    """Whether a model of this precision and size may run on the device at all (CPUs only small models)."""
+    return can_compute(device, precision) and not (_cpu(device) and active_params > CPU_MODEL_PARAMS_MAX)
+
+
 def _prune(cands: list[Candidate]) -> list[Candidate]:
     """Drop candidates dominated on their own device; keep at most MAX_PER_DEVICE spread over latency."""
     out: list[Candidate] = []
@@ -109,7 +114,7 @@ def prefill_candidates(model: ModelInfo, devices: list[Device], input_tokens: in
     """ttft_ms = the batch's prefill + ttft_overhead_ms (first decode step and KV move, from the caller)."""
     out = []
     for dev in devices:
-        if (_cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, model.precision):
+        if not can_run(dev, model.precision, model.arch.active_params()):
             continue
         for tp in cm.valid_tp(dev, model.arch):
             first_ms = None
@@ -133,7 +138,7 @@ def decode_candidates(model: ModelInfo, devices: list[Device], input_tokens: int
                       limits: Limits) -> list[Candidate]:
     out = []
     for dev in devices:
-        if (_cpu(dev) and model.arch.active_params() > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, model.precision):
+        if not can_run(dev, model.precision, model.arch.active_params()):
             continue
         for tp in cm.valid_tp(dev, model.arch):
             for batch in BATCHES:
@@ -158,7 +163,7 @@ def _batched(devices: list[Device], estimate, model_params: float, limit_ms: flo
     """Candidates for a model op without tensor parallelism: estimate(device, batch) -> OpEstimate."""
     out = []
     for dev in devices:
-        if (_cpu(dev) and model_params > CPU_MODEL_PARAMS_MAX) or not can_compute(dev, precision):
+        if not can_run(dev, precision, model_params):
             continue
         first_ms = None
         for batch in BATCHES[:6]:

@@ -226,8 +226,7 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
         limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
         extra = ttft_overhead_ms(module, op, devices, limits) if isinstance(op, T.PrefillOp) else 0.0
         fits_anywhere = False
-        usable = [d for d in devices if C.can_compute(d, info.precision)
-                  and not (d.kind == "cpu" and info.arch.active_params() > C.CPU_MODEL_PARAMS_MAX)]
+        usable = [d for d in devices if C.can_run(d, info.precision, info.arch.active_params())]
         for dev in usable:
             for tp in cm.valid_tp(dev, info.arch):
                 if isinstance(op, T.PrefillOp):
