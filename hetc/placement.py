@@ -612,6 +612,41 @@ def _update_paths(m: _Model, chosen: list[_Cand], paths: _Paths, v: int) -> None
         paths.critical_ms = max(finish[u] for u in m.sinks)
 
 
+def _longest_avoiding(m: _Model, chosen: list[_Cand], paths: _Paths) -> list[float]:
+    """Per op v, the longest source-to-sink path that does not pass through v, in O(m log m) for all ops.
+
+    With ops at their topological positions, a path avoiding v either ends before v's position (at most the
+    finish time of a sink placed before v), starts after it (a source placed after v: its latency plus
+    tail), or jumps over it along an edge a -> b with pos(a) < pos(v) < pos(b) (finish of a, the transfer,
+    b and b's tail). Each of these paths avoids v, and every path avoiding v is one of them."""
+    import heapq
+
+    n, position, finish, tail = m.n, m.topo_position, paths.finish, paths.tail
+    before = [0.0] * (n + 1)  # before[i]: the longest path ending at a sink placed before position i
+    for i, v in enumerate(m.topo):
+        before[i + 1] = max(before[i], finish[v] if not m.succs[v] else 0.0)
+    after = [0.0] * (n + 1)  # after[i]: the longest path from a source placed at position i or later
+    for i in range(n - 1, -1, -1):
+        v = m.topo[i]
+        after[i] = max(after[i + 1], chosen[v].path_ms + tail[v] if not m.preds[v] else 0.0)
+    starting: list[list[tuple[float, int]]] = [[] for _ in range(n)]  # edges by their source's position
+    for edge in m.edges:
+        a, b = edge.src, edge.dst
+        if position[b] - position[a] > 1:
+            length = finish[a] + edge.ms(chosen[a].device, chosen[b].device) + chosen[b].path_ms + tail[b]
+            starting[position[a]].append((-length, position[b]))
+    result = [0.0] * n
+    jumping: list[tuple[float, int]] = []  # (-length, end position) of the edges that started before
+    for i, v in enumerate(m.topo):
+        while jumping and jumping[0][1] <= i:
+            heapq.heappop(jumping)  # lazily: edges ending here or earlier no longer jump over position i
+        over = -jumping[0][0] if jumping else 0.0
+        result[v] = max(before[i], after[i + 1], over)
+        for item in starting[i]:
+            heapq.heappush(jumping, item)
+    return result
+
+
 def _device_counts(m: _Model, choice: list[int]) -> dict[str, int]:
     counts = {d: 0 for d in m.used_devices}
     for v in range(m.n):
@@ -983,6 +1018,7 @@ class _Search:
 
     def refresh(self) -> None:
         self.paths = _paths(self.m, self.choice)
+        self.avoiding: list[float] | None = None  # per op, the longest path avoiding it (computed on demand)
 
     def cand(self, v: int, k: int | None = None) -> _Cand:
         return self.m.cands[v][self.choice[v] if k is None else k]
@@ -1027,17 +1063,15 @@ class _Search:
         return head + c.path_ms + after
 
     def critical_after(self, v: int, k: int) -> float:
-        """The critical path after moving v to k: paths avoiding v are unchanged, so recompute only when v is
-        critical and the move shortens its paths."""
+        """The critical path after moving v to k: the longer of the paths through v (exact, `through`) and
+        the longest path avoiding v, which the move leaves unchanged."""
         new = self.through(v, k)
         current = self.paths.critical_ms
         if new >= current - EPS_MS or self.through(v) < current - EPS_MS:
             return max(new, current)
-        saved = self.choice[v]
-        self.move(v, k)  # incremental both ways: only the paths through v are recomputed
-        critical = self.paths.critical_ms
-        self.move(v, saved)
-        return critical
+        if self.avoiding is None:
+            self.avoiding = _longest_avoiding(self.m, self.chosen, self.paths)
+        return max(new, self.avoiding[v])
 
     def move(self, v: int, k: int, update_paths: bool = True) -> None:
         old, new = self.cand(v), self.cand(v, k)
@@ -1045,6 +1079,7 @@ class _Search:
         self.counts[new.device] += new.devices
         self.choice[v] = k
         self.chosen[v] = new
+        self.avoiding = None
         if update_paths:
             _update_paths(self.m, self.chosen, self.paths, v)
 

@@ -425,3 +425,29 @@ def test_local_search_sweep_updates_match_per_move_updates():
         assert swept.paths == _paths(m, swept.choice) == per_move.paths, f"case {case}"
         moved += swept.choice != start
     assert moved >= 10
+
+
+def test_longest_path_avoiding_each_op_matches_brute_force():
+    from hetc.placement import _chosen, _longest_avoiding, _Model, _paths
+
+    rng = random.Random(11)
+    for case in range(40):
+        problem = random_problem(rng)
+        m = _Model(problem)
+        if any(not cs for cs in m.cands):
+            continue
+        choice = [rng.randrange(len(cs)) for cs in m.cands]
+        chosen = _chosen(m, choice)
+        fast = _longest_avoiding(m, chosen, _paths(m, choice))
+        for removed in range(m.n):
+            finish = {}
+            for v in m.topo:  # longest paths in the graph without `removed`
+                if v == removed:
+                    continue
+                arrive = [finish[e.src] + e.ms(chosen[e.src].device, chosen[v].device)
+                          for e in (m.edges[i] for i in m.preds[v]) if e.src != removed]
+                # paths start at the graph's sources: an op fed only by `removed` is not reached
+                finish[v] = max(arrive, default=0.0 if not m.preds[v] else -math.inf) + chosen[v].path_ms
+            sinks = [v for v in finish if not m.succs[v]]
+            expected = max([finish[v] for v in sinks] + [0.0])
+            assert fast[removed] == pytest.approx(expected, abs=1e-9), f"case {case}, op {removed}"
