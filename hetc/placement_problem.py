@@ -30,8 +30,10 @@ from hetc.tco import TcoParams, device_hour_usd
 OFFLINE_PLANNING_RATE_RPS = 1000.0
 
 
-# At most this many device-class combinations are tried for sub-agents planned as a unit.
+# Sub-agents planned as a unit: up to this many combinations of their device classes are all solved; beyond,
+# a coordinate search over the units of at most MAX_UNIT_SEARCH_ROUNDS rounds (classes x units solves each).
 MAX_UNIT_COMBINATIONS = 64
+MAX_UNIT_SEARCH_ROUNDS = 3
 
 
 @dataclass
@@ -133,37 +135,64 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
 
 
 def solve_placement(built: BuiltProblem, solver: str):
-    """The cheapest plan; a sub-agent marked plan_as_unit puts all its accelerator work on one class (every
-    combination of classes for the units is solved and the cheapest feasible plan wins)."""
-    from dataclasses import replace
-
+    """The cheapest plan; a sub-agent marked plan_as_unit puts all its accelerator work on one class. Up to
+    MAX_UNIT_COMBINATIONS combinations of classes for the units are all solved and the cheapest feasible
+    plan wins; beyond that a coordinate search (see _search_unit_classes) chooses them."""
     from hetc.placement import solve
 
     problem = built.problem
     accelerators = sorted(d.name for d in problem.devices if d.accelerator)
     if not built.units or not accelerators:  # a unit of CPU-only work needs no choice of class
         return solve(problem, solver)
-    classes = {d.name: d.accelerator for d in problem.devices}
-    combos = list(itertools.product(accelerators, repeat=len(built.units)))
-    if len(combos) > MAX_UNIT_COMBINATIONS:
-        first = built.ops[built.units[sorted(built.units)[0]][0]]
-        raise HetcError(f"{len(built.units)} sub-agents planned as a unit over {len(accelerators)} accelerator "
-                        f"classes is {len(combos)} combinations (limit {MAX_UNIT_COMBINATIONS}); mark fewer "
-                        "sub-agents plan_as_unit or narrow the hardware pool", op_loc(first))
-    best = None
-    for combo in combos:
-        chosen = dict(zip(sorted(built.units), combo))
-        unit_of = {op: unit for unit, ops in built.units.items() for op in ops}
-        ops = []
-        for op in problem.ops:
-            unit = unit_of.get(op.id)
-            if unit is not None and any(classes[c.device] for c in op.candidates):
-                op = replace(op, candidates=[c for c in op.candidates if c.device == chosen[unit]])
-            ops.append(op)
-        result = solve(replace(problem, ops=ops), solver)
-        if best is None or (result.feasible and (not best.feasible or result.objective < best.objective)):
-            best = result
-    return best
+    units = sorted(built.units)
+    results: dict[tuple[str, ...], object] = {}
+
+    def plan(combo: tuple[str, ...]):
+        if combo not in results:
+            results[combo] = solve(_units_on(built, dict(zip(units, combo))), solver)
+        return results[combo]
+
+    if len(accelerators) ** len(units) <= MAX_UNIT_COMBINATIONS:
+        for combo in itertools.product(accelerators, repeat=len(units)):
+            plan(combo)
+    else:
+        _search_unit_classes(units, accelerators, plan)
+    return min(results.values(), key=_plan_rank)
+
+
+def _plan_rank(result) -> tuple[bool, float]:
+    return (not result.feasible, result.objective if result.feasible else 0.0)
+
+
+def _search_unit_classes(units: list[str], accelerators: list[str], plan) -> None:
+    """Too many combinations to try them all: start from the best plan with every unit on one class, then
+    move one unit at a time to the class that makes the plan cheapest, until no single move helps (at most
+    MAX_UNIT_SEARCH_ROUNDS rounds). The result is a local optimum over the units' classes."""
+    best = min((tuple([c] * len(units)) for c in accelerators), key=lambda combo: _plan_rank(plan(combo)))
+    for _ in range(MAX_UNIT_SEARCH_ROUNDS):
+        improved = False
+        for i in range(len(units)):
+            for c in accelerators:
+                combo = best[:i] + (c,) + best[i + 1:]
+                if _plan_rank(plan(combo)) < _plan_rank(plan(best)):
+                    best, improved = combo, True
+        if not improved:
+            return
+
+
+def _units_on(built: BuiltProblem, chosen: dict[str, str]):
+    """The problem with each unit's accelerator ops restricted to candidates on its chosen class."""
+    from dataclasses import replace
+
+    classes = {d.name: d.accelerator for d in built.problem.devices}
+    unit_of = {op: unit for unit, ops in built.units.items() for op in ops}
+    ops = []
+    for op in built.problem.ops:
+        unit = unit_of.get(op.id)
+        if unit is not None and any(classes[c.device] for c in op.candidates):
+            op = replace(op, candidates=[c for c in op.candidates if c.device == chosen[unit]])
+        ops.append(op)
+    return replace(built.problem, ops=ops)
 
 
 def _transfer_ms(module, edge, src, dst) -> float:

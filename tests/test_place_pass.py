@@ -103,3 +103,28 @@ def test_explain_lists_candidates(tmp_path):
     decode = next(r for r in rows if r["op"] == "llm.decode")
     assert sum(c["status"] == "chosen" for c in decode["candidates"]) == 1
     assert len(decode["candidates"]) > 1 and all(c["reason"] for c in decode["candidates"])
+
+
+@pytest.mark.parametrize("solver", ["exact", "heuristic"])
+def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeypatch, solver):
+    """Two units over six accelerator classes: 36 combinations are all solved; with the enumeration limit
+    below that, the coordinate search must still put each unit on one class, close to the enumerated best."""
+    import shutil
+
+    from hetc import placement_problem
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    spec = tmp_path / "examples" / "supervisor.yaml"
+    spec.write_text(spec.read_text().replace("    file: agents/researcher.yaml",
+                                             "    file: agents/researcher.yaml\n    plan_as_unit: true"))
+    options = CompileOptions(codegen=False, solver=solver)
+    enumerated = compile_spec(str(spec), options).plan
+    monkeypatch.setattr(placement_problem, "MAX_UNIT_COMBINATIONS", 1)
+    searched = compile_spec(str(spec), options).plan
+    for plan in (enumerated, searched):
+        for unit in ("researcher/", "analyst/"):
+            devices = {s["device"] for s in plan["stages"]
+                       if s["node"].startswith(unit) and s["device_kind"] not in ("cpu", None)}
+            assert len(devices) == 1, (unit, devices)
+    best, found = enumerated["tco"]["usd_per_hour"], searched["tco"]["usd_per_hour"]
+    assert best * (1 - 1e-9) <= found <= best * 1.05
