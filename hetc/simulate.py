@@ -9,7 +9,7 @@ The model (docs/plan.md, "Simulation semantics", is the reference):
   step_ms_base + step_ms_per_seq * batch and gives every sequence one token), transfer (a KV move:
   latency_ms + bytes / bandwidth_gbs on `concurrency` channels per replica).
 - Edges delay a token by predicted_ms. Branches (probability < 1) and loops (back edges with
-  max_iterations) are drawn per request and per visit.
+  max_iterations) are drawn per request and per visit. A loop's results leave it once, when it ends.
 - Per request: end-to-end latency, TTFT (entry into a prefill stage -> first token of the decode that
   follows) and TBT (mean time between tokens of one decode), each the worst over the request's LLM calls.
 
@@ -167,9 +167,14 @@ class _Stage:
         # routing, filled by _wire()
         self.n_forward_in = 0
         self.back_out: list[tuple[_Stage, float, float, int, int]] = []  # dst, delay_ms, p, max_iterations, loop
-        self.branch_out: list[tuple[float, _Stage, float, int]] = []  # cumulative p, dst, delay_ms, loop continued
-        self.plain_out: list[tuple[_Stage, float, frozenset[int]]] = []  # dst, delay_ms, loops it exits
-        self.forward_dsts: list[_Stage] = []
+        # cumulative p, dst, delay_ms, loop continued, loop whose end the token waits for (-1: none)
+        self.branch_out: list[tuple[float, _Stage, float, int, int]] = []
+        self.plain_out: list[tuple[_Stage, float, frozenset[int], int]] = []  # dst, delay_ms, loops it exits, waits
+        self.forward_dsts: list[tuple[_Stage, float, int]] = []  # dst, delay_ms, loop whose end it waits for
+        self.closes: list[int] = []  # loops whose back edge leaves this stage: they end when it does not loop
+        # (loop, forward inputs from inside its body) per loop whose body holds this stage, innermost first:
+        # after a loop's first pass only its own stages feed the join again (outside inputs are loop-invariant)
+        self.loop_inputs: list[tuple[int, int]] = []
         # random streams, refilled in chunks
         self._rng_service = rng_service
         self._rng_branch = rng_branch
@@ -216,6 +221,15 @@ def _loop_bodies(plan: dict[str, Any]) -> list[set[str]]:
         if edge["back_edge"]:
             bodies.append(_closure(succ, edge["dst"]) & _closure(pred, edge["src"]))
     return bodies
+
+
+def _edge_cuts_loop(plan: dict[str, Any], body: set[str], back_edge: dict[str, Any], cut: dict[str, Any]) -> bool:
+    """Whether every forward path in the loop body from its header to its back edge's source uses `cut`."""
+    succ: dict[str, list[str]] = {stage: [] for stage in body}
+    for edge in plan["edges"]:
+        if not edge["back_edge"] and edge is not cut and edge["src"] in body and edge["dst"] in body:
+            succ[edge["src"]].append(edge["dst"])
+    return back_edge["src"] not in _closure(succ, back_edge["dst"])
 
 
 def _closure(graph: dict[str, list[str]], start: str) -> set[str]:
@@ -266,6 +280,8 @@ class _Simulation:
         self.outstanding = [0] * n
         self.loop_counts: dict[int, list[int]] = {}
         self.joins: dict[tuple[int, int], tuple[int, bool]] = {}
+        # (request, loop) -> tokens leaving the loop, by destination stage, sent when the loop ends
+        self.held: dict[tuple[int, int], dict[int, tuple[_Stage, float, bool]]] = {}
         self.heap: list[tuple[float, int, Callable[..., None], Any, Any]] = []
         self.seq = 0
         self.events = 0
@@ -279,25 +295,47 @@ class _Simulation:
         self.n_loops = len(bodies)
         back_index = 0
         cumulative: dict[str, float] = {}
+        deciders: list[set[str]] = [set() for _ in bodies]
+        loop_edges = [e for e in plan["edges"] if e["back_edge"]]
+        forward = []
         for edge in plan["edges"]:
             src, dst = self.by_id[edge["src"]], self.by_id[edge["dst"]]
             delay_ms = float(edge["predicted_ms"])
             probability = float(edge["probability"])
             if edge["back_edge"]:
                 src.back_out.append((dst, delay_ms, probability, int(edge["max_iterations"]), back_index))
+                src.closes.append(back_index)
+                deciders[back_index].add(src.id)
                 back_index += 1
                 continue
+            # the innermost loop whose body holds both ends: taking a branch along this edge continues it when
+            # every pass to the loop's back edge goes through the edge (else the back edge decides alone)
+            inside = [(len(b), i) for i, b in enumerate(bodies) if src.id in b and dst.id in b]
+            continued = min(inside)[1] if inside and probability < 1.0 else -1
+            if continued >= 0 and not _edge_cuts_loop(plan, bodies[continued], loop_edges[continued], edge):
+                continued = -1
+            if continued >= 0:
+                deciders[continued].add(src.id)
+            forward.append((src, dst, delay_ms, probability, continued))
+        for index in sorted(range(len(bodies)), key=lambda i: len(bodies[i])):
+            body = bodies[index]
+            for stage_id in sorted(body):
+                inside = sum(1 for src, dst, *_ in forward if dst.id == stage_id and src.id in body)
+                self.by_id[stage_id].loop_inputs.append((index, inside))
+        for src, dst, delay_ms, probability, continued in forward:
+            exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
+            # An edge leaving a loop from a stage that does not draw whether the loop goes on (its back edge,
+            # or a branch that continues it) carries the loop's result: it is sent once, when the loop ends
+            # (the outermost such loop it leaves), which its back-edge source decides.
+            waiting = [(len(bodies[i]), i) for i in exits if src.id not in deciders[i]]
+            waits = max(waiting)[1] if waiting else -1
             dst.n_forward_in += 1
-            src.forward_dsts.append(dst)
+            src.forward_dsts.append((dst, delay_ms, waits))
             if probability < 1.0:
-                # the innermost loop whose body holds both ends: taking this edge continues that loop
-                inside = [(len(b), i) for i, b in enumerate(bodies) if src.id in b and dst.id in b]
-                continued = min(inside)[1] if inside else -1
                 cumulative[src.id] = cumulative.get(src.id, 0.0) + probability
-                src.branch_out.append((cumulative[src.id], dst, delay_ms, continued))
+                src.branch_out.append((cumulative[src.id], dst, delay_ms, continued, waits))
             else:
-                exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
-                src.plain_out.append((dst, delay_ms, exits))
+                src.plain_out.append((dst, delay_ms, exits, waits))
         for stage_id, total in cumulative.items():
             if total > 1.0 + 1e-9:
                 raise HetcError(f"branch probabilities leaving stage {stage_id!r} sum to {total:.6g} > 1",
@@ -362,19 +400,47 @@ class _Simulation:
     def deliver(self, dst: _Stage, request: int, time_ms: float, live: bool) -> None:
         """A forward token (live, or dead from a branch not taken) reaches dst; joins wait for all inputs."""
         if dst.n_forward_in > 1:
+            needed = dst.n_forward_in
+            counts = self.loop_counts.get(request) if dst.loop_inputs else None
+            if counts is not None:
+                needed = next((inside for loop, inside in dst.loop_inputs if counts[loop] > 0), needed)
             key = (request, dst.index)
             count, any_live = self.joins.pop(key, (0, False))
             count += 1
             any_live = any_live or live
-            if count < dst.n_forward_in:
+            if count < needed:
                 self.joins[key] = (count, any_live)
                 return
             live = any_live
         if live:
             self.enqueue(dst, request, time_ms)
-        else:
-            for nxt in dst.forward_dsts:  # a skipped stage skips what only it feeds
+            return
+        for nxt, delay_ms, waits in dst.forward_dsts:  # a skipped stage skips what only it feeds
+            if waits >= 0:
+                self.hold(request, waits, nxt, delay_ms, False)
+            else:
                 self.deliver(nxt, request, time_ms, False)
+        for loop in dst.closes:  # a skipped back-edge source ends its loop
+            self.end_loop(request, loop, time_ms)
+
+    def hold(self, request: int, loop: int, dst: _Stage, delay_ms: float, live: bool) -> None:
+        """Keep a token leaving `loop` until the loop ends; a later iteration's token replaces it."""
+        held = self.held.get((request, loop))
+        if held is None:
+            held = self.held[(request, loop)] = {}
+            self.outstanding[request] += 1
+        held[dst.index] = (dst, delay_ms, live)
+
+    def end_loop(self, request: int, loop: int, time_ms: float) -> None:
+        held = self.held.pop((request, loop), None)
+        if held is None:
+            return
+        for dst, delay_ms, live in held.values():
+            if live:
+                self.send(dst, request, time_ms, delay_ms, False)
+            else:
+                self.deliver(dst, request, time_ms, False)
+        self.release(request, time_ms)
 
     def route(self, stage: _Stage, request: int, time_ms: float) -> None:
         """The stage finished the request: send tokens along its out edges (loops and branches drawn here)."""
@@ -402,14 +468,22 @@ class _Simulation:
                 else:
                     continuing.add(taken[3])
             for edge in stage.branch_out:
-                if edge is taken:
+                if edge[4] >= 0:
+                    self.hold(request, edge[4], edge[1], edge[2], edge is taken)
+                elif edge is taken:
                     self.send(edge[1], request, time_ms, edge[2], False)
                 else:
                     self.deliver(edge[1], request, time_ms, False)
-        for dst, delay_ms, exits in stage.plain_out:
-            if continuing and not continuing.isdisjoint(exits):
+        for dst, delay_ms, exits, waits in stage.plain_out:
+            if waits >= 0:
+                self.hold(request, waits, dst, delay_ms, True)
+            elif continuing and not continuing.isdisjoint(exits):
                 continue  # the request stays in the loop; it leaves through this edge on a later pass
-            self.send(dst, request, time_ms, delay_ms, False)
+            else:
+                self.send(dst, request, time_ms, delay_ms, False)
+        for loop in stage.closes:
+            if loop not in continuing:
+                self.end_loop(request, loop, time_ms)
 
     def finish(self, stage: _Stage, request: int, time_ms: float) -> None:
         self.route(stage, request, time_ms)
