@@ -166,9 +166,10 @@ class _Stage:
         self.transfer_ms = float(service.get("bytes", 0.0)) / bandwidth_bytes_per_ms
         # routing, filled by _wire()
         self.n_forward_in = 0
-        self.back_out: list[tuple[_Stage, float, float, int, int]] = []  # dst, delay_ms, p, max_iterations, loop
-        # cumulative p, dst, delay_ms, loop continued, loop whose end the token waits for (-1: none)
-        self.branch_out: list[tuple[float, _Stage, float, int, int]] = []
+        # dst, delay_ms, p, max_iterations, loop, loops it exits (inner loops first)
+        self.back_out: list[tuple[_Stage, float, float, int, int, frozenset[int]]] = []
+        # cumulative p, dst, delay_ms, loop continued, loop whose end the token waits for (-1: none), loops it exits
+        self.branch_out: list[tuple[float, _Stage, float, int, int, frozenset[int]]] = []
         self.plain_out: list[tuple[_Stage, float, frozenset[int], int]] = []  # dst, delay_ms, loops it exits, waits
         self.forward_dsts: list[tuple[_Stage, float, int]] = []  # dst, delay_ms, loop whose end it waits for
         self.closes: list[int] = []  # loops whose back edge leaves this stage: they end when it does not loop
@@ -303,7 +304,8 @@ class _Simulation:
             delay_ms = float(edge["predicted_ms"])
             probability = float(edge["probability"])
             if edge["back_edge"]:
-                src.back_out.append((dst, delay_ms, probability, int(edge["max_iterations"]), back_index))
+                exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
+                src.back_out.append((dst, delay_ms, probability, int(edge["max_iterations"]), back_index, exits))
                 src.closes.append(back_index)
                 deciders[back_index].add(src.id)
                 back_index += 1
@@ -317,6 +319,11 @@ class _Simulation:
             if continued >= 0:
                 deciders[continued].add(src.id)
             forward.append((src, dst, delay_ms, probability, continued))
+        for stage in self.by_id.values():  # an inner loop draws first; while it goes on, outer ones wait
+            stage.back_out.sort(key=lambda back: (len(bodies[back[4]]), back[4]))
+        # the loops inside each loop: their iteration counts start again on each pass of the outer loop
+        self.inner_loops = [[j for j, inner in enumerate(bodies) if j != i and inner < body]
+                            for i, body in enumerate(bodies)]
         for index in sorted(range(len(bodies)), key=lambda i: len(bodies[i])):
             body = bodies[index]
             for stage_id in sorted(body):
@@ -333,7 +340,7 @@ class _Simulation:
             src.forward_dsts.append((dst, delay_ms, waits))
             if probability < 1.0:
                 cumulative[src.id] = cumulative.get(src.id, 0.0) + probability
-                src.branch_out.append((cumulative[src.id], dst, delay_ms, continued, waits))
+                src.branch_out.append((cumulative[src.id], dst, delay_ms, continued, waits, exits))
             else:
                 src.plain_out.append((dst, delay_ms, exits, waits))
         for stage_id, total in cumulative.items():
@@ -450,9 +457,13 @@ class _Simulation:
             counts = self.loop_counts.get(request)
             if counts is None:
                 counts = self.loop_counts[request] = [0] * self.n_loops
-        for dst, delay_ms, probability, max_iterations, loop in stage.back_out:
+        for dst, delay_ms, probability, max_iterations, loop, exits in stage.back_out:
+            if continuing and not continuing.isdisjoint(exits):
+                continue  # an inner loop goes on: this outer back edge is drawn on its last pass
             if counts[loop] < max_iterations and (probability >= 1.0 or stage.draw_uniform() < probability):
                 counts[loop] += 1
+                for inner in self.inner_loops[loop]:
+                    counts[inner] = 0
                 continuing.add(loop)
                 self.send(dst, request, time_ms, delay_ms, True)
         if stage.branch_out:
@@ -470,6 +481,8 @@ class _Simulation:
             for edge in stage.branch_out:
                 if edge[4] >= 0:
                     self.hold(request, edge[4], edge[1], edge[2], edge is taken)
+                elif continuing and not continuing.isdisjoint(edge[5]):
+                    continue  # the request stays in the loop: this exit is drawn again on the last pass
                 elif edge is taken:
                     self.send(edge[1], request, time_ms, edge[2], False)
                 else:
