@@ -324,10 +324,13 @@ class _Simulation:
         # the loops inside each loop: their iteration counts start again on each pass of the outer loop
         self.inner_loops = [[j for j, inner in enumerate(bodies) if j != i and inner < body]
                             for i, body in enumerate(bodies)]
+        sources: dict[str, list[str]] = {}
+        for src, dst, *_ in forward:
+            sources.setdefault(dst.id, []).append(src.id)
         for index in sorted(range(len(bodies)), key=lambda i: len(bodies[i])):
             body = bodies[index]
             for stage_id in sorted(body):
-                inside = sum(1 for src, dst, *_ in forward if dst.id == stage_id and src.id in body)
+                inside = sum(1 for src_id in sources.get(stage_id, []) if src_id in body)
                 self.by_id[stage_id].loop_inputs.append((index, inside))
         for src, dst, delay_ms, probability, continued in forward:
             exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
