@@ -283,6 +283,7 @@ class _Simulation:
         self.joins: dict[tuple[int, int], tuple[int, bool]] = {}
         # (request, loop) -> tokens leaving the loop, by destination stage, sent when the loop ends
         self.held: dict[tuple[int, int], dict[int, tuple[_Stage, float, bool]]] = {}
+        self.ended: set[tuple[int, int]] = set()  # (request, loop) whose loop has ended (until an outer pass)
         self.heap: list[tuple[float, int, Callable[..., None], Any, Any]] = []
         self.seq = 0
         self.events = 0
@@ -427,14 +428,21 @@ class _Simulation:
             return
         for nxt, delay_ms, waits in dst.forward_dsts:  # a skipped stage skips what only it feeds
             if waits >= 0:
-                self.hold(request, waits, nxt, delay_ms, False)
+                self.hold(request, waits, nxt, delay_ms, False, time_ms)
             else:
                 self.deliver(nxt, request, time_ms, False)
         for loop in dst.closes:  # a skipped back-edge source ends its loop
             self.end_loop(request, loop, time_ms)
 
-    def hold(self, request: int, loop: int, dst: _Stage, delay_ms: float, live: bool) -> None:
-        """Keep a token leaving `loop` until the loop ends; a later iteration's token replaces it."""
+    def hold(self, request: int, loop: int, dst: _Stage, delay_ms: float, live: bool, time_ms: float) -> None:
+        """Keep a token leaving `loop` until the loop ends; a later iteration's token replaces it. A token
+        produced after the loop ended (a skip reaching it after the decision) goes on at once."""
+        if (request, loop) in self.ended:
+            if live:
+                self.send(dst, request, time_ms, delay_ms, False)
+            else:
+                self.deliver(dst, request, time_ms, False)
+            return
         held = self.held.get((request, loop))
         if held is None:
             held = self.held[(request, loop)] = {}
@@ -442,6 +450,7 @@ class _Simulation:
         held[dst.index] = (dst, delay_ms, live)
 
     def end_loop(self, request: int, loop: int, time_ms: float) -> None:
+        self.ended.add((request, loop))
         held = self.held.pop((request, loop), None)
         if held is None:
             return
@@ -467,6 +476,7 @@ class _Simulation:
                 counts[loop] += 1
                 for inner in self.inner_loops[loop]:
                     counts[inner] = 0
+                    self.ended.discard((request, inner))
                 continuing.add(loop)
                 self.send(dst, request, time_ms, delay_ms, True)
         if stage.branch_out:
@@ -483,7 +493,7 @@ class _Simulation:
                     continuing.add(taken[3])
             for edge in stage.branch_out:
                 if edge[4] >= 0:
-                    self.hold(request, edge[4], edge[1], edge[2], edge is taken)
+                    self.hold(request, edge[4], edge[1], edge[2], edge is taken, time_ms)
                 elif continuing and not continuing.isdisjoint(edge[5]):
                     continue  # the request stays in the loop: this exit is drawn again on the last pass
                 elif edge is taken:
@@ -492,7 +502,7 @@ class _Simulation:
                     self.deliver(edge[1], request, time_ms, False)
         for dst, delay_ms, exits, waits in stage.plain_out:
             if waits >= 0:
-                self.hold(request, waits, dst, delay_ms, True)
+                self.hold(request, waits, dst, delay_ms, True, time_ms)
             elif continuing and not continuing.isdisjoint(exits):
                 continue  # the request stays in the loop; it leaves through this edge on a later pass
             else:

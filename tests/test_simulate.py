@@ -252,7 +252,17 @@ edges:
 """
 
 
-def test_loop_results_leave_once_and_joins_inside_loops_see_only_loop_inputs_again(tmp_path):
+ALWAYS_ENTERED = "- q -> prep -> head -> mid -> check"
+
+
+# entered by a branch that may skip the loop (and `mid`) altogether: the skipped back-edge source ends the loop
+# before `mid`'s skip reaches `side`, which must still get it
+BRANCH_ENTERED = "- q -> prep\n  - prep -> head: {probability: 0.5}\n  - head -> mid -> check"
+
+
+@pytest.mark.parametrize("entry", [ALWAYS_ENTERED, BRANCH_ENTERED],
+                         ids=["always-entered", "entered-by-a-branch"])
+def test_loop_results_leave_once_and_joins_inside_loops_see_only_loop_inputs_again(tmp_path, entry):
     """A loop whose back edge leaves `check`: `head` and `mid` feed stages outside the loop (their results
     leave once, when the loop ends: the LLM must not get a second sequence of the same request while the
     first decodes), and `mid` joins an input from outside the loop (later passes bring only the loop's own).
@@ -260,10 +270,15 @@ def test_loop_results_leave_once_and_joins_inside_loops_see_only_loop_inputs_aga
     from hetc.compiler import CompileOptions, compile_spec
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(LOOP_WITH_SIDE_EXITS)
+    text = LOOP_WITH_SIDE_EXITS.replace(ALWAYS_ENTERED, entry)
+    if entry == BRANCH_ENTERED:
+        text = text.replace("prep -> mid: {probability: 0.5}", "prep -> mid: {probability: 0.25}")
+    spec.write_text(text)
     plan = compile_spec(str(spec), CompileOptions(codegen=False)).plan
     report = simulate(plan, rate_rps=2.0, duration_s=3000.0, seed=3)
     assert report["completed"] == report["requests"] > 5000
+    if entry != ALWAYS_ENTERED:
+        return  # a loop whose header is skipped while its body runs: planner and simulator differ (docs/plan.md)
     expected = {s["id"]: s["invocations"]["expected"] for s in plan["stages"]}
     for stage in report["stages"]:
         if stage["id"].endswith(".kv"):
