@@ -528,9 +528,9 @@ class _Paths:
     critical_ms: float
 
 
-def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int) -> float:
-    """F[v] from the finish times of v's predecessors (`chosen[u]` is op u's candidate)."""
-    c = chosen[v]
+def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int, c: _Cand | None = None) -> float:
+    """F[v] from the finish times of v's predecessors (`chosen[u]` is op u's candidate; v's is `c` if given)."""
+    c = chosen[v] if c is None else c
     start = 0.0
     for e in m.preds[v]:
         edge = m.edges[e]
@@ -541,9 +541,9 @@ def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int) -> f
     return start + c.path_ms
 
 
-def _tail_of(m: _Model, chosen: list[_Cand], tail: list[float], v: int) -> float:
-    """B[v] from the tails of v's successors."""
-    dv = chosen[v].device
+def _tail_of(m: _Model, chosen: list[_Cand], tail: list[float], v: int, c: _Cand | None = None) -> float:
+    """B[v] from the tails of v's successors (with v on candidate `c` if given)."""
+    dv = (chosen[v] if c is None else c).device
     best = 0.0
     for e in m.succs[v]:
         edge = m.edges[e]
@@ -1048,19 +1048,9 @@ class _Search:
 
     def through(self, v: int, k: int | None = None) -> float:
         """Longest source-to-sink path through v with v on candidate k (the others unchanged). Exact."""
-        m = self.m
         c = self.cand(v, k)
-        finish, tail = self.paths.finish, self.paths.tail
-        head = 0.0
-        for e in m.preds[v]:
-            edge = m.edges[e]
-            head = max(head, finish[edge.src] + edge.ms(self.cand(edge.src).device, c.device))
-        after = 0.0
-        for e in m.succs[v]:
-            edge = m.edges[e]
-            w = self.cand(edge.dst)
-            after = max(after, edge.ms(c.device, w.device) + w.path_ms + tail[edge.dst])
-        return head + c.path_ms + after
+        return (_finish_of(self.m, self.chosen, self.paths.finish, v, c)
+                + _tail_of(self.m, self.chosen, self.paths.tail, v, c))
 
     def critical_after(self, v: int, k: int) -> float:
         """The critical path after moving v to k: the longer of the paths through v (exact, `through`) and
