@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import system_tool
 from hetc.targets import get_target
 from hetc.targets import reference as ref
-from hetc.targets.gaudi.target import EMU_HEADER, TPC_CORES, find_cc
+from hetc.targets.gaudi.target import EMU_HEADER, TPC_CORES
 from hetc.targets.kernels import KINDS, KernelSpec, kernels_for_op
 
 from hetc.models import PRESETS
@@ -38,8 +39,7 @@ def test_every_kind_is_covered() -> None:
 @pytest.fixture(scope="module", params=sorted(TPC_CORES))
 def built(request, tmp_path_factory) -> tuple[str, dict[str, ctypes.CDLL]]:
     variant = request.param
-    cc = find_cc()
-    assert cc is not None, "clang is a test requirement (see .ci/run)"
+    cc = system_tool("clang")
     target = get_target("gaudi")
     files = target.emit(KERNELS, variant)
     target.verify(files, variant, require_tool=True)

@@ -2,11 +2,11 @@
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import system_tool
 from xdsl.parser import Parser
 
 from hetc.cli import main
@@ -72,11 +72,7 @@ def test_ir_round_trips_after_every_stage(spec, bundles):
 
 
 def _mlir_opt() -> str:
-    for name in ("mlir-opt-19", "mlir-opt", "/usr/lib/llvm-19/bin/mlir-opt"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("mlir-opt not found: install Debian's mlir-19-tools (.ci/run does)")
+    return system_tool("mlir-opt")
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)

@@ -11,7 +11,6 @@ to anything outside the page would show up as a CSP violation on the console.
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import system_tool
 
 from hetc.report import (
     CAPITAL_COLOUR,
@@ -35,11 +35,7 @@ EVIL = "<script>alert('x')</script>\"q'&"
 
 
 def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.fail("chromium is not installed: the report test needs Debian's chromium "
-                    "(apt-get install -y chromium; .ci/run installs it)")
-    return exe
+    return system_tool("chromium")
 
 
 def _run_chromium(page: Path, tmp_path: Path, *mode: str) -> subprocess.CompletedProcess:
