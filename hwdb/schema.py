@@ -64,11 +64,13 @@ NUMBER_FIELDS: dict[str, NumberField] = {
     "cloud_usd_per_hour": NumberField("usd_per_hour", 0, 1000, required=False),
     "opex_usd_per_hour": NumberField("usd_per_hour", 0, 1000, required=False, lo_inclusive=True),
     "eff_bw": NumberField("fraction", 0, 1),
+    # host link (PCIe or chip-to-chip) per direction: KV caches staged through host memory cross it
+    "host_link_gbs": NumberField("gbs", 0, 10_000, required=False),
 }
 PEAK_FIELD = NumberField("tflops", 0, 1_000_000, required=False)
 EFF_FIELD = NumberField("fraction", 0, 1)
 STRING_FIELDS = ("id", "name", "vendor", "kind", "target", "sm", "gaudi_generation", "scaleup_link",
-                 "scaleout_link", "inherits", "notes")
+                 "scaleout_link", "host_link", "inherits", "notes")
 ALL_FIELDS = frozenset(STRING_FIELDS) | frozenset(NUMBER_FIELDS) | {"aliases", "peak_tflops", "eff_compute",
                                                                        "sources"}
 # Fields whose (non-null) value must be backed by a sources: entry.
@@ -104,6 +106,8 @@ class Device:
     eff_compute: dict[str, float]  # achievable / peak, per precision
     eff_bw: float  # achievable / peak memory bandwidth
     cores: int | None = None  # CPUs: physical cores per socket (general-purpose work runs one task per core)
+    host_link: str | None = None  # e.g. pcie5-x16; None for CPUs (they are the host)
+    host_link_gbs: float | None = None  # per direction, as the host runs it
     notes: str = ""
     sources: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source_file: str = field(default="", compare=False)
@@ -301,6 +305,7 @@ def build_device(raw: dict[str, Any], errors: FieldErrors, source_file: str) -> 
         opex_usd_per_hour=numbers["opex_usd_per_hour"],
         eff_compute={p: v for p, v in sorted(eff.items()) if v is not None}, eff_bw=numbers["eff_bw"],
         cores=int(numbers["cores"]) if numbers["cores"] is not None else None, notes=text("notes") or "",
+        host_link=text("host_link"), host_link_gbs=numbers["host_link_gbs"],
         sources=sources, source_file=source_file)
 
 
