@@ -129,6 +129,34 @@ def test_supervisor_sub_agents_and_placeholder_model_listed_as_todo():
     assert {"supervisor -> analyst": {"probability": 0.333333}} in data["edges"]
 
 
+def test_names_of_one_architecture_share_a_model_and_observed_context_beyond_it_is_raised(tmp_path):
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    first, second = graphs.chat("meta-llama/Llama-3.1-8B-Instruct"), graphs.chat("llama3:8b")
+    builder = StateGraph(MessagesState)
+    builder.add_node("draft", lambda state: {"messages": [first.invoke(state["messages"])]})
+    builder.add_node("polish", lambda state: {"messages": [second.invoke(state["messages"])]})
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "polish")
+    builder.add_edge("polish", END)
+    graph = builder.compile()
+    data = spec_of(import_graph(graph))
+    assert data["models"] == {"llama-3-8b": {"preset": "llama-3-8b"}}
+    assert data["nodes"]["draft"]["model"] == data["nodes"]["polish"]["model"] == "llama-3-8b"
+    # a trace showing 9,000 + 500 tokens per call: more than Llama 3's 8,192-token context
+    runs = [{"id": "g", "name": "LangGraph", "start_time": 0, "end_time": 2},
+            {"id": "d", "parent_run_id": "g", "name": "draft", "start_time": 0, "end_time": 1},
+            {"id": "dm", "parent_run_id": "d", "name": "m", "run_type": "llm", "start_time": 0, "end_time": 1,
+             "prompt_tokens": 9000, "completion_tokens": 500},
+            {"id": "p", "parent_run_id": "g", "name": "polish", "start_time": 1, "end_time": 2}]
+    trace = tmp_path / "runs.json"
+    trace.write_text(json.dumps(runs))
+    imported = import_graph(graph, trace=trace)
+    assert spec_of(imported)["models"] == {"llama-3-8b": {"preset": "llama-3-8b", "overrides": {"max_context": 10240}}}
+    assert any(t.startswith("models.llama-3-8b: max_context raised to 10240") for t in imported.todos)
+    imported.load()
+
+
 def test_send_fan_out_is_marked_and_listed():
     imported = import_graph(graphs.map_reduce)
     assert "generate_topics -> generate_joke  # Send fan-out" in imported.text
@@ -187,6 +215,19 @@ def test_unsupported_or_bad_targets_exit_2_naming_the_problem(target, expected, 
     assert code == 2
     assert expected in err
     assert "Traceback" not in err and not (tmp_path / "x.yaml").exists()
+
+
+def test_langgraph_failing_to_draw_the_graph_is_a_user_error(monkeypatch):
+    graph = graphs._pe.compile()
+
+    def fail(*args, **kwargs):
+        raise ValueError("cannot draw\nthis")
+
+    monkeypatch.setattr(graph, "get_graph", fail)
+    with pytest.raises(HetcError) as info:
+        import_graph(graph, source="graphs:plan_execute")
+    assert "LangGraph cannot draw the graph 'LangGraph': ValueError: cannot draw\\x0athis" in str(info.value)
+    assert info.value.exit_code == 2
 
 
 def test_module_that_raises_on_import_is_reported_without_traceback(tmp_path, capsys, monkeypatch):

@@ -19,7 +19,7 @@ def import_group() -> None:
 @click.option("--from-trace", "trace", type=click.Path(dir_okay=False),
               help="JSON trace of real runs (LangSmith run export or OpenTelemetry-style spans): token counts, "
                    "tool latencies, branch probabilities and loop bounds from what was observed.")
-@click.option("--name", help="The spec's name (default: the graph's name).")
+@click.option("--name", help="The spec's name (default: ATTR, or MODULE when ATTR is graph, app, agent, ...).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def langgraph_cmd(target, output, trace, name, quiet):
     """Import the LangGraph graph MODULE:ATTR (a compiled graph or a StateGraph builder) into OUTPUT.

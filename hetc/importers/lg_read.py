@@ -81,8 +81,13 @@ def read_graph(graph, where: str, limit: int | None = None, depth: int = 0) -> L
     if depth > MAX_DEPTH:
         raise HetcError(f"subgraphs nest deeper than {MAX_DEPTH} levels", Loc(where))
     limit = recursion_limit(graph) if limit is None else limit
-    drawn = graph.get_graph()
-    subgraphs = dict(graph.get_subgraphs())
+    try:
+        drawn = graph.get_graph()
+        subgraphs = dict(graph.get_subgraphs())
+    except Exception as exc:  # LangGraph's own drawing failed: report it as the graph's problem
+        message = display(f"{type(exc).__name__}: {exc}", 200, quote=False)
+        raise HetcError(f"LangGraph cannot draw the graph {display(str(getattr(graph, 'name', '')))}: {message}",
+                        Loc(where)) from None
     sends = _send_routers(graph)
     nodes: list[LGNode] = []
     for node_id, node in drawn.nodes.items():

@@ -67,19 +67,22 @@ def _invocation(graph: LGGraph, root: Run, path: tuple[str, ...], stats: dict) -
                 level.tokens[node.name].append(total)
         if node.kind == "subgraph" and node.subgraph is not None:
             _invocation(node.subgraph, run, (*path, node.name), stats)
-    first = min(steps.values())
-    entry = [r for r in runs if steps[id(r)] == first and r.name in targets[START]]
-    for run in entry:
-        _take(level, counts, [(START, None)], _keys(names[run.name], run))
+    by_step: dict[int, list[Run]] = defaultdict(list)
     for run in runs:
-        later = sorted({steps[id(r)] for r in runs if steps[id(r)] > steps[id(run)]
-                        and r.name in targets[run.name]})
-        sources = _keys(names[run.name], run)
-        if later:
-            for succ in (r for r in runs if steps[id(r)] == later[0] and r.name in targets[run.name]):
+        by_step[steps[id(run)]].append(run)
+    order = sorted(by_step)
+    for run in by_step[order[0]]:
+        if run.name in targets[START]:
+            _take(level, counts, [(START, None)], _keys(names[run.name], run))
+    for position, step in enumerate(order):
+        for run in by_step[step]:
+            sources = _keys(names[run.name], run)
+            successors = next((found for later in order[position + 1:]
+                               if (found := [r for r in by_step[later] if r.name in targets[run.name]])), [])
+            for succ in successors:
                 _take(level, counts, sources, _keys(names[succ.name], succ))
-        elif END in targets[run.name]:
-            _take(level, counts, sources, [(END, None)])
+            if not successors and END in targets[run.name]:
+                _take(level, counts, sources, [(END, None)])
     for pair, count in counts.items():
         level.per_invocation[pair].append(count)
 

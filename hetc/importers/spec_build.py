@@ -159,6 +159,8 @@ class SpecBuilder:
             comment = f"mean tokens of {_count(seen, 'observed call')}"
             if input_tokens + output_tokens > _context(model):
                 model.max_context = max(model.max_context or 0, _round_up(input_tokens + output_tokens, 1024))
+                self.todo(f"models.{model.id}", f"max_context raised to {model.max_context} to fit the observed "
+                          f"tokens of {node_id}: check the model")
         else:
             input_tokens, output_tokens = D.LLM_INPUT_TOKENS, D.LLM_OUTPUT_TOKENS
             comment = "TODO: token counts"
@@ -169,16 +171,18 @@ class SpecBuilder:
                                   "output_tokens": output_tokens}, comment)
 
     def model(self, source_name: str) -> ModelEntry:
-        if source_name in self.models:
-            return self.models[source_name]
+        """One model per preset (names of the same architecture share it), else one per name."""
         preset = D.preset_for(source_name) if source_name else None
+        key = f"preset:{preset}" if preset else source_name
+        if key in self.models:
+            return self.models[key]
         entry = ModelEntry(self.model_ids.take(preset or source_name or "chat_model", "chat_model"),
                            preset or D.PLACEHOLDER_PRESET, source_name)
         if preset is None:
             what = f"the chat model {display(source_name)}" if source_name else "a chat model without a model name"
             self.todo(f"models.{entry.id}", f"{what} maps to no hetc preset; {D.PLACEHOLDER_PRESET} stands in "
                       "(give its preset or arch)")
-        self.models[source_name] = entry
+        self.models[key] = entry
         return entry
 
     # ---- edges ----
