@@ -1,0 +1,1 @@
+"""Importers: hetc specs from agent graphs written in frameworks (LangGraph: hetc.importers.langgraph)."""
