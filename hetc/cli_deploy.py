@@ -78,16 +78,19 @@ def deploy_command(bundle: Path, target: str, out_dir: Path, images: tuple[str, 
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from hetc.console import make_console, make_table
+    from rich.text import Text
+
+    from hetc.console import make_console, make_table, verdict
 
     console = make_console()
-    verdict = "[green]meets[/green]" if report["meets_sla"] else "[red]VIOLATES[/red]"
     slo = report["slo"]
     console.print(f"plan {report['plan']}: {report['requests']} requests ({report['arrivals']}, "
                   f"{report['rate_rps']} req/s, seed {report['seed']}), {report['events']} events, "
                   f"{report['simulated_s']} s simulated")
-    console.print(f"SLA {slo['percentile']}: {verdict}  attainment {report['sla_attainment'] * 100:.2f}% "
-                  f"(needs {report['required_attainment'] * 100:g}%), goodput {report['goodput_rps']} req/s")
+    console.print(Text.assemble(
+        f"SLA {slo['percentile']}: ", verdict(report["meets_sla"], "meets", "VIOLATES"),
+        f"  attainment {report['sla_attainment'] * 100:.2f}% (needs {report['required_attainment'] * 100:g}%), "
+        f"goodput {report['goodput_rps']} req/s"))
     metrics = make_table("metric", "p50", "p90", "p99", "max", "target", right=("p50", "p90", "p99", "max", "target"))
     for key, target in (("latency_ms", slo["latency_ms"]), ("ttft_ms", slo["ttft_ms"]), ("tbt_ms", slo["tbt_ms"])):
         values = report[key]

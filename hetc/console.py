@@ -6,6 +6,8 @@ Two rules hold for everything printed:
   the console is as wide as the text needs; on a narrow terminal cells fold onto a second line instead.
 - No escape sequences when NO_COLOR is set (https://no-color.org) or stdout is not a terminal: rich's own
   NO_COLOR support drops colours but keeps bold and italic.
+- What users wrote is printed as written: no rich markup (a spec named `[/x]` crashed the summary) and no
+  emoji codes; colour comes from `verdict`, never from markup in strings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # rich is imported when something is printed, so `hetc --help` stays fast
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 # Width of a console that is not a terminal: lines are as long as their text, up to this many columns.
 UNBOUNDED_COLUMNS = 10_000
@@ -33,7 +36,7 @@ def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
     plain = no_color() or not terminal
-    return Console(file=stream, highlight=False, emoji=False,
+    return Console(file=stream, highlight=False, emoji=False, markup=False,
                    width=None if terminal else UNBOUNDED_COLUMNS,
                    color_system=None if plain else "auto", force_terminal=None if not plain else False)
 
@@ -46,3 +49,10 @@ def make_table(*headers: str, right: tuple[str, ...] = (), **kwargs) -> Table:
     for header in headers:
         table.add_column(header, justify="right" if header in right else "left", overflow="fold")
     return table
+
+
+def verdict(good: bool, if_good: str, if_bad: str) -> Text:
+    """A word in green when good, red when bad (plain where styles are off)."""
+    from rich.text import Text
+
+    return Text(if_good, style="green") if good else Text(if_bad, style="red")

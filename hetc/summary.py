@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from hetc.console import make_console
+from hetc.console import make_console, verdict
 
 SHOWN_STAGES = 40  # rows of the stage table; a larger plan shows its costliest stages
 SHOWN_PATHS = 5  # the slowest paths printed; plan.json and report.html have more
@@ -47,9 +47,9 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
     console.print(f"TCO {_usd(tco['usd_per_hour'])}/hour (capital {_usd(tco['capital_usd_per_hour'])}, power "
                   f"{_usd(tco['power_usd_per_hour'])}); {_usd(tco['usd_per_1m_requests'])} per 1M requests{per_tokens}")
     for path in plan["paths"][:SHOWN_PATHS]:
-        status = "[green]meets[/green]" if path["meets"] else "[red]misses[/red]"
         limit = f" of {_ms(path['limit_ms'])} ms (slack {_ms(path['slack_ms'])} ms)" if path["limit_ms"] else ""
-        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit} {status}")
+        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit}",
+                      verdict(path["meets"], "meets", "misses"))
     if plan["paths_total"] > SHOWN_PATHS:
         console.print(f"... and {plan['paths_total'] - SHOWN_PATHS:,} faster paths (plan.json lists the "
                       f"{len(plan['paths'])} slowest)")

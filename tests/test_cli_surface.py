@@ -126,6 +126,18 @@ def test_no_color_means_no_escape_sequences(argv, tmp_path: Path) -> None:
     assert piped.returncode == 0 and ESC.encode() not in piped.stdout + piped.stderr
 
 
+def test_what_users_wrote_is_printed_as_written(tmp_path: Path) -> None:
+    # rich markup and emoji codes in a spec's name used to be interpreted ("[/x]" was an internal error)
+    name = "v[/oops] [red]x :smile:"
+    spec = tmp_path / "named.yaml"
+    spec.write_text(VOICE.read_text().replace("name: voice-agent", f'name: "{name}"'), encoding="utf-8")
+    done = hetc("compile", str(spec), "-o", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith(f"{name}: plan")
+    done = hetc("simulate", str(tmp_path / "b"), "--duration", "2", "--quiet")
+    assert done.returncode == 0 and f"plan {name}:" in done.stdout.decode()
+
+
 def test_console_rules() -> None:
     import io
 
