@@ -53,10 +53,15 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hetc")
+@click.version_option(__version__, "-V", "--version", prog_name="hetc")
 def cli() -> None:
     """hetc: place an AI agent graph on heterogeneous hardware at minimum TCO under its SLA,
-    and write what to deploy."""
+    and write what to deploy.
+
+    \b
+    Shell completion, in ~/.bashrc: eval "$(_HETC_COMPLETE=bash_source hetc)"
+    (zsh: zsh_source, fish: fish_source; see README.md)
+    """
 
 
 def report_error(exc: HetcError) -> None:

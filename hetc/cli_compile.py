@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from hetc.cli_options import hwdb_options
+from hetc.cli_options import hwdb_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
 from hetc.pipeline import DEFAULT_PIPELINE
 
 
 def _spec_arg(fn):
-    return click.argument("spec", type=click.Path(dir_okay=False))(fn)
+    return click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))(fn)  # `-`: standard input
 
 
 @click.command("compile")
@@ -26,11 +26,11 @@ def _spec_arg(fn):
               help="Print the IR after the named pass (repeatable) or after every pass (all).")
 @click.option("--dump-ir-dir", type=click.Path(file_okay=False), help="Also write the dumps into this directory.")
 @click.option("--generic", is_flag=True, help="Print dumps in MLIR generic form.")
-@click.option("--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True)
+@solver_option
 @click.option("--soft-sla", "soft_sla", type=float, default=0.0,
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--explain", is_flag=True, help="Show, per op, the candidates considered and why one won.")
-@click.option("--max-cost", "max_cost", type=float, help="Fail (exit 4) when the plan costs more $/hour.")
+@click.option("--max-cost", "max_cost", type=float, help="Fail (exit 4) when the plan costs more than this many $/hour.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @hwdb_options
@@ -75,7 +75,10 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @hwdb_options
 def validate_cmd(spec, as_json, hwdb, hwdb_extra):
-    """Check SPEC (syntax, types, graph, models, devices, what each node is fed) and print every error."""
+    """Check SPEC (syntax, types, graph, models, devices, what each node is fed) and print every error.
+
+    SPEC - reads standard input; errors then name <stdin>.
+    """
     from hetc.compiler import CompileOptions, load
     from hetc.frontend import spec_to_module
     from hetc.pipeline import verify
@@ -95,22 +98,23 @@ def validate_cmd(spec, as_json, hwdb, hwdb_extra):
         click.echo(json.dumps({"ok": True, "name": loaded.name, "nodes": nodes, "edges": len(loaded.graph.edges)},
                               indent=2))
     else:
-        click.echo(f"{spec}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)")
+        click.echo(f"{loaded.path}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)")
 
 
 @click.command("opt")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-p", "--passes", default="", help="Pass pipeline, xdsl-opt syntax (empty = parse and verify).")
 @click.option("--generic", is_flag=True, help="Print in MLIR generic form.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the result here instead of stdout (- is stdout).")
 def opt_cmd(file, passes, generic, output):
-    """Parse FILE (textual IR), run PASSES, print the result."""
+    """Parse FILE (textual IR; - reads standard input), run PASSES, print the result."""
     from hetc.pipeline import PipelineRun, parse_ir_file, print_module
 
     module = parse_ir_file(file)
     PipelineRun(spec=passes).run(module, stage_name="input")
     text = print_module(module, generic=generic)
-    if output:
+    if output and output != "-":
         Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)

@@ -78,18 +78,20 @@ def deploy_command(bundle: Path, target: str, out_dir: Path, images: tuple[str, 
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
-    verdict = "[green]meets[/green]" if report["meets_sla"] else "[red]VIOLATES[/red]"
+    from hetc.console import make_console, make_table, verdict
+
+    console = make_console()
     slo = report["slo"]
     console.print(f"plan {report['plan']}: {report['requests']} requests ({report['arrivals']}, "
                   f"{report['rate_rps']} req/s, seed {report['seed']}), {report['events']} events, "
                   f"{report['simulated_s']} s simulated")
-    console.print(f"SLA {slo['percentile']}: {verdict}  attainment {report['sla_attainment'] * 100:.2f}% "
-                  f"(needs {report['required_attainment'] * 100:g}%), goodput {report['goodput_rps']} req/s")
-    metrics = Table("metric", "p50", "p90", "p99", "max", "target")
+    console.print(Text.assemble(
+        f"SLA {slo['percentile']}: ", verdict(report["meets_sla"], "meets", "VIOLATES"),
+        f"  attainment {report['sla_attainment'] * 100:.2f}% (needs {report['required_attainment'] * 100:g}%), "
+        f"goodput {report['goodput_rps']} req/s"))
+    metrics = make_table("metric", "p50", "p90", "p99", "max", "target", right=("p50", "p90", "p99", "max", "target"))
     for key, target in (("latency_ms", slo["latency_ms"]), ("ttft_ms", slo["ttft_ms"]), ("tbt_ms", slo["tbt_ms"])):
         values = report[key]
         if values is None:
@@ -97,8 +99,8 @@ def _print_report(report: dict[str, Any]) -> None:
         metrics.add_row(key, *(f"{values[p]:.1f}" for p in ("p50", "p90", "p99", "max")),
                         "-" if target is None else f"{target:g}")
     console.print(metrics)
-    stages = Table("stage", "kind", "replicas", "visits/req", "utilisation", "mean wait ms", "max wait ms",
-                   "max queue", "mean batch")
+    numbers = ("replicas", "visits/req", "utilisation", "mean wait ms", "max wait ms", "max queue", "mean batch")
+    stages = make_table("stage", "kind", *numbers, right=numbers)
     for row in report["stages"]:
         stages.add_row(row["id"], row["kind"], str(row["replicas"]), f"{row['visits_per_request']:.3f}",
                        f"{row['utilisation'] * 100:.1f}%", f"{row['mean_wait_ms']:.1f}", f"{row['max_wait_ms']:.1f}",
@@ -114,9 +116,9 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _print_sweep(sweep: dict[str, Any]) -> None:
-    from rich.console import Console
+    from hetc.console import make_console
 
-    console = Console()
+    console = make_console()
     console.print(f"capacity (highest rate meeting the SLA over {sweep['duration_s']} s): "
                   f"{sweep['capacity_rps']} req/s (fails at {sweep['first_failing_rps']})")
     if sweep["analytic_capacity_rps"] is not None:
@@ -128,7 +130,7 @@ def _print_sweep(sweep: dict[str, Any]) -> None:
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--rate", type=float, default=None, help="Poisson arrival rate, req/s (default: the plan's).")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Arrival window, seconds.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same numbers.")
 @click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
               help="Arrivals and token counts from a CSV/JSONL file instead of Poisson arrivals.")
 @click.option("--sweep-rate", is_flag=True, help="Also find the highest rate that meets the SLA.")
@@ -151,7 +153,9 @@ def simulate_command(bundle: Path, rate: float | None, duration: float, seed: in
     if show_progress:
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        from hetc.console import make_console
+
+        with Progress(transient=True, console=make_console(stderr=True)) as bar:  # stderr: stdout stays the report
             task = bar.add_task("simulating", total=None)
             report = simulate(plan, rate_rps=rate, duration_s=duration, seed=seed, trace=trace,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))

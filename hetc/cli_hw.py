@@ -62,18 +62,18 @@ def hw_list(hwdb: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"hwdb": db.name, "sha256": db.sha256, "devices": rows}, indent=2, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=f"hardware database {db.name} ({len(rows)} devices, sha256 {db.sha256[:12]})")
-    for header in ("id", "kind", "target", "BF16 TFLOPS", "FP8 TFLOPS", "mem GB", "mem GB/s", "scale-up GB/s",
-                   "per chassis", "TDP W", "capex $", "cloud $/h"):
-        table.add_column(header, justify="left" if header in ("id", "kind", "target") else "right")
+    from hetc.console import make_console, make_table
+
+    numbers = ("BF16 TFLOPS", "FP8 TFLOPS", "mem GB", "mem GB/s", "scale-up GB/s", "per chassis", "TDP W", "capex $",
+               "cloud $/h")
+    table = make_table("id", "kind", "target", *numbers, right=numbers,
+                       title=f"hardware database {db.name} ({len(rows)} devices, sha256 {db.sha256[:12]})")
     for r in rows:
         table.add_row(r["id"], r["kind"], r["target"], _fmt(r["bf16_tflops"], 1), _fmt(r["fp8_tflops"], 1),
                       _fmt(r["mem_gb"]), _fmt(r["mem_bw_gbs"]), _fmt(r["scaleup_gbs"]),
                       str(r["devices_per_chassis"]), _fmt(r["tdp_w"]), _fmt(r["capex_usd"]),
                       _fmt(r["cloud_usd_per_hour"], 2))
-    Console(width=160).print(table)
+    make_console().print(table)
 
 
 @hw.command("show")
@@ -153,15 +153,16 @@ def _positive(name: str, value: float | None) -> None:
 @click.option("--tp", type=int, default=None, help="Tensor-parallel degree (default: the smallest that fits).")
 @click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel degree.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Sequences decoded together.")
-@click.option("--input-tokens", type=int, default=512, show_default=True)
-@click.option("--output-tokens", type=int, default=512, show_default=True)
+@click.option("--input-tokens", type=int, default=512, show_default=True, help="Prompt length, tokens.")
+@click.option("--output-tokens", type=int, default=512, show_default=True, help="Generated tokens per request.")
 @click.option("--ttft-ms", type=float, default=None, help="TTFT target (checked; used by --max-throughput).")
 @click.option("--tbt-ms", type=float, default=None, help="TBT target (checked; used by --max-throughput).")
 @click.option("--max-throughput", is_flag=True, help="Search TP and batch for the highest tokens/s per device "
                                                       "(or per $) meeting the targets and memory.")
 @click.option("--objective", type=click.Choice(["per-device", "per-dollar"]), default="per-device",
               show_default=True, help="What --max-throughput maximises.")
-@click.option("--pricing", type=click.Choice(["ownership", "cloud"]), default="ownership", show_default=True)
+@click.option("--pricing", type=click.Choice(["ownership", "cloud"]), default="ownership", show_default=True,
+              help="$ per device-hour: ownership (capital + power, docs/cost-model.md) or the cloud rental price.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @hwdb_options
 @_user_errors

@@ -20,3 +20,9 @@ def hwdb_options(func: Callable) -> Callable:
     for option in reversed(_HWDB_OPTIONS):
         func = option(func)
     return func
+
+
+# the placement solver (docs/placement.md): compile and sweep take the same choice
+solver_option = click.option(
+    "--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True,
+    help="Placement solver: exact (MILP), heuristic, or auto (exact up to a problem size; docs/placement.md).")

@@ -11,20 +11,14 @@ from pathlib import Path
 
 import click
 
-from hetc.cli_options import hwdb_options
+from hetc.cli_options import hwdb_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
-
-# Tables are wide (device ids are long); when stdout is a pipe or file rich would assume 80 columns.
-PIPE_WIDTH_COLUMNS = 160
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from hetc.console import make_console
 
-    console = Console(highlight=False, stderr=stderr)
-    if not console.is_terminal:
-        console = Console(highlight=False, stderr=stderr, width=PIPE_WIDTH_COLUMNS)
-    return console
+    return make_console(stderr=stderr)
 
 
 def _usd(value) -> str:
@@ -59,7 +53,7 @@ def _over_help() -> str:
               help="Write table.csv, table.json, report.html (and plans/) into this directory (replaced atomically).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes for --over sweeps.")
-@click.option("--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True)
+@solver_option
 @click.option("--soft-sla", "soft_sla", type=float, default=0.0,
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
@@ -178,7 +172,7 @@ def _print_pairs(rows: list[dict], console) -> None:
         table = Table(title=title, title_justify="left")
         for col in ("P::D", "benefit", "LLM $/hour", "total $/hour", "prefill", "decode", "TTFT ms", "TBT ms",
                     "KV path ms", "note"):
-            table.add_column(col, justify="left" if col in ("P::D", "prefill", "decode", "note") else "right")
+            table.add_column(col, justify="left" if col in ("P::D", "prefill", "decode", "note") else "right", overflow="fold")
         ranked = sorted(group, key=lambda r: (r["choice"] == "hetc", -(r["benefit"] or 0.0), r["index"]))
         for r in ranked:
             label = f"hetc: {r['pair']}" if r["choice"] == "hetc" else r["pair"]
@@ -198,7 +192,7 @@ def _print_over(rows: list[dict], console) -> None:
     keys = sorted({k for r in rows for k in r["params"]})
     table = Table(title="sweep", title_justify="left")
     for col in keys + ["$/hour", "$/1M req", "critical path ms", "slack ms", "P::D", "devices / note"]:
-        table.add_column(col, justify="left" if col in keys or col in ("P::D", "devices / note") else "right")
+        table.add_column(col, justify="left" if col in keys or col in ("P::D", "devices / note") else "right", overflow="fold")
     cheapest = min((r["usd_per_hour"] for r in rows if r["status"] == "ok"), default=None)
     for r in rows:
         note = r["devices"] if r["status"] == "ok" else _clip(f"{r['status']}: {r['reason']}", NOTE_CHARS)
@@ -292,7 +286,7 @@ def _print_diff(diff: dict, a_path: str, b_path: str, console) -> None:
     if moved:
         table = Table(title="what moved", title_justify="left")
         for col in ("stage", "change", "A", "B", "$/hour A", "$/hour B", "delta"):
-            table.add_column(col, justify="right" if col.startswith("$") or col == "delta" else "left")
+            table.add_column(col, justify="right" if col.startswith("$") or col == "delta" else "left", overflow="fold")
         for s in moved:
             table.add_row(s["id"], s["change"] + (f" ({', '.join(s['moved'])})" if s["moved"] else ""),
                           _stage_text(s["a"], "model" in s["moved"]), _stage_text(s["b"], "model" in s["moved"]),
@@ -302,7 +296,7 @@ def _print_diff(diff: dict, a_path: str, b_path: str, console) -> None:
         console.print("no stage moved")
     totals = Table(title="totals", title_justify="left")
     for col in ("", "A", "B", "delta", "%"):
-        totals.add_column(col, justify="left" if not col else "right")
+        totals.add_column(col, justify="left" if not col else "right", overflow="fold")
     names = {"usd_per_hour": "$/hour", "capital_usd_per_hour": "capital $/hour", "power_usd_per_hour": "power $/hour",
              "usd_per_1m_requests": "$ per 1M requests", "usd_per_1m_tokens": "$ per 1M tokens"}
     for key, name in names.items():

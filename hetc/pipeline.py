@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hetc.errors import Diagnostic, HetcError, Loc
 
@@ -181,8 +180,11 @@ def parse_ir_file(path: str):
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import ParseError, VerifyException
 
+    from hetc.stdin import read_bytes
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        path, data = read_bytes(path)  # `-` is standard input
+        text = data.decode("utf-8")
     except OSError as exc:
         raise HetcError(f"cannot read IR file: {exc.strerror}", Loc(path)) from None
     try:

@@ -33,6 +33,7 @@ from hetc.spec import (
     Spec,
     Traffic,
 )
+from hetc.stdin import read_bytes
 from hetc.yaml_source import YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 
 # ---- value vocabularies -------------------------------------------------------------------------------
@@ -1131,7 +1132,7 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
     """
     display = str(path)
     try:
-        data = Path(path).read_bytes()
+        display, data = read_bytes(path)  # `-` is standard input
     except OSError as exc:
         raise HetcError([Diagnostic(Loc(display), f"cannot read the spec: {exc.strerror or exc}")]) from None
     loader = _Loader(device_aliases)

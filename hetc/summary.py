@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from hetc.console import make_console, verdict
+
 SHOWN_STAGES = 40  # rows of the stage table; a larger plan shows its costliest stages
 SHOWN_PATHS = 5  # the slowest paths printed; plan.json and report.html have more
 ROUTE_ENDS = 4  # a longer route prints its first and last stages only
@@ -25,10 +27,10 @@ def _usd(value) -> str:
 
 
 def print_summary(plan: dict, output, explain: bool = False, result=None, console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
+    console = console or make_console()
     stages = Table(title=f"{plan['name']}: plan  (P::D {plan.get('pd') or '-'})", title_justify="left")
     for col in ("stage", "device", "replicas x tp", "batch", "latency ms", "expected/worst", "$/hour"):
-        stages.add_column(col, justify="right" if col not in ("stage", "device") else "left")
+        stages.add_column(col, justify="right" if col not in ("stage", "device") else "left", overflow="fold")
     work = [s for s in plan["stages"] if s["kind"] not in ("input", "output")]
     if len(work) > SHOWN_STAGES:
         costliest = set(sorted(range(len(work)), key=lambda i: (-work[i]["tco"]["usd_per_hour"], i))[:SHOWN_STAGES])
@@ -45,16 +47,16 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
     console.print(f"TCO {_usd(tco['usd_per_hour'])}/hour (capital {_usd(tco['capital_usd_per_hour'])}, power "
                   f"{_usd(tco['power_usd_per_hour'])}); {_usd(tco['usd_per_1m_requests'])} per 1M requests{per_tokens}")
     for path in plan["paths"][:SHOWN_PATHS]:
-        status = "[green]meets[/green]" if path["meets"] else "[red]misses[/red]"
         limit = f" of {_ms(path['limit_ms'])} ms (slack {_ms(path['slack_ms'])} ms)" if path["limit_ms"] else ""
-        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit} {status}")
+        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit}",
+                      verdict(path["meets"], "meets", "misses"))
     if plan["paths_total"] > SHOWN_PATHS:
         console.print(f"... and {plan['paths_total'] - SHOWN_PATHS:,} faster paths (plan.json lists the "
                       f"{len(plan['paths'])} slowest)")
     if plan["baselines"]:
         base = Table(title="homogeneous baselines (every accelerator op on one class)", title_justify="left")
         for col in ("device", "$/hour", "this plan / baseline", "note"):
-            base.add_column(col)
+            base.add_column(col, overflow="fold")
         for b in plan["baselines"]:
             ratio = f"{b['relative_cost']:.2f}" if b["relative_cost"] is not None else "-"
             base.add_row(b["device"], _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else (b["reason"] or ""))
@@ -72,7 +74,7 @@ def _print_explain(result, console: Console) -> None:
     for op in rows:
         table = Table(title=f"{op['op']} ({op['kind']}): candidates", title_justify="left")
         for col in ("candidate", "status", "replicas", "path ms", "$/hour", "delta $/h", "why"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for c in op["candidates"]:
             delta = c.get("delta_tco_usd_per_hour")
             table.add_row(c["candidate"], c["status"], str(c["replicas"]), _ms(c["path_ms"]), _usd(c["usd_per_hour"]),

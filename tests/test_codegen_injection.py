@@ -64,8 +64,8 @@ def test_hostile_names_never_reach_generated_code(target_name: str) -> None:
     kernels = []
     for name in HOSTILE[:3]:
         kernels += _kernels(name)
-    if target_name == "gaudi":
-        system_tool("clang")
+    if target_name in ("gaudi", "cuda"):
+        system_tool({"gaudi": "clang", "cuda": "ptxas"}[target_name])
     target = get_target(target_name)
     files = target.emit(kernels, VARIANTS[target_name])
     target.verify(files, VARIANTS[target_name], require_tool=True)
