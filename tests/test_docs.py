@@ -73,6 +73,8 @@ def test_the_docs_show_commands_and_snippets() -> None:
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.where for s in SNIPPETS])
 def test_python_snippet_runs(snippet, workspace: Path) -> None:
     compile(snippet.code, snippet.where, "exec")  # pasted as shown: no IndentationError
+    if snippet.code.startswith("# file: "):
+        pytest.skip("a file of a worked example: its page's own test writes and runs them in order")
     done = subprocess.run([sys.executable, "-c", snippet.code], cwd=workspace, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, f"{snippet.where}: {done.stderr}"
