@@ -337,6 +337,8 @@ def _sync_dir(path: Path) -> None:
 
 def write_file(path: str | Path, data: bytes) -> None:
     """Replace one file atomically (a temporary sibling, synced, renamed over it); exit 2 on a disk error."""
+    if os.fspath(path) == "-":
+        raise HetcError("standard output is not accepted here; name a file (./- for a file called '-')", Loc("-"))
     target = Path(os.path.realpath(path))  # through a symbolic link: the link stays, its target is replaced
     if target.is_dir():
         raise HetcError("the output path is a directory; name a file", Loc(os.fspath(path)))

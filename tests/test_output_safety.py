@@ -413,3 +413,18 @@ def test_a_name_with_glob_characters_leaves_other_writers_alone(tmp_path):
     other_tmp.mkdir()
     write_bundle(tmp_path / "b[1]", {"x.txt": b"x"})
     assert other_tmp.is_dir() and verified(tmp_path / "b[1]") == {"x.txt": b"x"}
+
+
+def test_calibrate_output_is_written_atomically_and_a_disk_error_is_exit_2(tmp_path, capsys):
+    measurements = tmp_path / "m.yaml"
+    measurements.write_text(
+        "records:\n  - {id: a, model: llama-3-8b, device: h100, precision: fp16, tp: 1, batch: 1, input_tokens: 128,\n"
+        "     output_tokens: 64, metric: tbt_ms, value: 12.0, source: 'https://example.org/a'}\n")
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(["calibrate", measurements, "-o", tmp_path / "file" / "overlay.yaml"], capsys)
+    assert code == 2 and "a file is in the way" in err and "internal error" not in err
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("old\n")
+    code, _, err = run(["calibrate", measurements, "-o", overlay], capsys)
+    assert code == 0, err
+    assert overlay.read_text().startswith("# hwdb overlay") and leftovers(tmp_path) == []
