@@ -86,8 +86,11 @@ def check_output(out_dir: str | Path, inputs: tuple[str | Path, ...] = ()) -> Pa
         raise HetcError(f"the output is a symbolic link to a missing path ({os.readlink(raw)}); "
                         "create its target or remove the link", loc)
     out = Path(os.path.realpath(raw))
-    cwd = Path(os.path.realpath(os.getcwd()))
-    if out == Path(out.anchor) or out == Path(os.path.realpath(Path.home())):
+    try:
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except OSError:  # the working directory was removed: the output cannot contain it
+        cwd = Path("/nonexistent/cwd")
+    if out == Path(out.anchor) or out == _home():
         raise HetcError(f"refusing to replace {out}: name a directory of its own, e.g. {Path(text) / 'bundle'}", loc)
     if out == cwd or out in cwd.parents:
         where = "the current directory" if out == cwd else "a parent of the current directory"
@@ -101,6 +104,13 @@ def check_output(out_dir: str | Path, inputs: tuple[str | Path, ...] = ()) -> Pa
     if out.exists() or out.is_symlink():
         _check_replaceable(out, loc)
     return out
+
+
+def _home() -> Path | None:
+    try:
+        return Path(os.path.realpath(Path.home()))
+    except (RuntimeError, KeyError):  # no HOME and no password entry
+        return None
 
 
 def _check_replaceable(out: Path, loc: Loc) -> None:

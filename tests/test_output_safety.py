@@ -293,7 +293,7 @@ def test_gates_reject_nan_and_infinity(value, tmp_path, capsys):
 def test_sweep_and_deploy_refuse_a_users_folder(tmp_path, voice, capsys):
     folder = _users_folder(tmp_path)
     before = snapshot(folder)
-    code, _, err = run(["sweep", VOICE, "--over", "traffic.requests_per_s=1,2", "-o", folder, "-q"], capsys)
+    code, _, err = run(["sweep", VOICE, "--over", "requests_per_s=1,2", "-o", folder, "-q"], capsys)
     assert code == 2, err
     bundle = tmp_path / "bundle"
     write(voice, bundle)
