@@ -428,3 +428,15 @@ def test_calibrate_output_is_written_atomically_and_a_disk_error_is_exit_2(tmp_p
     code, _, err = run(["calibrate", measurements, "-o", overlay], capsys)
     assert code == 0, err
     assert overlay.read_text().startswith("# hwdb overlay") and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["diff", "PLAN"], ["deploy", "--target", "ray-serve", "-o", "OUT"]])
+def test_commands_reading_a_plan_refuse_a_fifo_or_device_without_waiting(command, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero")):
+        args = [str(source) if a == "PLAN" else str(tmp_path / "out") if a == "OUT" else a for a in command]
+        args.insert(1, str(source))
+        done = subprocess.run([sys.executable, "-m", "hetc.cli", *args], capture_output=True, text=True, timeout=60,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES,) * 2))
+        assert done.returncode == 2 and "not a regular file" in done.stderr, done.stderr
