@@ -226,10 +226,15 @@ def write_text_files(out_dir: str | Path, files: dict[str, str]) -> list[Path]:
 
 def _write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # write() and fsync() errors (disk full, file too large) name no file
+            exc.filename = str(path)
+        raise
 
 
 def _check_again(out: Path, shown: str) -> None:
