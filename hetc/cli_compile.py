@@ -29,7 +29,7 @@ def _spec_arg(fn):
               help="Also write the dumps into this directory (the same rules as -o).")
 @click.option("--generic", is_flag=True, help="Print dumps in MLIR generic form.")
 @click.option("--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True)
-@click.option("--soft-sla", "soft_sla", type=float, default=0.0,
+@click.option("--soft-sla", "soft_sla", type=FiniteFloat(minimum=0.0), default=0.0,
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--explain", is_flag=True, help="Show, per op, the candidates considered and why one won.")
 @click.option("--max-cost", "max_cost", type=FiniteFloat(minimum=0.0),

@@ -61,7 +61,7 @@ def _over_help() -> str:
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes for --over sweeps.")
 @click.option("--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True)
-@click.option("--soft-sla", "soft_sla", type=float, default=0.0,
+@click.option("--soft-sla", "soft_sla", type=FiniteFloat(minimum=0.0), default=0.0,
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")

@@ -440,3 +440,11 @@ def test_commands_reading_a_plan_refuse_a_fifo_or_device_without_waiting(command
         done = subprocess.run([sys.executable, "-m", "hetc.cli", *args], capture_output=True, text=True, timeout=60,
                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES,) * 2))
         assert done.returncode == 2 and "not a regular file" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_soft_sla_must_be_a_finite_non_negative_number(value, tmp_path, capsys):
+    for command in (["compile", VOICE, "-o", tmp_path / "b", "-q"],
+                    ["sweep", VOICE, "--over", "requests_per_s=1,2", "-q"]):
+        code, _, err = run([*command, "--soft-sla", value], capsys)
+        assert code == 2 and "--soft-sla" in err, err
