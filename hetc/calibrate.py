@@ -224,4 +224,6 @@ def write_overlay(result: CalibrationResult, output: str | Path, measurements: s
         devices.append({"id": dev_id, "eff_compute": dict(sorted(device.eff_compute.items())),
                         "eff_bw": device.eff_bw, "sources": {"eff_compute": source, "eff_bw": source}})
     header = "# hwdb overlay written by `hetc calibrate`; use it with --hwdb-extra.\n"
-    Path(output).write_text(header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120))
+    from hetc.bundle import write_file
+
+    write_file(output, (header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120)).encode())

@@ -47,8 +47,9 @@ def _parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--target", type=click.Choice(["kubernetes", "ray-serve"]), required=True,
               help="Cluster engine to export the run plan for.")
-@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Directory to write the manifests into (created if needed).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Directory to write the manifests into: replaced atomically if it is empty or an earlier "
+                   "hetc output; any other directory is refused.")
 @click.option("--image", "images", multiple=True, metavar="ENGINE=IMAGE",
               help="Container image for an engine (kubernetes; repeatable).")
 @click.option("--namespace", default=None, help="Namespace for every object (kubernetes).")
@@ -56,11 +57,13 @@ def _parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
               help="PersistentVolumeClaim holding the bundle, mounted read-only at /opt/hetc/bundle (kubernetes).")
 @click.option("--import-path", default=None, help="Serve application import path (ray-serve).")
 @_user_errors
-def deploy_command(bundle: Path, target: str, out_dir: Path, images: tuple[str, ...], namespace: str | None,
+def deploy_command(bundle: Path, target: str, out_dir: str, images: tuple[str, ...], namespace: str | None,
                    bundle_claim: str | None, import_path: str | None) -> None:
     """Export BUNDLE's plan.json (or a plan.json file) as Kubernetes manifests or a Ray Serve config."""
+    from hetc.bundle import check_output
     from hetc.plan_schema import load_plan
 
+    check_output(out_dir, (bundle,))
     plan = load_plan(bundle)
     if target == "kubernetes":
         from hetc.deploy_k8s import dns_label, write_kubernetes

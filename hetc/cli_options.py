@@ -26,3 +26,25 @@ def hwdb_options(func: Callable) -> Callable:
 solver_option = click.option(
     "--solver", type=click.Choice(["auto", "exact", "heuristic"]), default="auto", show_default=True,
     help="Placement solver: exact (MILP), heuristic, or auto (exact up to a problem size; docs/placement.md).")
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is a real number (NaN and infinity would silently disable a gate), optionally >= minimum."""
+
+    name = "float"
+
+    def __init__(self, minimum: float | None = None):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (NaN or infinity would disable the check)", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"{value!r} is below {self.minimum:g}", param, ctx)
+        return number

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from hetc.cli_options import hwdb_options, solver_option
+from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
 
 
@@ -50,11 +50,12 @@ def _over_help() -> str:
 @click.option("--keep-inventory", is_flag=True,
               help="--pairs: keep the spec's owned devices (default: buy everything, as the paper assumes).")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
-              help="Write table.csv, table.json, report.html (and plans/) into this directory (replaced atomically).")
+              help="Write table.csv, table.json, report.html (and plans/) into this directory: replaced "
+                   "atomically if it is empty or an earlier hetc output; any other directory is refused.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes for --over sweeps.")
 @solver_option
-@click.option("--soft-sla", "soft_sla", type=float, default=0.0,
+@click.option("--soft-sla", "soft_sla", type=FiniteFloat(minimum=0.0), default=0.0,
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -78,6 +79,10 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     if not overs and not pairs and not model_precision:
         raise HetcError("nothing to sweep: give --over KEY=V1,V2 (repeatable) and/or --pairs DEV1,DEV2,...",
                         Loc("hetc sweep"))
+    if output is not None:  # refuse a directory hetc may not replace before compiling every variant
+        from hetc.bundle import check_output
+
+        check_output(output, (spec, *hwdb_extra))
     parsed = [parse_over(text) for text in overs]
     options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver, soft_sla=soft_sla,
                            model_precision=model_precision, jobs=jobs)
@@ -327,9 +332,9 @@ def _signed_usd(value) -> str:
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON on stdout.")
-@click.option("--max-regression", "max_regression", type=float, metavar="PCT",
+@click.option("--max-regression", "max_regression", type=FiniteFloat(), metavar="PCT",
               help="Fail (exit 4) when B's $/hour exceeds A's by more than PCT percent.")
-@click.option("--max-latency-regression", "max_latency_regression", type=float, metavar="PCT",
+@click.option("--max-latency-regression", "max_latency_regression", type=FiniteFloat(), metavar="PCT",
               help="Fail (exit 4) when B's critical path exceeds A's by more than PCT percent.")
 def diff(a, b, as_json, max_regression, max_latency_regression):
     """Compare plan A with plan B (plan.json files or bundle directories): what moved, cost and latency."""

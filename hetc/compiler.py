@@ -7,6 +7,9 @@ Every stage's wall time is recorded for `--timings` and bench/compile_scaling.py
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +70,13 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         db, spec = load(spec_path, options)
     with timer.stage("frontend"):
         module = spec_to_module(spec)
+    names = _bundle_names(spec)
+    _rename_sources(module, names)
+    with _sources_named_as_typed(names), _disk_errors_are_the_users():
+        return _compile_module(spec, db, module, options, timer)
+
+
+def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) -> CompileResult:
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
@@ -97,6 +107,60 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             files.update(_report_files(plan))
     return CompileResult(spec, module, plan, files, [d for d in run.dumps if _wanted(d[0], options)],
                          timer.timings)
+
+
+def _bundle_names(spec) -> dict[str, str]:
+    """Source file names as the bundle records them (IR locations): the spec's base name and each included
+    agent file relative to the spec's folder, so the bundle does not depend on how the spec path was typed
+    or on the working directory."""
+    base = os.path.dirname(os.path.abspath(spec.path))
+    names = {spec.path: os.path.basename(spec.path)}
+    for display in spec.included_sha256:
+        names[display] = os.path.relpath(os.path.abspath(display), base)
+    return names
+
+
+def _rename_sources(module, names: dict[str, str]) -> None:
+    from xdsl.dialects.builtin import FileLineColLoc, StringAttr
+
+    for op in module.walk():
+        loc = op.location
+        if isinstance(loc, FileLineColLoc) and loc.filename.data in names:
+            op.location = FileLineColLoc(StringAttr(names[loc.filename.data]), loc.line, loc.column)
+
+
+@contextmanager
+def _sources_named_as_typed(names: dict[str, str]):
+    """Errors raised while compiling point at the files as the user named them."""
+    from hetc.errors import Diagnostic, HetcError, Loc
+
+    typed = {name: display for display, name in names.items()}
+    try:
+        yield
+    except HetcError as exc:
+        if not any(d.loc.file in typed for d in exc.diagnostics):
+            raise
+        diagnostics = [Diagnostic(Loc(typed.get(d.loc.file, d.loc.file), d.loc.line, d.loc.col), d.message)
+                       for d in exc.diagnostics]
+        raise type(exc)(diagnostics) from None
+
+
+# Writing a scratch file (code generation runs ptxas and cc on files in a temporary directory) fails for
+# reasons of the user's machine: a full disk or quota, `ulimit -f`, a read-only or forbidden TMPDIR.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextmanager
+def _disk_errors_are_the_users():
+    from hetc.errors import HetcError, Loc
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = exc.filename if isinstance(exc.filename, str) else tempfile.gettempdir()
+        raise HetcError(f"cannot write a scratch file: {exc.strerror}", Loc(where)) from None
 
 
 def _wanted(name: str, options: CompileOptions) -> bool:

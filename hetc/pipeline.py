@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from hetc.errors import Diagnostic, HetcError, Loc
 
+# The most hetc opt reads from an IR file or standard input: far above real IR, and /dev/zero-like input ends
+MAX_IR_BYTES = 1_000_000_000
 DEFAULT_PIPELINE = "inline-agents,decompose-llm,decompose-tools,decompose-nodes,place,partition"
 
 
@@ -180,13 +182,15 @@ def parse_ir_file(path: str):
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import ParseError, VerifyException
 
-    from hetc.stdin import read_bytes
+    from hetc.userfiles import UnreadableFile, read_input
 
     try:
-        path, data = read_bytes(path)  # `-` is standard input
+        path, data = read_input(path, MAX_IR_BYTES, "IR files")  # `-` is standard input
         text = data.decode("utf-8")
-    except OSError as exc:
-        raise HetcError(f"cannot read IR file: {exc.strerror}", Loc(path)) from None
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read IR file: {exc}", Loc(str(path))) from None
+    except UnicodeDecodeError:
+        raise HetcError("cannot read IR file: it is not UTF-8 text", Loc(str(path))) from None
     try:
         module = Parser(make_context(), text, path).parse_module()
     except ParseError as exc:

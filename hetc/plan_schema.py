@@ -120,15 +120,22 @@ def validate_plan(plan: Any, source: str = "plan.json") -> dict[str, Any]:
     return plan
 
 
+MAX_PLAN_BYTES = 256 << 20  # a plan takes about 1 KB per stage: room for 100,000s of stages
+
+
 def load_plan(path: str | Path) -> dict[str, Any]:
     """Read and validate a plan.json (or a bundle directory holding one)."""
     path = Path(path)
     if path.is_dir():
         path = path / "plan.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HetcError(f"cannot read plan: {exc.strerror or exc}", Loc(str(path))) from None
+    from hetc.userfiles import UnreadableFile, read_regular_file
+
+    try:  # a FIFO or /dev/zero named as a plan is refused, not waited on or read forever
+        text = read_regular_file(path, MAX_PLAN_BYTES, "plans").decode("utf-8")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read plan: {exc}", Loc(str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise HetcError(f"the plan is not UTF-8 (byte {exc.start})", Loc(str(path))) from None
     try:
         plan = json.loads(text)
     except json.JSONDecodeError as exc:

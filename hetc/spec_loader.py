@@ -33,8 +33,8 @@ from hetc.spec import (
     Spec,
     Traffic,
 )
-from hetc.stdin import read_bytes
-from hetc.yaml_source import YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
+from hetc.userfiles import UnreadableFile, read_input, read_regular_file
+from hetc.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 
 # ---- value vocabularies -------------------------------------------------------------------------------
 
@@ -763,9 +763,9 @@ class _Loader:
             self.error(include_loc, f"agent files include each other in a cycle: {chain}")
             return
         try:
-            data = Path(display).read_bytes()
-        except OSError as exc:
-            self.error(include_loc, f"cannot read agent file '{include}' ({display}): {exc.strerror or exc}")
+            data = read_agent_file(display)
+        except UnreadableFile as exc:
+            self.error(include_loc, f"cannot read agent file '{include}' ({display}): {exc}")
             return
         self.included_sha256[display] = hashlib.sha256(data).hexdigest()
         loaded = self.load_file(display, data, include_loc, visible)
@@ -1124,6 +1124,21 @@ def _unbounded_cycles(nodes: Mapping[str, Any], edges: Sequence[Edge]) -> list[t
     return found
 
 
+# An agent file names its format version on a top-level line (`hetc: 1`, or `"hetc": 1` in JSON). A file
+# without one is not shown at all: its keys and values would otherwise be quoted in error messages, and a
+# spec can name any file (`file: /etc/shadow`).
+_VERSION_LINE = re.compile(rb"""(?:^|[{,])[ \t]*(["']?)hetc\1[ \t]*:[ \t]*[0-9]+[ \t]*(?:$|[,}#])""", re.M)
+
+
+def read_agent_file(path: str | Path) -> bytes:
+    """An included agent file's bytes: a regular file of at most MAX_FILE_BYTES, read without blocking on a
+    FIFO or following a device forever; UnreadableFile says why not, never quoting the file."""
+    data = read_regular_file(path, MAX_FILE_BYTES, "specs")
+    if not _VERSION_LINE.search(data):
+        raise UnreadableFile("not a hetc agent file (no 'hetc: 1' line at its top level); its content is not shown")
+    return data
+
+
 def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None) -> Spec:
     """Read and validate a spec file. Raises HetcError with every diagnostic found.
 
@@ -1132,9 +1147,9 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
     """
     display = str(path)
     try:
-        display, data = read_bytes(path)  # `-` is standard input
-    except OSError as exc:
-        raise HetcError([Diagnostic(Loc(display), f"cannot read the spec: {exc.strerror or exc}")]) from None
+        display, data = read_input(path, MAX_FILE_BYTES, "specs")  # `-` is standard input
+    except UnreadableFile as exc:
+        raise HetcError([Diagnostic(Loc(display), f"cannot read the spec: {exc}")]) from None
     loader = _Loader(device_aliases)
     loader.display_stack = [display]
     loader.include_stack = [os.path.realpath(display)]

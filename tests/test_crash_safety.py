@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from hetc.compiler import CompileOptions, compile_spec, write
+from hetc.errors import HetcError
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_SPEC = ROOT / "examples" / "voice-agent.yaml"
@@ -185,8 +186,9 @@ def test_a_failed_fallback_rename_puts_the_earlier_bundle_back(results, tmp_path
         real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(OSError):
+    with pytest.raises(HetcError) as info:  # the user's disk: exit 2 naming the path, not an internal error
         write(new_result, out)
+    assert info.value.exit_code == 2 and "No space left on device" in str(info.value)
     assert which_bundle(out, old, new) == "old" and not leftovers(out)
 
 
