@@ -41,6 +41,12 @@ NODE_KEYS = {  # plan stage kinds of a node -> the keys its binding accepts
 }
 
 
+def endpoint_env(model_id: str) -> str:
+    """The environment variable that gives a model's endpoint when the bindings do not (set by the
+    Kubernetes export to the model's vLLM service)."""
+    return "HETC_ENDPOINT_" + (re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").upper() or "MODEL")
+
+
 def node_role(kinds: set[str]) -> str | None:
     """What kind of binding a node takes, from its stages' kinds."""
     if "tool_lookup" in kinds:
@@ -126,7 +132,10 @@ def _check_model(checker: _Checker, model_id: str, node: YamlNode, preset: str) 
     from hetc.models import hf_repo
 
     entries = checker.mapping(node, f"models.{model_id}", MODEL_KEYS)
-    binding: dict[str, Any] = {"endpoint": None, "model": hf_repo(preset) or preset, "api_key_env": None}
+    import os
+
+    binding: dict[str, Any] = {"endpoint": os.environ.get(endpoint_env(model_id)) or None,
+                               "model": hf_repo(preset) or preset, "api_key_env": None}
     for key, (_, value) in entries.items():
         if key == "endpoint":
             binding[key] = checker.string(value, "endpoint", URL, "an http(s) URL of an OpenAI-compatible API "
