@@ -125,8 +125,9 @@ def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str 
     from hetc.models import hf_repo
 
     model = stage["model"]
-    args = ["--model", hf_repo(model["name"]) or model["name"], "--served-model-name", model["id"],
-            *precision_args(model["precision"]),
+    # served under the repo id, the name the runtime asks for by default (the spec's model id is user text and
+    # never reaches a command line)
+    args = ["--model", hf_repo(model["name"]) or model["name"], *precision_args(model["precision"]),
             "--tensor-parallel-size", str(stage["tp"]), "--pipeline-parallel-size", str(stage["pp"]),
             "--max-num-seqs", str(stage["batch"])]
     length = max_model_len(plan, stage["node"])
