@@ -187,3 +187,47 @@ def test_deploy_ray_names_the_runtime(bundle):
     config = serve_config(json.loads((bundle / "plan.json").read_text()))
     assert config["applications"][0]["import_path"] == "hetc.runtime.serve:build_app"
     assert Path(__file__).parents[1].joinpath("hetc", "runtime", "serve.py").is_file()
+
+
+VOICE_SPEC = """\
+hetc: 1
+name: cpu-voice
+slo: {latency_ms: 120000}
+traffic: {requests_per_s: 0.1}
+models:
+  asr: {preset: whisper-large-v3}
+  chat: {preset: llama-3-8b}
+  voice: {preset: kokoro-82m}
+nodes:
+  mic: {kind: input, produces: audio, audio_seconds: 2}
+  stt: {kind: speech_to_text, model: asr}
+  llm: {kind: llm, model: chat, input_tokens: 256, output_tokens: 16}
+  tts: {kind: text_to_speech, model: voice, input_tokens: 32, audio_seconds: 2}
+  speaker: {kind: output}
+edges:
+  - mic -> stt -> llm -> tts -> speaker
+hardware: {pool: [intel-xeon-8480]}
+"""
+
+
+def test_speech_in_and_out_through_the_audio_api(tmp_path, servers):
+    import base64
+
+    from hetc.compiler import CompileOptions, compile_spec, write
+
+    llm, _ = servers
+    spec = tmp_path / "voice.yaml"
+    spec.write_text(VOICE_SPEC)
+    write(compile_spec(str(spec), CompileOptions()), tmp_path / "bundle")
+    bind = tmp_path / "bind.yaml"
+    bind.write_text("hetc-bindings: 1\nmodels:\n" + "".join(
+        f"  {m}: {{endpoint: \"{llm.url}\"}}\n" for m in ("asr", "chat", "voice")))
+    router = local_router(tmp_path / "bundle", bind)
+    audio = base64.b64encode(b"\x00\x01" * 500).decode()
+    result, _ = run(router, audio)
+    assert llm.requests[-1]["messages"][0]["content"] == "heard 1000 bytes"  # the transcript reached the LLM
+    spoken = base64.b64decode(result["audio"]["speaker"])
+    assert spoken.startswith(b"RIFF") and spoken[4:].decode() == result["outputs"]["speaker"]
+    with pytest.raises(RequestError) as caught:
+        run(router, "not base64 audio!")
+    assert caught.value.error["type"] == "bad_input" and caught.value.error["stage"] == "stt"

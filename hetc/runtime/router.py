@@ -103,6 +103,7 @@ class _Run:
         self.visits: Counter[str] = Counter()
         self.conversations: dict[str, list[dict[str, Any]]] = {}
         self.outputs: dict[str, str | None] = {}
+        self.audio: dict[str, str] = {}  # output node -> base64 audio (a text-to-speech stage fed it)
         self.tasks: set[asyncio.Task] = set()
         self.running: set[str] = set()
 
@@ -128,10 +129,13 @@ class _Run:
             waiting = sorted(s for s, got in self.arrived.items() if got)
             raise RequestError("stalled", f"outputs {', '.join(missing)} got no value; waiting: "
                                f"{', '.join(waiting) or 'nothing'}", self.request_id)
-        return {"request_id": self.request_id,
-                "outputs": {node: text for node, text in self.outputs.items() if text is not None},
-                "visits": dict(sorted(self.visits.items())),
-                "loops": {f"{e.src}->{e.dst}": self.back_taken[e.index] for e in self.graph.edges if e.back_edge}}
+        result = {"request_id": self.request_id,
+                  "outputs": {node: text for node, text in self.outputs.items() if text is not None},
+                  "visits": dict(sorted(self.visits.items())),
+                  "loops": {f"{e.src}->{e.dst}": self.back_taken[e.index] for e in self.graph.edges if e.back_edge}}
+        if self.audio:
+            result["audio"] = dict(sorted(self.audio.items()))
+        return result
 
     def cancel(self) -> None:
         for task in self.tasks:
@@ -158,7 +162,10 @@ class _Run:
         if kind == "output":
             from hetc.runtime.workers import merge_inputs
 
-            self.outputs[self.graph.stages[stage]["node"]] = merge_inputs(inputs)["text"]
+            merged = merge_inputs(inputs)
+            self.outputs[self.graph.stages[stage]["node"]] = merged["text"]
+            if "audio_base64" in merged:
+                self.audio[self.graph.stages[stage]["node"]] = merged["audio_base64"]
         elif kind in ROUTER_KINDS:
             self._after(stage, {k: v for k, v in inputs[-1].items() if k != "messages"})
         else:

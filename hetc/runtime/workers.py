@@ -10,6 +10,7 @@ returned as `{"error": {...}}` (structured, serialisable), never raised across t
 - tool_lookup: the tool's HTTP endpoint or Python callable, with a timeout and retries;
 - vector_search: embeds the query (bound callable) and ranks the bound index with the bundle's kernel;
 - compute / memory_store: the bound callable (it may return the branch it takes);
+- encoder (speech to text) and tts: the model server's OpenAI audio API (audio.py);
 - every other kind runs inside an engine or its node's main stage and passes its inputs on.
 """
 
@@ -58,6 +59,9 @@ def clean_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
 def merge_inputs(inputs: list[dict[str, Any]]) -> dict[str, Any]:
     """The values of a join as one: texts in edge order, documents and tool results concatenated."""
     merged: dict[str, Any] = {"text": "\n\n".join(v["text"] for v in inputs if v.get("text"))}
+    audio = [v["audio_base64"] for v in inputs if v.get("audio_base64")]
+    if audio:
+        merged["audio_base64"] = audio[-1]
     documents = [d for v in inputs for d in v.get("documents", [])]
     if documents:
         merged["documents"] = documents
@@ -148,6 +152,8 @@ class StageWorker:
         kind = self.stage["kind"]
         if kind == "prefill":
             return self._prefill(payload)
+        if kind in ("encoder", "tts") and self._speech_model() is not None:
+            return await self._audio(payload)
         if kind == "tool_lookup":
             return await self._tool(payload)
         if kind == "vector_search":
@@ -172,10 +178,44 @@ class StageWorker:
                 messages.append({"role": "user", "content": merged["text"]})
         return {"text": merged["text"], "messages": messages}
 
-    async def _decode(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def _model(self) -> dict[str, Any]:
         model = self.bindings["models"].get((self.stage["model"] or {}).get("id", ""))
         if not model or not model.get("endpoint"):
             raise StageFailure("unbound", f"model of stage {self.stage['id']} has no endpoint binding")
+        return model
+
+    def _speech_model(self) -> str | None:
+        """'stt' for a speech-to-text encoder (an encoder-decoder model), 'tts' for a speech model, else None."""
+        from hetc.models import resolve_preset
+
+        preset = resolve_preset((self.stage["model"] or {}).get("name", ""))
+        kind = preset.kind if preset is not None else ""
+        if self.stage["kind"] == "encoder" and kind == "encoder_decoder":
+            return "stt"
+        return "tts" if self.stage["kind"] == "tts" and kind == "tts" else None
+
+    async def _audio(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import base64
+
+        from hetc.runtime.audio import AudioError, decode_audio, speak, transcribe
+
+        model, merged = self._model(), merge_inputs(payload["inputs"])
+        headers = {"X-Request-Id": payload.get("request_id", "")}
+        try:
+            if self._speech_model() == "stt":
+                audio = next((v["audio_base64"] for v in payload["inputs"] if "audio_base64" in v), merged["text"])
+                try:
+                    data = decode_audio(audio)
+                except AudioError as exc:
+                    raise StageFailure("bad_input", str(exc)) from None
+                return {"text": await transcribe(model, data, payload["deadline_s"], headers)}
+            spoken = await speak(model, merged["text"], payload["deadline_s"], headers)
+        except AudioError as exc:
+            raise StageFailure("speech_failed", str(exc)) from None
+        return {"text": merged["text"], "audio_base64": base64.b64encode(spoken).decode()}
+
+    async def _decode(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        model = self._model()
         messages = payload.get("messages") or [{"role": "user", "content": merge_inputs(payload["inputs"])["text"]}]
         content, tool_calls = [], []
         try:

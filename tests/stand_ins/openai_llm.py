@@ -6,7 +6,9 @@ calls) with scripted behaviour, so the runtime can be tested end to end without 
   it calls the first offered tool with {"query": <the first user message>};
 - otherwise it answers "stand-in answer: ..." naming how many tool results and context articles it saw,
   streamed a word at a time;
-- a user message containing SLEEP=<seconds> makes it wait that long first (deadline tests).
+- a user message containing SLEEP=<seconds> makes it wait that long first (deadline tests);
+- `/v1/audio/transcriptions` answers {"text": "heard <n> bytes"} (n: the uploaded file's size) and
+  `/v1/audio/speech` answers "RIFF" followed by the text it was given, as audio/wav.
 Every request is recorded in `requests` (for assertions).
 """
 
@@ -28,7 +30,11 @@ class StandInLLM:
             protocol_version = "HTTP/1.0"  # the body ends when the connection closes (streaming)
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path.startswith("/v1/audio/"):
+                    stand_in.audio(self, raw)
+                    return
+                body = json.loads(raw)
                 stand_in.requests.append(body)
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self.send_error(404)
@@ -56,6 +62,23 @@ class StandInLLM:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @staticmethod
+    def audio(handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        if handler.path.rstrip("/") == "/v1/audio/transcriptions":
+            boundary = handler.headers.get_content_type() == "multipart/form-data" and \
+                handler.headers.get_param("boundary")
+            parts = raw.split(b"--" + boundary.encode()) if boundary else []
+            file_part = next((p for p in parts if b'name="file"' in p), b"")
+            content = file_part.split(b"\r\n\r\n", 1)[-1].removesuffix(b"\r\n")
+            data, content_type = json.dumps({"text": f"heard {len(content)} bytes"}).encode(), "application/json"
+        else:
+            data, content_type = b"RIFF" + json.loads(raw)["input"].encode(), "audio/wav"
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     @staticmethod
     def decide(body: dict) -> tuple[str, list[dict]]:
