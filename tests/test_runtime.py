@@ -231,3 +231,23 @@ def test_speech_in_and_out_through_the_audio_api(tmp_path, servers):
     with pytest.raises(RequestError) as caught:
         run(router, "not base64 audio!")
     assert caught.value.error["type"] == "bad_input" and caught.value.error["stage"] == "stt"
+
+
+def test_hetc_serve_local_prints_where_it_listens_and_answers(bundle, servers, tmp_path):
+    import subprocess
+
+    import requests
+
+    llm, tool = servers
+    bind = write_bindings(tmp_path / "bind.yaml", llm.url, tool.server_address[1])
+    process = subprocess.Popen([sys.executable, "-m", "hetc.cli", "serve", str(bundle), "--bind", str(bind),
+                                "--local", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stdout.readline()  # blocks until the server listens (or the process ends)
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        url = line.split()[2]
+        answer = requests.post(url, json={"input": "hi"}, timeout=30).json()
+        assert answer["outputs"]["answer"].startswith("Hello!")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
