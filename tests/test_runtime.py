@@ -112,8 +112,8 @@ def test_retrieval_runs_the_bundles_kernel_and_equals_numpy(bundle):
     np.testing.assert_allclose(scores, np.take_along_axis(cosine, expected, axis=1), rtol=1e-5)
 
 
-def serve_in_thread(router):
-    """The --local HTTP server (uvicorn) on a free loopback port; returns (base URL, server)."""
+def serve_in_thread(router=None, app=None):
+    """The --local HTTP server (uvicorn; or another ASGI app) on a free loopback port: (base URL, server)."""
     import threading
     import time
 
@@ -121,8 +121,8 @@ def serve_in_thread(router):
 
     from hetc.runtime.http_app import starlette_app
 
-    server = uvicorn.Server(uvicorn.Config(starlette_app(router), host="127.0.0.1", port=0, log_level="warning",
-                                          lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app or starlette_app(router), host="127.0.0.1", port=0,
+                                          log_level="warning", lifespan="off"))
     threading.Thread(target=server.run, daemon=True).start()
     for _ in range(200):
         if server.started:
@@ -251,3 +251,25 @@ def test_hetc_serve_local_prints_where_it_listens_and_answers(bundle, servers, t
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_pd_router_runs_prefill_then_streams_decode():
+    """The Kubernetes export's P/D router between two OpenAI servers: the runtime's client cannot tell."""
+    from hetc.runtime.llm_client import chat_stream
+    from hetc.runtime.pd_proxy import app
+
+    with StandInLLM() as prefill, StandInLLM() as decode:
+        base, server = serve_in_thread(app=app(prefill.url, decode.url))
+        try:
+            model = {"endpoint": f"{base}/v1", "model": "meta-llama/Meta-Llama-3-8B-Instruct"}
+
+            async def ask():
+                return [e async for e in chat_stream(model, [{"role": "user", "content": "hi"}], [], 10, "rid-1")]
+
+            events = asyncio.run(ask())
+        finally:
+            server.should_exit = True
+    assert [p["max_tokens"] for p in prefill.requests] == [1] and prefill.requests[0]["stream"] is False
+    assert decode.requests[0]["stream"] is True and "max_tokens" not in decode.requests[0]
+    text = "".join(e["token"] for e in events if "token" in e)
+    assert text == "stand-in answer: 0 tool results, 0 articles."
