@@ -82,7 +82,7 @@ def test_a_tool_that_always_asks_for_more_stops_at_max_iterations(router, server
 
 def test_deadline_ends_a_request_with_a_structured_error(router):
     with pytest.raises(RequestError) as caught:
-        run(router, "slow question SLEEP=2", deadline_ms=300)
+        run(router, "slow question SLEEP=4", deadline_ms=2000)
     error = caught.value.error
     assert error["type"] == "deadline_exceeded" and error["stage"] == "agent.decode"
 
@@ -167,6 +167,11 @@ def test_bindings_errors_are_located_and_exit_2(bundle, tmp_path, capsys):
     assert any(m.startswith(f"{bad}:5:") and "unknown key 'timout_ms'" in m for m in messages)
     assert any(m.startswith(f"{bad}:6:") and "'nowhere'" in m for m in messages)
     assert any("'retrieve'" in m and "no binding" in m for m in messages)
+    with pytest.raises(HetcError) as unbound:  # no file at all: every missing binding is named
+        validate_bindings(json.loads((bundle / "plan.json").read_text()), None)
+    missing = " ".join(str(d) for d in unbound.value.diagnostics)
+    assert "model 'chat' has no endpoint" in missing and "HETC_ENDPOINT_CHAT" in missing
+    assert all(f"'{node}'" in missing for node in ("search", "status", "retrieve", "triage"))
     with pytest.raises(SystemExit) as exit_code:
         main(["serve", str(bundle), "--bind", str(bad), "--local"])
     err = capsys.readouterr().err

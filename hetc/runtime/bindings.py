@@ -247,6 +247,9 @@ def validate_bindings(plan: dict[str, Any], path: str | Path | None) -> dict[str
     for model_id, preset in sorted(llm_models.items()):
         node = given_models.get(model_id, (None, YamlMap({}, Loc(file))))[1]
         models[model_id] = _check_model(checker, model_id, node, preset)
+        if models[model_id]["endpoint"] is None and not any(d.loc == node.loc for d in checker.errors):
+            checker.error(node.loc, f"model {model_id!r} has no endpoint: give models.{model_id}.endpoint (an "
+                                    f"OpenAI-compatible base URL) or set {endpoint_env(model_id)}")
 
     node_kinds = _plan_nodes(plan)
     roles = {node: role for node, kinds in node_kinds.items() if (role := node_role(kinds))}
