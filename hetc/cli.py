@@ -27,6 +27,7 @@ COMMANDS = {
     "deploy": ("hetc.cli_deploy", "deploy_command", "Export a bundle's plan to Kubernetes or Ray Serve."),
     "simulate": ("hetc.cli_deploy", "simulate_command", "Simulate a bundle's plan under load and check the SLA."),
     "schema": ("hetc.cli_deploy", "schema_group", "Print a JSON Schema (plan)."),
+    "serve": ("hetc.runtime.cli", "serve_command", "Run a bundle's agent (Ray Serve, or in-process with --local)."),
     "sweep": ("hetc.cli_study", "sweep", "Compile every combination of options; table and report."),
     "diff": ("hetc.cli_study", "diff", "Compare two plans: what moved, cost and latency deltas."),
     "import": ("hetc.importers.cli", "import_group", "Write a spec from a framework's agent graph (LangGraph)."),

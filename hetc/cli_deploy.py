@@ -33,16 +33,6 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
-    images = {}
-    for pair in pairs:
-        engine, sep, image = pair.partition("=")
-        if not sep or not engine or not image:
-            raise HetcError(f"--image expects ENGINE=IMAGE, got {pair!r}", Loc("--image"))
-        images[engine] = image
-    return images
-
-
 @click.command("deploy")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--target", type=click.Choice(["kubernetes", "ray-serve"]), required=True,
@@ -50,8 +40,9 @@ def _parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory to write the manifests into: replaced atomically if it is empty or an earlier "
                    "hetc output; any other directory is refused.")
-@click.option("--image", "images", multiple=True, metavar="ENGINE=IMAGE",
-              help="Container image for an engine (kubernetes; repeatable).")
+@click.option("--image", "images", multiple=True, metavar="KEY=IMAGE",
+              help="Container image override (kubernetes; repeatable): nvidia, amd, gaudi or cpu for the vLLM "
+                   "servers, runtime for the hetc runtime image.")
 @click.option("--namespace", default=None, help="Namespace for every object (kubernetes).")
 @click.option("--bundle-claim", default=None,
               help="PersistentVolumeClaim holding the bundle, mounted read-only at /opt/hetc/bundle (kubernetes).")
@@ -67,10 +58,11 @@ def deploy_command(bundle: Path, target: str, out_dir: str, images: tuple[str, .
     plan = load_plan(bundle)
     if target == "kubernetes":
         from hetc.deploy_k8s import dns_label, write_kubernetes
+        from hetc.deploy_vllm import parse_images
 
         if namespace is not None and dns_label(namespace) != namespace:
             raise HetcError(f"--namespace {namespace!r} is not a DNS-1123 label", Loc("--namespace"))
-        written = write_kubernetes(plan, out_dir, images=_parse_images(images), namespace=namespace,
+        written = write_kubernetes(plan, out_dir, images=parse_images(images), namespace=namespace,
                                    bundle_claim=bundle_claim)
     else:
         from hetc.deploy_ray import DEFAULT_IMPORT_PATH, write_ray

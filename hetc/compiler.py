@@ -176,9 +176,11 @@ def _json(data) -> bytes:
 def _deploy_files(plan: dict) -> dict[str, bytes]:
     from hetc.deploy_k8s import render_kubernetes
     from hetc.deploy_ray import render_ray
+    from hetc.deploy_vllm import runtime_dockerfile
 
     files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
     files.update({f"deploy/ray-serve/{name}": text.encode() for name, text in render_ray(plan).items()})
+    files["deploy/runtime/Dockerfile"] = runtime_dockerfile(plan).encode()
     return files
 
 

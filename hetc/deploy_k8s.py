@@ -56,13 +56,9 @@ PRODUCT_LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 DEVICE_CLASS_LABEL = "hetc.dev/device-class"
 
-# Container images per (engine, vendor). vLLM publishes these two; every other engine is an image the
-# operator builds from the bundle's runtime: override with images={"engine": "image"} / --image ENGINE=IMAGE.
-DEFAULT_IMAGES = {
-    ("vllm", "nvidia"): "vllm/vllm-openai:latest",
-    ("vllm", "amd"): "rocm/vllm:latest",
-}
-RUNTIME_IMAGE_REPOSITORY = "hetc-runtime"
+# Container images: public vLLM images per vendor for engine stages, the bundle's own runtime image for every
+# other stage (hetc.deploy_vllm; --image KEY=IMAGE overrides one).
+RUNTIME_BINDINGS_DIR = "/etc/hetc/bindings"  # the operator's bindings ConfigMap (<plan>-bindings)
 
 # Host resources when the plan gives no stage.resources (rules of thumb, not measurements): an engine on an
 # accelerator needs a few cores for the API server, tokenizer and scheduler, and host memory to stage weights.
@@ -144,13 +140,6 @@ def accelerator_resource(stage: dict[str, Any]) -> str | None:
     return DEVICE_PLUGIN_RESOURCE.get((stage["vendor"], stage["device_kind"]))
 
 
-def image_for(stage: dict[str, Any], images: dict[str, str], hetc_version: str) -> str:
-    engine = stage["engine"] or "cpu-runtime"
-    if engine in images:
-        return images[engine]
-    return DEFAULT_IMAGES.get((engine, stage["vendor"]), f"{RUNTIME_IMAGE_REPOSITORY}/{engine}:{hetc_version}")
-
-
 def _node_affinity(stage: dict[str, Any]) -> dict[str, Any] | None:
     if stage["engine"] == "http-client":
         return None  # a tool's HTTP client runs on any node
@@ -175,12 +164,73 @@ def _edge_view(edge: dict[str, Any], names: dict[str, str], other_end: str) -> d
     }
 
 
-def _container_args(stage: dict[str, Any]) -> list[str]:
-    if (stage["engine"] or "").startswith("vllm") and stage["model"] is not None:
-        return ["--model", "$(HETC_MODEL)", "--tensor-parallel-size", str(stage["tp"]),
-                "--pipeline-parallel-size", str(stage["pp"]), "--max-num-seqs", str(stage["batch"]),
-                "--port", str(STAGE_PORT)]
-    return ["--stage-config", f"{CONFIG_MOUNT_DIR}/stage.json", "--port", str(STAGE_PORT)]
+def _service(meta: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"type": "ClusterIP", "selector": selector,
+                     "ports": [{"name": "http", "port": STAGE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def _plain_deployment(meta: dict[str, Any], selector: dict[str, str], replicas: int,
+                      pod_spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod_spec}}}
+
+
+def _runtime_objects(plan: dict[str, Any], stages: list[dict[str, Any]], endpoints: dict[str, str], image: str,
+                     metadata) -> list[dict]:
+    """One Deployment + Service running the hetc runtime: the router with every non-engine stage in-process,
+    sized to hold each stage's planned replicas and host resources; model endpoints from the engine services."""
+    from hetc.runtime.bindings import endpoint_env
+
+    name = f"{dns_label(plan['name'], 24)}-runtime"
+    replicas = max(s["replicas"] for s in stages)
+    cores = sum(host_resources(s)[0] * s["replicas"] for s in stages) / replicas
+    memory_gb = sum(host_resources(s)[1] * s["replicas"] for s in stages) / replicas
+    meta = metadata(name, None)
+    meta["labels"]["app.kubernetes.io/component"] = "hetc-runtime"
+    selector = {"app.kubernetes.io/part-of": meta["labels"]["app.kubernetes.io/part-of"],
+                "app.kubernetes.io/component": "hetc-runtime"}
+    meta["annotations"] = {"hetc.dev/stages": _json(sorted(s["id"] for s in stages))}
+    container = {
+        "name": "runtime", "image": image,
+        "args": ["--bind", f"{RUNTIME_BINDINGS_DIR}/bindings.yaml"],
+        "env": [{"name": endpoint_env(model), "value": url} for model, url in sorted(endpoints.items())],
+        "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": _cpu_quantity(cores), "memory": _memory_quantity(memory_gb)},
+                      "limits": {"memory": _memory_quantity(memory_gb)}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "volumeMounts": [{"name": "bindings", "mountPath": RUNTIME_BINDINGS_DIR, "readOnly": True}],
+    }
+    bindings_map = f"{dns_label(plan['name'], 24)}-bindings"
+    pod_spec = {"containers": [container],
+                "volumes": [{"name": "bindings", "configMap": {"name": bindings_map, "optional": True}}]}
+    placed = [s for s in stages if s["engine"] != "http-client"]  # HTTP clients run anywhere
+    if placed and len({s["device"] for s in placed}) == 1:
+        pod_spec["affinity"] = _node_affinity(placed[0])
+    return [_plain_deployment(meta, selector, replicas, pod_spec), _service(metadata(name, None), selector)]
+
+
+def _router_objects(plan: dict[str, Any], node: str, decode_name: str, prefill_url: str, decode_url: str,
+                    image: str, metadata) -> tuple[str, list[dict]]:
+    """The P/D router of a disaggregated pair (hetc.runtime.pd_proxy in the runtime image)."""
+    from hetc.deploy_vllm import PROXY_MODULE
+
+    name = dns_label(f"{decode_name}-pd-router")  # from the sanitised stage name, never the user's node id
+    meta = metadata(name, None)
+    meta["labels"]["app.kubernetes.io/component"] = "pd-router"
+    meta["labels"]["hetc.dev/stage"] = name
+    selector = {"app.kubernetes.io/part-of": meta["labels"]["app.kubernetes.io/part-of"], "hetc.dev/stage": name}
+    container = {
+        "name": "router", "image": image, "command": ["python", "-m", PROXY_MODULE],
+        "args": ["--prefill", prefill_url, "--decode", decode_url, "--port", str(STAGE_PORT)],
+        "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    meta["annotations"] = {"hetc.dev/node": _json(node)}
+    service_meta = metadata(name, None)
+    service_meta["labels"]["hetc.dev/stage"] = name
+    return name, [_plain_deployment(meta, selector, 1, {"containers": [container]}), _service(service_meta, selector)]
 
 
 def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None = None,
@@ -189,7 +239,6 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
     images = images or {}
     names = stage_names(plan)
     part_of = dns_label(plan["name"], 24)
-    version = plan["provenance"]["hetc_version"]
     incoming: dict[str, list[dict]] = {s["id"]: [] for s in plan["stages"]}
     outgoing: dict[str, list[dict]] = {s["id"]: [] for s in plan["stages"]}
     for edge in plan["edges"]:
@@ -208,6 +257,13 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             meta["namespace"] = namespace
         return meta
 
+    from hetc.deploy_vllm import disaggregated, image_of, pd_phases, serves_vllm, vllm_args
+
+    pairs = pd_phases(plan)
+    one_server = {p["id"]: d["id"] for p, d in pairs.values() if not disaggregated(p, d)}  # prefill -> decode
+    roles = {s["id"]: role for p, d in pairs.values() if disaggregated(p, d)
+             for s, role in ((p, "kv_producer"), (d, "kv_consumer"))}
+    extra_replicas = {d: next(s["replicas"] for s in plan["stages"] if s["id"] == p) for p, d in one_server.items()}
     files: dict[str, list[dict]] = {}
     graph = {
         "plan": plan["name"],
@@ -220,9 +276,25 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
                  "data": {"graph.json": _json(graph)}}
     files[f"{part_of}-graph.yaml"] = [graph_map]
 
+    url = {s["id"]: f"http://{names[s['id']]}:{STAGE_PORT}/v1" for s in plan["stages"]}
+    endpoints: dict[str, str] = {}  # model id -> the OpenAI endpoint the runtime calls
     for stage in plan["stages"]:
-        if not needs_process(stage):
-            continue
+        if serves_vllm(stage) and stage["id"] not in one_server:
+            endpoints.setdefault(stage["model"]["id"], url[stage["id"]])
+    for node, (prefill, decode) in sorted(pairs.items()):
+        if disaggregated(prefill, decode):
+            router, objects = _router_objects(plan, node, names[decode["id"]], url[prefill["id"]], url[decode["id"]],
+                                              image_of(None, plan, images), metadata)
+            files[f"{router}.yaml"] = objects
+            endpoints[decode["model"]["id"]] = f"http://{router}:{STAGE_PORT}/v1"
+    runtime_stages = [s for s in plan["stages"] if needs_process(s) and not serves_vllm(s)]
+    if runtime_stages:
+        files[f"{part_of}-runtime.yaml"] = _runtime_objects(plan, runtime_stages, endpoints,
+                                                            image_of(None, plan, images), metadata)
+
+    for stage in plan["stages"]:
+        if not serves_vllm(stage) or stage["id"] in one_server:
+            continue  # the runtime runs it, or the decode server serves both phases
         name = names[stage["id"]]
         selector = {"app.kubernetes.io/part-of": part_of, "hetc.dev/stage": name}
         model = stage["model"] or {}
@@ -233,6 +305,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             "HETC_DEVICE": stage["device"],
             "HETC_ENGINE": stage["engine"] or "",
             "HETC_MODEL": model.get("name", ""),
+            "HETC_KV_ROLE": roles.get(stage["id"], ""),
             "HETC_MODEL_PRECISION": model.get("precision", ""),
             "HETC_TP": str(stage["tp"]),
             "HETC_PP": str(stage["pp"]),
@@ -255,8 +328,8 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
         env_from_keys = sorted(k for k in config if k.startswith("HETC_"))
         container: dict[str, Any] = {
             "name": "stage",
-            "image": image_for(stage, images, version),
-            "args": _container_args(stage),
+            "image": image_of(stage, plan, images),
+            "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"])),
             "env": [{"name": key, "valueFrom": {"configMapKeyRef": {"name": f"{name}-config", "key": key}}}
                     for key in env_from_keys],
             "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
@@ -293,17 +366,11 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": deployment_meta,
-            "spec": {"replicas": stage["replicas"], "selector": {"matchLabels": selector},
+            "spec": {"replicas": stage["replicas"] + extra_replicas.get(stage["id"], 0),
+                     "selector": {"matchLabels": selector},
                      "template": {"metadata": template_meta, "spec": pod_spec}},
         }
-        service = {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(name, stage),
-            "spec": {"type": "ClusterIP", "selector": selector,
-                     "ports": [{"name": "http", "port": STAGE_PORT, "targetPort": "http", "protocol": "TCP"}]},
-        }
-        files[f"{name}.yaml"] = [config_map, deployment, service]
+        files[f"{name}.yaml"] = [config_map, deployment, _service(metadata(name, stage), selector)]
     return dict(sorted(files.items()))
 
 

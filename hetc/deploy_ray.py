@@ -3,8 +3,9 @@
 One application per plan; one deployment per stage that needs a process (the same stages as the
 Kubernetes exporter). Accelerators map to Ray resources: NVIDIA and AMD GPUs are Ray's "GPU" resource,
 Gaudi is "HPU"; accelerator_type uses the strings Ray's accelerator managers report for a node. The
-application's code is the hetc stage runtime named by import_path (not generated here); each deployment's
-user_config carries its stage from plan.json. docs/plan.md ("Ray Serve") documents the mapping.
+application's code is hetc's runtime, `hetc.runtime.serve:build_app` (pip install "hetc[serve]"), which builds
+the same deployments from plan.json; each deployment's user_config carries its stage from plan.json.
+docs/plan.md ("Ray Serve") documents the mapping.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from hetc.deploy_k8s import dns_label, host_resources, needs_process
 
-DEFAULT_IMPORT_PATH = "hetc_runtime.serve:build_app"
+DEFAULT_IMPORT_PATH = "hetc.runtime.serve:build_app"
 HTTP_PORT = 8000
 
 # hwdb device id -> Ray accelerator_type. NVIDIA: ray.util.accelerators constants (NVIDIA_A100 "A100",
@@ -54,7 +55,8 @@ def ray_resource(stage: dict[str, Any]) -> str | None:
     return "GPU"
 
 
-def _deployment(stage: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+def deployment_options(stage: dict[str, Any]) -> dict[str, Any]:
+    """Ray Serve deployment options of one stage: replicas, concurrency, actor resources, placement group."""
     cores, memory_gb = host_resources(stage)
     resource = ray_resource(stage)
     devices = stage["devices_per_replica"]
@@ -62,10 +64,8 @@ def _deployment(stage: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     service = stage["service"]
     ongoing = service.get("max_batch", service.get("concurrency", 1))
     deployment: dict[str, Any] = {
-        "name": dns_label(stage["id"]),
         "num_replicas": stage["replicas"],
         "max_ongoing_requests": max(int(ongoing), 1),
-        "user_config": {"plan": plan["name"], "stage": stage},
     }
     actor: dict[str, Any] = {"num_cpus": cores, "memory": math.ceil(memory_gb * GIB)}
     if resource is not None and devices > 1:
@@ -89,6 +89,11 @@ def _deployment(stage: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
             actor["accelerator_type"] = accelerator
     deployment["ray_actor_options"] = actor
     return deployment
+
+
+def _deployment(stage: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    return {"name": dns_label(stage["id"]), **deployment_options(stage),
+            "user_config": {"plan": plan["name"], "stage": stage}}
 
 
 def serve_config(plan: dict[str, Any], *, import_path: str = DEFAULT_IMPORT_PATH) -> dict[str, Any]:

@@ -122,6 +122,29 @@ ALIASES = {
     "whisper": "whisper-large-v3", "bge-large": "bge-large-en-v1.5", "kokoro": "kokoro-82m",
 }
 
+# The Hugging Face repository a serving engine loads for each preset (vLLM `--model`), with its model card.
+# Agents converse, so decoders name the instruction-tuned release of the architecture above.
+HF_REPOS: dict[str, tuple[str, str]] = {
+    "llama-3-8b": ("meta-llama/Meta-Llama-3-8B-Instruct",
+                   "https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct"),
+    "llama-3-70b": ("meta-llama/Meta-Llama-3-70B-Instruct",
+                    "https://huggingface.co/meta-llama/Meta-Llama-3-70B-Instruct"),
+    "llama-3.1-405b": ("meta-llama/Llama-3.1-405B-Instruct",
+                       "https://huggingface.co/meta-llama/Llama-3.1-405B-Instruct"),
+    "mixtral-8x7b": ("mistralai/Mixtral-8x7B-Instruct-v0.1",
+                     "https://huggingface.co/mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    "whisper-large-v3": ("openai/whisper-large-v3", "https://huggingface.co/openai/whisper-large-v3"),
+    "bge-large-en-v1.5": ("BAAI/bge-large-en-v1.5", "https://huggingface.co/BAAI/bge-large-en-v1.5"),
+    "kokoro-82m": ("hexgrad/Kokoro-82M", "https://huggingface.co/hexgrad/Kokoro-82M"),
+}
+
+
+def hf_repo(name: str) -> str | None:
+    """The Hugging Face repo id of a preset (or alias), or None for a model hetc has no repo for."""
+    preset = resolve_preset(name)
+    return HF_REPOS[preset.name][0] if preset is not None and preset.name in HF_REPOS else None
+
+
 # Which node kinds a model kind can serve.
 KIND_FOR_NODE = {
     "llm": ("decoder",),

@@ -14,13 +14,16 @@ import yaml
 from click.testing import CliRunner
 
 from hetc.deploy_k8s import (
+    host_resources,
     kubernetes_manifests,
     render_kubernetes,
     stage_names,
     write_kubernetes,
 )
 from hetc.deploy_ray import render_ray, serve_config
+from hetc.deploy_vllm import runtime_image
 from hetc.plan_schema import load_plan
+from hetc.runtime.bindings import endpoint_env
 
 PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
 K8S_VERSION = "1.30"
@@ -73,15 +76,24 @@ def test_the_validator_does_reject_a_broken_deployment():
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_one_deployment_and_service_per_process_stage():
+def runtime_deployment(plan: dict) -> dict:
+    return next(o for o in objects(plan) if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-runtime"))
+
+
+def test_engine_stages_get_a_server_and_every_other_stage_runs_in_the_runtime():
     plan = plan_named("voice_agent")
     docs = objects(plan)
     deployments = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Deployment")
     services = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Service")
-    expected = sorted(stage_names(plan)[s["id"]] for s in plan["stages"]
-                      if s["kind"] not in ("input", "output", "kv_transfer"))
+    names = stage_names(plan)
+    # stt, prefill and decode are vLLM servers; the P::D pair gets its router; tts and the tool run in the runtime
+    expected = sorted([names["stt"], names["llm.prefill"], names["llm.decode"], f"{names['llm.decode']}-pd-router",
+                       "voice-agent-runtime"])
     assert deployments == services == expected
     assert deployment_of(plan, "llm.prefill")["spec"]["replicas"] == 4
+    runtime = runtime_deployment(plan)
+    assert json.loads(runtime["metadata"]["annotations"]["hetc.dev/stages"]) == ["search.compute", "search.lookup", "tts"]
+    assert runtime["spec"]["template"]["spec"]["containers"][0]["image"] == runtime_image(plan)
 
 
 def test_vendor_device_plugin_resources_and_product_affinity():
@@ -91,12 +103,17 @@ def test_vendor_device_plugin_resources_and_product_affinity():
     assert node_term(voice, "llm.prefill") == {"key": "nvidia.com/gpu.product", "operator": "In",
                                                "values": ["NVIDIA-H100-80GB-HBM3"]}
     assert node_term(voice, "llm.decode")["values"] == ["NVIDIA-B200"]
-    tts = container_of(voice, "tts")["resources"]
-    assert tts["requests"] == {"cpu": "56", "memory": "32768Mi"} and "nvidia.com/gpu" not in tts["limits"]
-    assert node_term(voice, "tts") == {"key": "hetc.dev/device-class", "operator": "In", "values": ["intel-xeon-8480"]}
-    lookup_pod = deployment_of(voice, "search.lookup")["spec"]["template"]["spec"]
-    assert "affinity" not in lookup_pod  # a tool's HTTP client runs anywhere
-    assert lookup_pod["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "1024Mi"}
+    deployment = runtime_deployment(voice)
+    runtime = deployment["spec"]["template"]["spec"]
+    # tts, the tool's HTTP client and its compute step share the runtime pods: together they hold every core
+    # the plan gave those stages
+    cores = sum(host_resources(s)[0] * s["replicas"] for s in voice["stages"] if s["id"] in
+                ("tts", "search.lookup", "search.compute"))
+    per_pod = runtime["containers"][0]["resources"]["requests"]["cpu"]
+    per_pod = float(per_pod[:-1]) / 1000 if per_pod.endswith("m") else float(per_pod)
+    assert cores <= per_pod * deployment["spec"]["replicas"] < cores + 0.001 * deployment["spec"]["replicas"]
+    assert runtime["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["intel-xeon-8480"]
 
     rag = plan_named("rag_router")
     gaudi = container_of(rag, "llm.prefill")["resources"]
@@ -116,7 +133,44 @@ def test_config_points_at_kernels_and_model():
     container = container_of(voice, "llm.prefill")
     env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in container["env"]}
     assert env["HETC_KERNELS"] == {"name": f"{name}-config", "key": "HETC_KERNELS"}
-    assert container["args"][:4] == ["--model", "$(HETC_MODEL)", "--tensor-parallel-size", "2"]
+
+
+def test_vllm_flags_follow_the_plan():
+    voice = plan_named("voice_agent")
+    args = container_of(voice, "llm.prefill")["args"]
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    assert flags["--model"] == "meta-llama/Meta-Llama-3-70B-Instruct"  # the preset's Hugging Face repo
+    assert flags["--dtype"] == "bfloat16" and flags["--quantization"] == "fp8" and flags["--kv-cache-dtype"] == "fp8"
+    assert flags["--tensor-parallel-size"] == "2" and flags["--pipeline-parallel-size"] == "1"
+    assert flags["--max-num-seqs"] == "4"  # the plan's batch
+    prefill = next(s for s in voice["stages"] if s["id"] == "llm.prefill")
+    decode = next(s for s in voice["stages"] if s["id"] == "llm.decode")
+    assert flags["--max-model-len"] == str(prefill["service"]["input_tokens"] + decode["service"]["output_tokens"])
+    stt = dict(zip(container_of(voice, "stt")["args"][::2], container_of(voice, "stt")["args"][1::2], strict=False))
+    assert stt["--model"] == "openai/whisper-large-v3" and stt["--dtype"] == "float16"
+
+
+def kv_config(plan: dict, stage_id: str) -> dict:
+    args = container_of(plan, stage_id)["args"]
+    return json.loads(args[args.index("--kv-transfer-config") + 1])
+
+
+def test_disaggregated_pairs_get_a_kv_connector_and_a_router():
+    voice = plan_named("voice_agent")  # H100 prefill, B200 decode: NCCL between NVIDIA GPUs
+    assert kv_config(voice, "llm.prefill") == {"kv_connector": "P2pNcclConnector", "kv_role": "kv_producer"}
+    assert kv_config(voice, "llm.decode") == {"kv_connector": "P2pNcclConnector", "kv_role": "kv_consumer"}
+    names = stage_names(voice)
+    router = next(o for o in objects(voice) if o["kind"] == "Deployment"
+                  and o["metadata"]["name"] == f"{names['llm.decode']}-pd-router")
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "hetc.runtime.pd_proxy"]
+    assert container["args"][:4] == ["--prefill", f"http://{names['llm.prefill']}:8000/v1",
+                                     "--decode", f"http://{names['llm.decode']}:8000/v1"]
+    runtime_env = runtime_deployment(voice)["spec"]["template"]["spec"]["containers"][0]["env"]
+    model = next(s for s in voice["stages"] if s["id"] == "llm.decode")["model"]["id"]
+    assert {"name": endpoint_env(model), "value": f"http://{names['llm.decode']}-pd-router:8000/v1"} in runtime_env
+    rag = plan_named("rag_router")  # Gaudi prefill, MI300X decode: no collective library spans both
+    assert kv_config(rag, "llm.prefill") == {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_producer"}
 
 
 def test_user_node_ids_never_reach_names_or_labels_but_survive_in_annotations():
@@ -126,13 +180,14 @@ def test_user_node_ids_never_reach_names_or_labels_but_survive_in_annotations():
         visible = json.dumps([doc["metadata"]["name"], doc["metadata"]["labels"]])
         for raw in ("Web Search!", "RAG Assistant (prod)", 'vector "docs" store'):
             assert raw not in visible
-    lookup = deployment_of(rag, "web-search.lookup")["metadata"]["annotations"]
-    assert json.loads(lookup["hetc.dev/node"]) == "Web Search!"
-    upstream = json.loads(lookup["hetc.dev/upstream"])
-    assert upstream == [{"back_edge": False, "max_iterations": None, "object": stage_names(rag)["router"],
-                         "payload_bytes": 4096, "probability": 0.3, "stage": "router", "transport": "in-process"}]
+    decode = deployment_of(rag, "llm.decode")["metadata"]["annotations"]
+    assert json.loads(decode["hetc.dev/node"]) == next(s["node"] for s in rag["stages"] if s["id"] == "llm.decode")
+    upstream = json.loads(decode["hetc.dev/upstream"])
+    assert [u["stage"] for u in upstream] == ["llm.kv"]
     graph = next(d for d in docs if d["metadata"]["name"].endswith("-graph"))
-    assert len(json.loads(graph["data"]["graph.json"])["edges"]) == len(rag["edges"])
+    graph_json = json.loads(graph["data"]["graph.json"])
+    assert len(graph_json["edges"]) == len(rag["edges"])
+    assert "Web Search!" in {s["node"] for s in graph_json["stages"]}
 
 
 def test_names_stay_unique_and_short_whatever_the_stage_ids():
@@ -230,7 +285,7 @@ def test_deploy_command_writes_both_targets(tmp_path):
     (bundle / "plan.json").write_text((Path(__file__).parent / "data" / "plans" / "voice_agent.json").read_text())
     runner = CliRunner()
     k8s = runner.invoke(deploy_command, [str(bundle), "--target", "kubernetes", "-o", str(tmp_path / "k8s"),
-                                         "--image", "vllm=registry.example/vllm:1"])
+                                         "--image", "nvidia=registry.example/vllm:1"])
     assert k8s.exit_code == 0, k8s.output
     text = (tmp_path / "k8s" / "voice-agent-llm-decode.yaml").read_text()
     assert "image: registry.example/vllm:1" in text
@@ -251,4 +306,63 @@ def test_deploy_command_reports_a_bad_plan_with_exit_2(tmp_path):
     bad_image = CliRunner().invoke(deploy_command, [str(Path(__file__).parent / "data" / "plans" / "voice_agent.json"),
                                                     "--target", "kubernetes", "-o", str(tmp_path / "o"),
                                                     "--image", "novalue"])
-    assert bad_image.exit_code == 2 and "ENGINE=IMAGE" in bad_image.output
+    assert bad_image.exit_code == 2 and "KEY=IMAGE" in bad_image.output
+    unknown = CliRunner().invoke(deploy_command, [str(Path(__file__).parent / "data" / "plans" / "voice_agent.json"),
+                                                  "--target", "kubernetes", "-o", str(tmp_path / "k"),
+                                                  "--image", "vllm=x/y:1"])
+    assert unknown.exit_code == 2 and "'vllm' is not one of nvidia, amd, gaudi, cpu, runtime" in unknown.output
+
+
+# ------------------------------------------------------------------------- every example's Kubernetes export
+
+EXAMPLE_SPECS = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml")) + [
+    Path(__file__).parents[1] / "examples" / "cpu-helpdesk" / "agent.yaml"]
+
+
+@pytest.fixture(scope="module")
+def example_bundles():
+    from hetc.compiler import CompileOptions, compile_spec
+
+    return {spec.parent.name if spec.name == "agent.yaml" else spec.stem: compile_spec(str(spec), CompileOptions())
+            for spec in EXAMPLE_SPECS}
+
+
+def test_every_example_exports_runnable_servers(example_bundles):
+    from hetc.deploy_vllm import VLLM_IMAGES, disaggregated, pd_phases
+
+    for name, result in example_bundles.items():
+        plan = result.plan
+        docs = objects(plan)
+        for doc in docs:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        containers = [c for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+        for container in containers:  # public vLLM images, or the image the bundle's Dockerfile builds
+            assert container["image"] in (*VLLM_IMAGES.values(), runtime_image(plan)), (name, container["image"])
+            if container["image"] in VLLM_IMAGES.values():
+                model = container["args"][container["args"].index("--model") + 1]
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+", model), (name, model)  # a Hugging Face repo id
+        dockerfile = result.files["deploy/runtime/Dockerfile"].decode()
+        assert f"-t {runtime_image(plan)} ." in dockerfile and f'"hetc[serve]=={plan["provenance"]["hetc_version"]}"' \
+            in dockerfile and "COPY . /opt/hetc/bundle" in dockerfile
+        names = stage_names(plan)
+        deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+        for prefill, decode in pd_phases(plan).values():
+            if disaggregated(prefill, decode):
+                assert kv_config(plan, prefill["id"])["kv_role"] == "kv_producer"
+                assert kv_config(plan, decode["id"])["kv_role"] == "kv_consumer"
+                assert f"{names[decode['id']]}-pd-router" in deployments
+            else:  # the same class for both phases: one server
+                assert names[prefill["id"]] not in deployments and "--kv-transfer-config" not in \
+                    container_of(plan, decode["id"])["args"]
+
+
+def test_cpu_example_serves_both_phases_from_one_vllm_cpu_server(example_bundles):
+    plan = example_bundles["cpu-helpdesk"].plan
+    stages = {s["id"]: s for s in plan["stages"]}
+    decode = deployment_of(plan, "agent.decode")
+    assert decode["spec"]["replicas"] == stages["agent.prefill"]["replicas"] + stages["agent.decode"]["replicas"]
+    assert decode["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:")
+    runtime = runtime_deployment(plan)
+    assert json.loads(runtime["metadata"]["annotations"]["hetc.dev/stages"]) == sorted(
+        s for s, stage in stages.items() if stage["kind"] not in ("input", "output", "kv_transfer", "prefill", "decode"))

@@ -22,8 +22,9 @@ COMMANDS = list({c.argv: c for doc in COMMAND_DOCS for c in hetc_commands(doc)}.
 
 # The command every later step reads (README's first command, tutorial step 3): run once, first.
 FIRST_COMPILE = ("compile", "examples/voice-agent.yaml", "-o", "build/voice-agent")
-# Commands that take more than a few seconds (a sweep compiles 6 to 16 variants) are only parsed.
-PARSE_ONLY = {"sweep"}
+# Commands that take more than a few seconds (a sweep compiles 6 to 16 variants) are only parsed, and so is
+# `serve`, a server that runs until stopped (tests/test_runtime*.py run it for real).
+PARSE_ONLY = {"sweep", "serve"}
 # Words the docs use for "your file": what stands in for them in the workspace.
 PLACEHOLDERS = {"SPEC": "examples/voice-agent.yaml", "DIR": "build/dir", "agent.yaml": "agent.yaml"}
 

@@ -1,0 +1,111 @@
+"""hetc.runtime on Ray Serve for real: the CPU help-desk bundle end to end through `build_app` (one Ray
+start for the module, 2 CPUs), and a replica killed mid-run: Ray Serve restarts it and every request in
+flight completes or ends with a structured error, none hangs."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import time
+
+import pytest
+import requests
+from stand_ins.helpdesk import compile_example, start_tool_server, write_bindings
+from stand_ins.openai_llm import StandInLLM
+
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+
+REQUEST_TIMEOUT_S = 90  # bounds every HTTP call of these tests: a hang fails instead of blocking the suite
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from hetc.runtime.serve import build_app
+
+    base = tmp_path_factory.mktemp("ray-helpdesk")
+    bundle = compile_example(base / "bundle")
+    tool = start_tool_server()
+    with StandInLLM() as llm:
+        bindings = write_bindings(base / "bind.yaml", llm.url, tool.server_address[1])
+        port = free_port()
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            serve.run(build_app({"plan": str(bundle), "bind": str(bindings), "local_resources": True}),
+                      name="hetc", route_prefix="/")
+            yield f"http://127.0.0.1:{port}", llm
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+    tool.shutdown()
+
+
+def ask(base: str, text: str, **extra) -> requests.Response:
+    return requests.post(f"{base}/v1/agent", json={"input": text, **extra}, timeout=REQUEST_TIMEOUT_S)
+
+
+def test_the_example_runs_end_to_end_on_ray_serve(app):
+    base, _ = app
+    answer = ask(base, "How do I reset my password?").json()
+    assert answer["outputs"] == {"answer": "stand-in answer: 1 tool results, 3 articles."}
+    assert answer["visits"]["retrieve.search"] == 1 and answer["visits"]["status.lookup"] == 1  # fan-out, join
+    looped = ask(base, "tell me everything about the VPN").json()
+    assert looped["loops"] == {"search.lookup->agent.prefill": 3} and looped["visits"]["agent.decode"] == 4
+    small = ask(base, "hi").json()  # the other branch
+    assert small["outputs"]["answer"].startswith("Hello!") and "agent.decode" not in small["visits"]
+
+
+def test_tokens_stream_as_server_sent_events(app):
+    base, _ = app
+    with requests.post(f"{base}/v1/agent", json={"input": "VPN help", "stream": True}, stream=True,
+                       timeout=REQUEST_TIMEOUT_S) as response:
+        events = []
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("event: "):
+                events.append(line[7:])
+            elif line.startswith("data: ") and events[-1] == "result":
+                result = json.loads(line[6:])
+    tokens = events.count("token")
+    assert tokens >= 3 and events[-1] == "result" and result["outputs"]["answer"].startswith("stand-in answer")
+    metrics = requests.get(f"{base}/metrics", timeout=REQUEST_TIMEOUT_S).text
+    assert 'hetc_stage_batch_size_count{stage="retrieve.search"}' in metrics  # the @serve.batch stage
+
+
+def _replica(deployment: str):
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["name"].startswith(f"SERVE_REPLICA::hetc#{deployment}#"):
+            return ray.get_actor(entry["name"], namespace=entry["namespace"])
+    raise AssertionError(f"no replica of {deployment}")
+
+
+def test_a_killed_replica_is_restarted_and_no_request_hangs(app):
+    base, _ = app
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(ask, base, f"question {i} about e-mail SLEEP=2") for i in range(4)]
+        time.sleep(1.0)  # the requests are in the LLM stage (the stand-in sleeps before answering)
+        assert not any(f.done() for f in futures)
+        ray.kill(_replica("agent-decode"), no_restart=True)
+        ray.kill(_replica("search-lookup"), no_restart=True)
+        responses = [f.result(timeout=REQUEST_TIMEOUT_S) for f in futures]
+    for response in responses:
+        body = response.json()
+        if response.status_code == 200:
+            assert body["outputs"]["answer"].startswith("stand-in answer")
+        else:
+            assert body["error"]["type"] in ("stage_unavailable", "deadline_exceeded"), body
+            assert body["error"]["request_id"]
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S  # Ray Serve brings the replicas back
+    while time.monotonic() < deadline:
+        response = ask(base, "How do I reset my password?")
+        if response.status_code == 200:
+            break
+        time.sleep(1)
+    assert response.status_code == 200 and response.json()["loops"] == {"search.lookup->agent.prefill": 1}
