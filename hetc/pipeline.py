@@ -6,6 +6,7 @@ the module is verified; a verifier error is reported at the YAML location of the
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
 import re
@@ -145,11 +146,20 @@ class PipelineRun:
         from xdsl.passes import PassPipeline
 
         registry = _registry()
+        from xdsl.utils.exceptions import ArgSpecParseError
+
         try:
             pipeline = PassPipeline.parse_spec(registry, self.spec)
-        except Exception as exc:  # xdsl raises several kinds (parse errors, unknown pass, bad option)
+        # xdsl raises several kinds (parse errors, unknown pass, bad option); ArgSpecParseError is a
+        # BaseException, so it needs naming
+        except (Exception, ArgSpecParseError) as exc:
             names = ", ".join(sorted(registry))
-            raise HetcError(f"bad pass pipeline '{self.spec}': {exc}. Known passes: {names}", Loc("--passes")) from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(exc).__name__
+            at = next((line for line in lines if line.startswith("pass-pipeline:")), "")
+            where = f" (at column {at.rsplit(':', 1)[-1]})" if at else ""
+            raise HetcError(f"bad pass pipeline '{self.spec}'{where}: {reason}. Known passes: {names}",
+                            Loc("--passes")) from None
         from dataclasses import fields, replace
 
         result = []
@@ -177,16 +187,59 @@ class PipelineRun:
             self.dumps.append((name, print_module(module, self.generic)))
 
 
-def parse_ir_file(path: str):
+# Brackets of textual IR nest with its regions and attributes; hetc's own IR nests fewer than 10 levels.
+MAX_IR_NESTING = 256
+
+
+@functools.cache
+def _locating_parser_class():
+    from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
     from xdsl.parser import Parser
+
+    class LocatingParser(Parser):
+        """xDSL's parser, giving every op without a `loc(...)` the file:line:col it was read from, so a
+        verifier error on hand-written IR points at its line (as the frontend's ops point at the YAML)."""
+
+        def parse_operation(self):
+            start = self._current_token.span.start
+            op = super().parse_operation()
+            if not isinstance(op.location, FileLineColLoc):
+                if not hasattr(self, "hetc_line_starts"):  # offsets of line starts, for bisect
+                    text = self.lexer.input.content
+                    self.hetc_line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+                line = bisect.bisect_right(self.hetc_line_starts, start)
+                col = start - self.hetc_line_starts[line - 1] + 1
+                op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(col))
+            return op
+
+    return LocatingParser
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def parse_ir_file(path: str):
     from xdsl.utils.exceptions import ParseError, VerifyException
 
+    from hetc.json_source import too_deep_at
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise HetcError(f"cannot read IR file: {exc.strerror}", Loc(path)) from None
     try:
-        module = Parser(make_context(), text, path).parse_module()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        prefix = data[: exc.start].decode("utf-8", errors="replace")
+        line, col = _line_col(prefix, len(prefix))
+        raise HetcError(f"the IR file is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
+                        Loc(path, line, col)) from None
+    deep = too_deep_at(text, MAX_IR_NESTING, "[{(")
+    if deep is not None:
+        raise HetcError(f"the IR nests brackets deeper than {MAX_IR_NESTING} levels", Loc(path, *_line_col(text, deep)))
+    try:
+        module = _locating_parser_class()(make_context(), text, path).parse_module()
     except ParseError as exc:
         # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
         lines = str(exc).splitlines()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.json_source import loads_json
 
 PLAN_SCHEMA_VERSION = 1
 MAX_REPORTED_ERRORS = 20  # enough to fix a file in one go without drowning the terminal
@@ -129,8 +130,4 @@ def load_plan(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise HetcError(f"cannot read plan: {exc.strerror or exc}", Loc(str(path))) from None
-    try:
-        plan = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HetcError(f"not valid JSON: {exc.msg}", Loc(str(path), exc.lineno, exc.colno)) from None
-    return validate_plan(plan, str(path))
+    return validate_plan(loads_json(text, str(path)), str(path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -567,26 +568,11 @@ class _Loader:
         def at(key: str) -> Loc:
             return found[key][1].loc if key in found else ymap.loc
 
-        consistent = True
-        if arch.d_model % arch.n_heads:
-            self.error(at("d_model" if "d_model" in found else "n_heads"),
-                       f"d_model {arch.d_model} is not divisible by n_heads {arch.n_heads}")
-            consistent = False
-        if arch.n_heads % arch.n_kv_heads:
-            self.error(at("n_kv_heads" if "n_kv_heads" in found else "n_heads"),
-                       f"n_heads {arch.n_heads} is not divisible by n_kv_heads {arch.n_kv_heads} (grouped-query "
-                       "attention shares each key/value head among a whole number of query heads)")
-            consistent = False
-        if arch.n_experts and not 1 <= arch.experts_per_token <= arch.n_experts:
-            self.error(at("experts_per_token"), f"experts_per_token must be between 1 and n_experts "
-                                                f"({arch.n_experts}), got {arch.experts_per_token}")
-            consistent = False
-        if not arch.n_experts and arch.experts_per_token:
-            self.error(at("experts_per_token"), "experts_per_token needs n_experts > 0 (a mixture-of-experts model)")
-            consistent = False
-        if arch.kind == "encoder_decoder" and not arch.encoder_layers:
-            self.error(at("encoder_layers"), "an encoder_decoder model needs encoder_layers > 0")
-            consistent = False
+        problems = arch_problems(arch)
+        for key, message in problems:  # at the field to blame, else the one it is measured against
+            self.error(at(key if key in found else {"d_model": "n_heads", "n_kv_heads": "n_heads"}.get(key, key)),
+                       message)
+        consistent = not problems
         return arch if consistent else None
 
     # ---- nodes ----
@@ -808,7 +794,7 @@ class _Loader:
                     all_known = False
             if not all(end.name in nodes for end in chain):
                 continue
-            for src, dst in zip(chain, chain[1:]):
+            for src, dst in itertools.pairwise(chain):
                 key = (src.name, dst.name)
                 if key in seen:
                     self.error(src.loc, f"duplicate edge '{_edge_name(*key)}' (first at line {seen[key].line})")
@@ -966,7 +952,7 @@ class _Loader:
                 if not latency.entries:
                     self.error(latency.loc, f"slo.latency_ms needs at least one of {'|'.join(PERCENTILES)}")
                 ordered = [(p, slo.latency_percentiles_ms[p]) for p in PERCENTILES if p in slo.latency_percentiles_ms]
-                for (low_p, low), (high_p, high) in zip(ordered, ordered[1:]):
+                for (low_p, low), (high_p, high) in itertools.pairwise(ordered):
                     if low > high:
                         self.error(targets[high_p][1].loc, f"the {high_p} latency target ({_fmt(high)} ms) is below "
                                                            f"the {low_p} target ({_fmt(low)} ms)")
@@ -1074,6 +1060,28 @@ class _Loader:
         if count is None or sunk is None:
             return None
         return Inventory(int(count), sunk)
+
+
+def arch_problems(arch: ModelArch) -> list[tuple[str, str]]:
+    """Rules across an architecture's fields: (the field to blame, message). The spec loader reports them at
+    the YAML key, the agent.model verifier on hand-written IR."""
+    problems = []
+    if arch.n_heads < 1 or arch.n_kv_heads < 1:
+        problems.append(("n_heads", f"n_heads ({arch.n_heads}) and n_kv_heads ({arch.n_kv_heads}) must be >= 1"))
+    elif arch.d_model % arch.n_heads:
+        problems.append(("d_model", f"d_model {arch.d_model} is not divisible by n_heads {arch.n_heads}"))
+    elif arch.n_heads % arch.n_kv_heads:
+        problems.append(("n_kv_heads", f"n_heads {arch.n_heads} is not divisible by n_kv_heads {arch.n_kv_heads} "
+                                       "(grouped-query attention shares each key/value head among a whole number "
+                                       "of query heads)"))
+    if arch.n_experts and not 1 <= arch.experts_per_token <= arch.n_experts:
+        problems.append(("experts_per_token", f"experts_per_token must be between 1 and n_experts "
+                                              f"({arch.n_experts}), got {arch.experts_per_token}"))
+    if not arch.n_experts and arch.experts_per_token:
+        problems.append(("experts_per_token", "experts_per_token needs n_experts > 0 (a mixture-of-experts model)"))
+    if arch.kind == "encoder_decoder" and not arch.encoder_layers:
+        problems.append(("encoder_layers", "an encoder_decoder model needs encoder_layers > 0"))
+    return problems
 
 
 def _reachable(adjacency: Mapping[str, list[str]], starts: Sequence[str]) -> set[str]:
