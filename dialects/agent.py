@@ -257,10 +257,11 @@ class GraphOp(IRDLOperation):
         names: set[str] = set()
         has_output = False
         for op in self.walk():
-            if isinstance(op, NodeOp):
-                if op.node_id() in names:
-                    raise VerifyException(f"agent.graph @{self.sym_name.data}: duplicate node @{op.node_id()}")
-                names.add(op.node_id())
+            name = op.properties.get("sym_name") if op is not self else None
+            if isinstance(name, StringAttr):  # node ops and the task ops they decompose into
+                if name.data in names:
+                    raise VerifyException(f"agent.graph @{self.sym_name.data}: duplicate node @{name.data}")
+                names.add(name.data)
             has_output |= isinstance(op, OutputOp)
         if not has_output:
             raise VerifyException(f"agent.graph @{self.sym_name.data} has no agent.output: nothing leaves the graph")

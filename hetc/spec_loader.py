@@ -869,6 +869,7 @@ class _Loader:
 
     def check_graph(self, graph: Graph, where: Loc, context: str, shape_checks: bool) -> None:
         nodes, edges = graph.nodes, graph.edges
+        self.check_derived_names(nodes)
         successors: dict[str, list[str]] = {n: [] for n in nodes}
         predecessors: dict[str, list[str]] = {n: [] for n in nodes}
         branches_out: dict[str, list[Edge]] = {n: [] for n in nodes}
@@ -919,6 +920,20 @@ class _Loader:
                 self.error(node.loc, f"node '{node_id}' is not reachable from any input")
             elif node_id not in to_output:
                 self.error(node.loc, f"node '{node_id}' does not reach any output")
+
+    def check_derived_names(self, nodes: Mapping[str, Node]) -> None:
+        """hetc names the ops a node becomes `<id>.<part>` (answer.prefill, answer.decode) and the nodes of a
+        nested agent `<agent>/<node>`, so `<id>.` and `<id>/` belong to node <id>: another id starting
+        that way would collide with them in the IR and the plan."""
+        for node_id, node in nodes.items():
+            for at, char in enumerate(node_id):
+                owner = nodes.get(node_id[:at]) if char in "./" else None
+                if owner is not None:
+                    parts = "the ops" if char == "." else "the nodes inside"
+                    self.error(node.loc, f"node id '{node_id}' collides with the names hetc gives {parts} of node "
+                                         f"'{owner.id}' (line {owner.loc.line}): '{owner.id}{char}<part>'; rename "
+                                         "one of them")
+                    break
 
     @staticmethod
     def fill_upstream_defaults(graph: Graph) -> None:
