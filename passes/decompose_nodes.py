@@ -25,15 +25,16 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.traits import SymbolTable
 
-# Whisper-style encoders see 30 s windows (reference/llm-perf-model.md, "Other agent operators").
-AUDIO_WINDOW_S = 30.0
+from hetc.costmodel import AUDIO_WINDOW_S, WHISPER_WINDOW_FRAMES
 
 
 class SpeechToText(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: A.SpeechToTextOp, rewriter: PatternRewriter, /):
         model = SymbolTable.lookup_symbol(op, op.model)
-        frames = model.arch.data["encoder_frames"].value.data if isinstance(model, A.ModelOp) else 1500
+        # encoder_frames 0 (the documented default) means Whisper's window, as in the cost model
+        frames = model.arch.data["encoder_frames"].value.data if isinstance(model, A.ModelOp) else 0
+        frames = frames or WHISPER_WINDOW_FRAMES
         windows = max(1, math.ceil(op.audio_seconds.value.data / AUDIO_WINDOW_S))
         rewriter.replace(op, task(T.EncoderOp, op, "", list(op.inputs), A.TextType(), model=op.model,
                                   input_tokens=i64(frames * windows), output_tokens=op.output_tokens))
