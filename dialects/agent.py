@@ -417,6 +417,8 @@ class MemoryStoreOp(NodeOp):
     result = result_def(JsonType)
     n_vectors = prop_def(IntegerAttr[I64])
     dim = prop_def(IntegerAttr[I64])
+    precision = prop_def(StringAttr)
+    tokens = prop_def(IntegerAttr[I64])  # text embedded per call by embed_model
     latency_ms = prop_def(FloatAttr)
     embed_model = opt_prop_def(SymbolRefAttr)
 

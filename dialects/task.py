@@ -127,6 +127,7 @@ class KVTransferOp(ModelTaskOp):
     KIND: ClassVar[str] = "kv_transfer"
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
+    store = opt_prop_def(StringAttr)  # a kv_cache node's placement: local, remote or disaggregated
 
     def verify_(self) -> None:
         super().verify_()
@@ -270,6 +271,7 @@ class StoreOp(TaskOp):
     latency_ms = prop_def(FloatAttr)
     n_vectors = prop_def(_I)
     dim = prop_def(_I)
+    precision = prop_def(StringAttr)
 
 
 TASK_OPS = (

@@ -334,7 +334,7 @@ class _GraphBuilder:
         return "json"
 
     def _emit_node(self, node: Node, operands: list[SSAValue], block: Block) -> Operation | None:
-        a = node.attrs
+        a = node.attrs  # complete: the spec loader applies every default (docs/spec.md), none are repeated here
         props: dict[str, Attribute] = {"sym_name": StringAttr(node.id)}
         model = {"model": SymbolRefAttr(node.model)} if node.model else {}
         kind = node.kind
@@ -350,46 +350,46 @@ class _GraphBuilder:
             cls, result_types = A.OutputOp, []
         elif kind == "llm":
             cls = A.LLMOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 512)),
-                         output_tokens=_i64(a.get("output_tokens", 256)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "speech_to_text":
             cls = A.SpeechToTextOp
-            props.update(model, audio_seconds=_f64(a.get("audio_seconds", 10)),
-                         output_tokens=_i64(a.get("output_tokens", 64)))
+            props.update(model, audio_seconds=_f64(a["audio_seconds"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "text_to_speech":
             cls = A.TextToSpeechOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 128)),
-                         audio_seconds=_f64(a.get("audio_seconds", 10)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         audio_seconds=_f64(a["audio_seconds"]))
         elif kind == "embedding":
             cls = A.EmbeddingOp
-            props.update(model, tokens=_i64(a.get("tokens", 256)))
+            props.update(model, tokens=_i64(a["tokens"]))
         elif kind == "model":
             cls = A.ModelCallOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 256)),
-                         output_tokens=_i64(a.get("output_tokens", 0)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "kv_cache":
             cls = A.KVCacheOp
-            props.update(model, tokens=_i64(a.get("tokens", 1024)), store=StringAttr(a.get("placement", "local")))
+            props.update(model, tokens=_i64(a["tokens"]), store=StringAttr(a["placement"]))
         elif kind == "tool":
             cls = A.ToolOp
             props.update(tool=StringAttr(a.get("tool") or node.id), latency_ms=_f64(a["latency_ms"]),
-                         compute_ms=_f64(a.get("compute_ms", 0.0)), request_kb=_f64(a.get("request_kb", 1.0)),
-                         response_kb=_f64(a.get("response_kb", 4.0)))
+                         compute_ms=_f64(a["compute_ms"]), request_kb=_f64(a["request_kb"]),
+                         response_kb=_f64(a["response_kb"]))
             if a.get("latency_p99_ms") is not None:
                 props["latency_p99_ms"] = _f64(a["latency_p99_ms"])
         elif kind == "memory_lookup":
             cls = A.MemoryLookupOp
             props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]),
-                         precision=StringAttr(a.get("precision", "fp32")), index=StringAttr(a.get("index", "flat")),
-                         top_k=_i64(a.get("top_k", 10)), query_tokens=_i64(a.get("query_tokens", 64)))
+                         precision=StringAttr(a["precision"]), index=StringAttr(a["index"]),
+                         top_k=_i64(a["top_k"]), query_tokens=_i64(a["query_tokens"]))
             if a.get("embed_model"):
                 props["embed_model"] = SymbolRefAttr(a["embed_model"])
             if a.get("rerank_model"):
                 props["rerank_model"] = SymbolRefAttr(a["rerank_model"])
         elif kind == "memory_store":
             cls = A.MemoryStoreOp
-            props.update(n_vectors=_i64(a.get("n_vectors", 0)), dim=_i64(a.get("dim", 0)),
-                         latency_ms=_f64(a.get("latency_ms", 2.0)))
+            props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]), precision=StringAttr(a["precision"]),
+                         tokens=_i64(a["tokens"]), latency_ms=_f64(a["latency_ms"]))
             if a.get("embed_model"):
                 props["embed_model"] = SymbolRefAttr(a["embed_model"])
         elif kind == "compute":

@@ -76,10 +76,10 @@ class MemoryStore(RewritePattern):
         ops = []
         inputs = list(op.inputs)
         if op.embed_model is not None:
-            ops.append(task(T.EmbedOp, op, "embed", inputs, A.EmbeddingType(), model=op.embed_model, tokens=i64(256)))
+            ops.append(task(T.EmbedOp, op, "embed", inputs, A.EmbeddingType(), model=op.embed_model, tokens=op.tokens))
             inputs = [ops[-1].results[0]]
         ops.append(task(T.StoreOp, op, "store" if ops else "", inputs, A.JsonType(), latency_ms=op.latency_ms,
-                        n_vectors=op.n_vectors, dim=op.dim))
+                        n_vectors=op.n_vectors, dim=op.dim, precision=op.precision))
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
 
@@ -87,7 +87,7 @@ class KVCache(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: A.KVCacheOp, rewriter: PatternRewriter, /):
         rewriter.replace(op, task(T.KVTransferOp, op, "", list(op.inputs), A.KVType(), model=op.model,
-                                  tokens=op.tokens))
+                                  tokens=op.tokens, store=op.store))
 
 
 @dataclass(frozen=True)
