@@ -40,6 +40,8 @@ models:
   stt2: {{preset: whisper-large-v3, precision: fp16}}
   tts: {{preset: kokoro-82m}}
   tts2: {{preset: kokoro-82m, precision: fp16}}
+  ed: {{arch: {{kind: encoder_decoder, n_layers: 2, d_model: 64, n_heads: 2, d_ff: 128, vocab_size: 100,
+              encoder_layers: 2}}}}
 nodes:
   in: {{kind: input, produces: {produces}}}
   n: {{kind: {kind}{fields}}}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_spec_fields import SPEC
 
 from hetc.compiler import CompileOptions, compile_spec, load
 from hetc.errors import EXIT_USER, HetcError
@@ -14,24 +15,8 @@ from hetc.frontend import spec_to_module
 from hetc.pipeline import verify
 from hetc.spec_loader import NODE_FIELDS
 
-SPEC = """hetc: 1
-name: edge
-traffic: {{requests_per_s: 1}}
-slo: {{latency_ms: 86400000}}
-models:
-  chat: {{preset: llama-3-8b}}
-  emb: {{preset: bge-large-en-v1.5}}
-  stt: {{arch: {{kind: encoder_decoder, n_layers: 2, d_model: 64, n_heads: 2, d_ff: 128, vocab_size: 100,
-               encoder_layers: 2}}}}
-  tts: {{preset: kokoro-82m}}
-nodes:
-  in: {{kind: input, produces: {produces}}}
-  n: {{kind: {kind}{fields}}}
-  out: {{kind: output}}
-edges:
-  - in -> n -> out
-"""
-REQUIRED = {"llm": ", model: chat", "speech_to_text": ", model: stt", "text_to_speech": ", model: tts",
+# ed: an encoder_decoder arch without encoder_frames
+REQUIRED = {"llm": ", model: chat", "speech_to_text": ", model: ed", "text_to_speech": ", model: tts",
             "embedding": ", model: emb", "model": ", model: chat", "kv_cache": ", model: chat",
             "tool": ", latency_ms: 10", "memory_lookup": ", n_vectors: 10, embed_model: emb",
             "memory_store": ", embed_model: emb", "compute": ", cpu_ms: 1"}
@@ -67,7 +52,7 @@ def _edge_values(rule) -> list[str]:
     if rule.type == "choice":
         return list(rule.choices)
     if rule.type == "model":
-        return ["chat", "emb", "stt", "tts"]
+        return ["chat", "emb", "stt", "tts", "ed"]
     return []
 
 
