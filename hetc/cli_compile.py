@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from hetc.cli_options import hwdb_options
-from hetc.errors import HetcError, Loc, PolicyError
+from hetc.errors import HetcError, Loc, PolicyError, printable
 from hetc.pipeline import DEFAULT_PIPELINE
 
 
@@ -95,7 +95,7 @@ def validate_cmd(spec, as_json, hwdb, hwdb_extra):
         click.echo(json.dumps({"ok": True, "name": loaded.name, "nodes": nodes, "edges": len(loaded.graph.edges)},
                               indent=2))
     else:
-        click.echo(f"{spec}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)")
+        click.echo(printable(f"{spec}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)"))
 
 
 @click.command("opt")

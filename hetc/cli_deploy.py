@@ -78,10 +78,11 @@ def deploy_command(bundle: Path, target: str, out_dir: Path, images: tuple[str, 
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from hetc.errors import console as safe_console
+
+    console = safe_console()
     verdict = "[green]meets[/green]" if report["meets_sla"] else "[red]VIOLATES[/red]"
     slo = report["slo"]
     console.print(f"plan {report['plan']}: {report['requests']} requests ({report['arrivals']}, "
@@ -114,9 +115,9 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _print_sweep(sweep: dict[str, Any]) -> None:
-    from rich.console import Console
+    from hetc.errors import console as safe_console
 
-    console = Console()
+    console = safe_console()
     console.print(f"capacity (highest rate meeting the SLA over {sweep['duration_s']} s): "
                   f"{sweep['capacity_rps']} req/s (fails at {sweep['first_failing_rps']})")
     if sweep["analytic_capacity_rps"] is not None:

@@ -62,8 +62,10 @@ def hw_list(hwdb: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"hwdb": db.name, "sha256": db.sha256, "devices": rows}, indent=2, sort_keys=True))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from hetc.errors import console
+
     table = Table(title=f"hardware database {db.name} ({len(rows)} devices, sha256 {db.sha256[:12]})")
     for header in ("id", "kind", "target", "BF16 TFLOPS", "FP8 TFLOPS", "mem GB", "mem GB/s", "scale-up GB/s",
                    "per chassis", "TDP W", "capex $", "cloud $/h"):
@@ -73,7 +75,7 @@ def hw_list(hwdb: str, hwdb_extra: tuple[str, ...], as_json: bool) -> None:
                       _fmt(r["mem_gb"]), _fmt(r["mem_bw_gbs"]), _fmt(r["scaleup_gbs"]),
                       str(r["devices_per_chassis"]), _fmt(r["tdp_w"]), _fmt(r["capex_usd"]),
                       _fmt(r["cloud_usd_per_hour"], 2))
-    Console(width=160).print(table)
+    console(width=160).print(table)
 
 
 @hw.command("show")

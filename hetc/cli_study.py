@@ -19,11 +19,11 @@ PIPE_WIDTH_COLUMNS = 160
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from hetc.errors import console as safe_console
 
-    console = Console(highlight=False, stderr=stderr)
+    console = safe_console(highlight=False, stderr=stderr)
     if not console.is_terminal:
-        console = Console(highlight=False, stderr=stderr, width=PIPE_WIDTH_COLUMNS)
+        console = safe_console(highlight=False, stderr=stderr, width=PIPE_WIDTH_COLUMNS)
     return console
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from hetc.errors import console as safe_console
+from hetc.errors import rich_text as _t  # every string from the user's files: no terminal escapes, no markup
+
 SHOWN_STAGES = 40  # rows of the stage table; a larger plan shows its costliest stages
 SHOWN_PATHS = 5  # the slowest paths printed; plan.json and report.html have more
 ROUTE_ENDS = 4  # a longer route prints its first and last stages only
@@ -12,8 +15,9 @@ ROUTE_ENDS = 4  # a longer route prints its first and last stages only
 
 def _route(stages: list[str]) -> str:
     if len(stages) <= 2 * ROUTE_ENDS + 1:
-        return " -> ".join(stages)
-    return " -> ".join([*stages[:ROUTE_ENDS], f"({len(stages) - 2 * ROUTE_ENDS} more)", *stages[-ROUTE_ENDS:]])
+        return " -> ".join(map(_t, stages))
+    return " -> ".join([*map(_t, stages[:ROUTE_ENDS]), f"({len(stages) - 2 * ROUTE_ENDS} more)",
+                        *map(_t, stages[-ROUTE_ENDS:])])
 
 
 def _ms(value) -> str:
@@ -25,8 +29,8 @@ def _usd(value) -> str:
 
 
 def print_summary(plan: dict, output, explain: bool = False, result=None, console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
-    stages = Table(title=f"{plan['name']}: plan  (P::D {plan.get('pd') or '-'})", title_justify="left")
+    console = console or safe_console(highlight=False)
+    stages = Table(title=f"{_t(plan['name'])}: plan  (P::D {_t(plan.get('pd') or '-')})", title_justify="left")
     for col in ("stage", "device", "replicas x tp", "batch", "latency ms", "expected/worst", "$/hour"):
         stages.add_column(col, justify="right" if col not in ("stage", "device") else "left")
     work = [s for s in plan["stages"] if s["kind"] not in ("input", "output")]
@@ -35,7 +39,7 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
         stages.caption = f"the {SHOWN_STAGES} costliest of {len(work):,} stages; plan.json has them all"
         work = [s for i, s in enumerate(work) if i in costliest]
     for s in work:
-        stages.add_row(s["id"], s["device"] or "-", f"{s['replicas']} x {s['tp']}", str(s["batch"]),
+        stages.add_row(_t(s["id"]), _t(s["device"] or "-"), f"{s['replicas']} x {s['tp']}", str(s["batch"]),
                        _ms(s["predicted"]["latency_ms"]),
                        f"{s['invocations']['expected']:.2f}/{s['invocations']['worst']:g}",
                        _usd(s["tco"]["usd_per_hour"]))
@@ -57,11 +61,11 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
             base.add_column(col)
         for b in plan["baselines"]:
             ratio = f"{b['relative_cost']:.2f}" if b["relative_cost"] is not None else "-"
-            base.add_row(b["device"], _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else (b["reason"] or ""))
+            base.add_row(_t(b["device"]), _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else _t(b["reason"] or ""))
         console.print(base)
     if explain and result is not None:
         _print_explain(result, console)
-    console.print(f"bundle written to {output}")
+    console.print(f"bundle written to {_t(output)}")
 
 
 def _print_explain(result, console: Console) -> None:
@@ -70,11 +74,11 @@ def _print_explain(result, console: Console) -> None:
     attr = result.module.attributes.get("hetc.placement")
     rows = value_from_attr(attr).get("explain", []) if attr is not None else []
     for op in rows:
-        table = Table(title=f"{op['op']} ({op['kind']}): candidates", title_justify="left")
+        table = Table(title=f"{_t(op['op'])} ({op['kind']}): candidates", title_justify="left")
         for col in ("candidate", "status", "replicas", "path ms", "$/hour", "delta $/h", "why"):
             table.add_column(col)
         for c in op["candidates"]:
             delta = c.get("delta_tco_usd_per_hour")
-            table.add_row(c["candidate"], c["status"], str(c["replicas"]), _ms(c["path_ms"]), _usd(c["usd_per_hour"]),
-                          "-" if delta is None else f"{delta:+,.2f}", c["reason"])
+            table.add_row(_t(c["candidate"]), c["status"], str(c["replicas"]), _ms(c["path_ms"]),
+                          _usd(c["usd_per_hour"]), "-" if delta is None else f"{delta:+,.2f}", _t(c["reason"]))
         console.print(table)
