@@ -112,22 +112,38 @@ def verify(module, stage: str) -> None:
     try:
         module.verify()
     except VerifyException as exc:
-        bad = _failing_op(module)
-        where = op_loc(bad) if bad is not None else Loc("<ir>")
+        bad = _failing_op(module, str(exc)) or _redefined_symbol(module, str(exc)) or module
+        where = op_loc(bad)
         raise HetcError([Diagnostic(where, f"invalid IR after {stage}: {exc}")]) from None
 
 
-def _failing_op(module):
+def _redefined_symbol(module, message: str):
+    """The second definition of a symbol the module's symbol table rejects (xDSL names only the symbol)."""
+    from xdsl.dialects.builtin import StringAttr
+
+    match = re.search(r'Redefinition of symbol "(.*)"', message)
+    if match is None:
+        return None
+    found = [op for op in module.body.block.ops if op.properties.get("sym_name") == StringAttr(match[1])]
+    return found[-1] if found else None
+
+
+def _failing_op(module, message: str = ""):
+    """The innermost op whose verifier gives `message` (an enclosing graph may fail with its nested op's
+    message), else the first op that fails."""
     from xdsl.utils.exceptions import VerifyException
 
-    for op in module.walk():
+    first = match = None
+    for op in module.walk():  # pre-order: an op's nested ops come after it
         if op is module:
             continue
         try:
             op.verify(verify_nested_ops=False)
-        except VerifyException:
-            return op
-    return None
+        except VerifyException as exc:
+            first = first or op
+            if str(exc) == message:
+                match = op
+    return match or first
 
 
 @dataclass
