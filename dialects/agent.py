@@ -473,7 +473,8 @@ class CallOp(NodeOp):
         if not isinstance(callee, GraphOp):
             raise VerifyException(f"{where}: unknown callee {self.callee} (no agent.graph of that name)")
         takes = [op.result.type for op in callee.body.block.ops if isinstance(op, InputOp)]
-        gives = [op.inputs[0].type for op in callee.walk() if isinstance(op, OutputOp) and len(op.inputs) == 1]
+        # an output joining several edges returns what its first edge brings (as the frontend builds the call)
+        gives = [op.inputs[0].type for op in callee.walk() if isinstance(op, OutputOp) and op.inputs]
         passed, expected = [v.type for v in self.inputs], [r.type for r in self.outs]
         if takes != passed:
             raise VerifyException(f"{where}: {self.callee} takes ({', '.join(map(str, takes))}) but the call passes "

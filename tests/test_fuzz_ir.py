@@ -163,3 +163,14 @@ def test_call_arity_mismatch_is_a_located_error(tmp_path: Path):
 def test_loop_bound_of_a_billion_is_rejected_not_run(tmp_path: Path):
     text = sources()[3].replace("max_iterations = 3 : i64", "max_iterations = 1000000000 : i64")
     assert re.search(r"agent.loop @llm.loop: max_iterations = 1000000000 is above 10000", opt_error(tmp_path, text))
+
+
+def test_call_to_an_agent_whose_output_joins_two_edges_verifies(tmp_path: Path):
+    """The call verifier reads a sub-agent's result as the frontend builds it: an output fed by two edges
+    returns what its first edge brings."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("hetc: 1\nname: s\ntraffic: {requests_per_s: 1}\nnodes:\n  i: {kind: input}\n"
+                    "  sub: {kind: agent, graph: {nodes: {i: {kind: input}, a: {kind: compute, cpu_ms: 1}, "
+                    "b: {kind: compute, cpu_ms: 1}, o: {kind: output}}, edges: [i -> a -> o, i -> b -> o]}}\n"
+                    "  o: {kind: output}\nedges: [i -> sub -> o]\n")
+    spec_to_module(load_spec(spec)).verify()
