@@ -213,13 +213,19 @@ def _locating_parser_class():
     from xdsl.parser import Parser
 
     class LocatingParser(Parser):
-        """xDSL's parser, giving every op without a `loc(...)` the file:line:col it was read from, so a
-        verifier error on hand-written IR points at its line (as the frontend's ops point at the YAML)."""
+        """xDSL's parser, giving every op written without a `loc(...)` the file:line:col it was read from, so a
+        verifier error on hand-written IR points at its line (as the frontend's ops point at the YAML). An op
+        with a written location keeps it, so generic-form dumps read back unchanged."""
 
         def parse_operation(self):
             start = self._current_token.span.start
-            op = super().parse_operation()
-            if not isinstance(op.location, FileLineColLoc):
+            frames = self.__dict__.setdefault("hetc_frames", [])
+            frames.append(0)  # locations parsed at this op's level (its own `loc(...)`, its block arguments')
+            try:
+                op = super().parse_operation()
+            finally:
+                explicit = frames.pop()
+            if not explicit and not isinstance(op.location, FileLineColLoc):
                 if not hasattr(self, "hetc_line_starts"):  # offsets of line starts, for bisect
                     text = self.lexer.input.content
                     self.hetc_line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
@@ -227,6 +233,13 @@ def _locating_parser_class():
                 col = start - self.hetc_line_starts[line - 1] + 1
                 op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(col))
             return op
+
+        def parse_optional_location(self):
+            location = super().parse_optional_location()
+            frames = self.__dict__.get("hetc_frames")
+            if location is not None and frames:  # written in the text (loc(unknown) too): kept as written
+                frames[-1] += 1
+            return location
 
     return LocatingParser
 
