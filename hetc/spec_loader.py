@@ -80,6 +80,9 @@ MAX_LAYERS = Limit(10_000, "no model has more than 10000 layers")
 MAX_WIDTH = Limit(1 << 20, "wider than any published model")
 MAX_VOCAB = Limit(100_000_000, "larger than any published vocabulary")
 MAX_PARAMS = Limit(1e15, "a quadrillion parameters")
+# Agent files including agent files: each level is a nested agent (loading and building IR recurse per
+# level, not per node); real agents nest a few levels.
+MAX_AGENT_FILE_NESTING = 32
 
 _REQUIRED = object()  # FieldRule.default: the key must be given
 _ABSENT = object()  # FieldRule.default: optional with no value (the kind's check fills it in)
@@ -743,6 +746,10 @@ class _Loader:
         include_loc = given["file"]
         display = os.path.normpath(os.path.join(os.path.dirname(file), include))
         real = os.path.realpath(display)
+        if len(self.include_stack) > MAX_AGENT_FILE_NESTING:
+            self.error(include_loc, f"agent files nest deeper than {MAX_AGENT_FILE_NESTING} levels: "
+                                    f"{' -> '.join(self.display_stack[:2])} -> ... -> {display}")
+            return
         if real in self.include_stack:
             chain = " -> ".join([*self.display_stack, display])
             self.error(include_loc, f"agent files include each other in a cycle: {chain}")

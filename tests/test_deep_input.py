@@ -100,3 +100,16 @@ def test_bad_pass_pipeline_is_exit_2_without_traceback(tmp_path: Path, passes: s
     import re
 
     assert re.search(message, result.stderr), result.stderr
+
+
+def test_agent_files_nested_too_deep_are_a_located_error(tmp_path: Path):
+    """Each included agent file is one level of recursion in the loader and frontend: bounded, with a message."""
+    for level in range(400):
+        (tmp_path / f"a{level}.yaml").write_text(
+            f"hetc: 1\nname: a{level}\nnodes:\n  i: {{kind: input}}\n"
+            f"  sub: {{kind: agent, file: a{level + 1}.yaml}}\n  o: {{kind: output}}\nedges: [i -> sub -> o]\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("hetc: 1\nname: top\ntraffic: {requests_per_s: 1}\nnodes:\n  i: {kind: input}\n"
+                    "  sub: {kind: agent, file: a0.yaml}\n  o: {kind: output}\nedges: [i -> sub -> o]\n")
+    with pytest.raises(HetcError, match=r"a31.yaml:5:\d+: error: agent files nest deeper than 32 levels"):
+        load_spec(spec)
