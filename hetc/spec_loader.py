@@ -945,9 +945,12 @@ class _Loader:
     @staticmethod
     def fill_upstream_defaults(graph: Graph) -> None:
         """speech_to_text.audio_seconds defaults to the audio input feeding it (else 10 s)."""
+        feeding: dict[str, list[str]] = {}
+        for edge in graph.edges:
+            feeding.setdefault(edge.dst, []).append(edge.src)
         for node in graph.nodes.values():
             if node.kind == "speech_to_text" and node.attrs.get("audio_seconds", 0) is None:
-                sources = [graph.nodes[e.src] for e in graph.edges if e.dst == node.id]
+                sources = [graph.nodes[src] for src in feeding.get(node.id, ())]
                 known = [s.attrs["audio_seconds"] for s in sources
                          if s.kind == "input" and s.attrs.get("produces") == "audio" and s.attrs.get("audio_seconds")]
                 node.attrs["audio_seconds"] = max(known) if known else 10.0
