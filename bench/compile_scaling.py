@@ -18,6 +18,7 @@ nodes < 120 s with peak memory < 2 GB.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -174,7 +175,7 @@ def report(rows: list[dict]) -> None:
     for stage in order + ["total"]:
         times = [r["total_s"] if stage == "total" else r["timings_s"].get(stage, 0.0) for r in ok]
         slopes = [slope([(a["nodes"], ta), (b["nodes"], tb)])
-                  for (a, ta), (b, tb) in zip(zip(ok, times), list(zip(ok, times))[1:])]
+                  for (a, ta), (b, tb) in itertools.pairwise(zip(ok, times, strict=True))]
         shown = " ".join("  -- " if s is None else f"{s:5.2f}" for s in slopes)
         print(f"{stage:<26}" + "".join(f"{t:10.3f}" for t in times) + f"   {shown}")
     print(f"{'peak memory (MB, maxrss)':<26}" + "".join(f"{r['peak_mb']:10.0f}" for r in ok))

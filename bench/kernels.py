@@ -42,7 +42,7 @@ class Jit:
         spec = self.specs[name]
         argtypes = [ctypes.c_void_p if a.is_pointer else _CT[a.elem] for a in spec.args]
         cfn = ctypes.CFUNCTYPE(None, *argtypes)(self.engine.get_function_address(name))
-        values = [a.ctypes.data if d.is_pointer else a for a, d in zip(args, spec.args)]
+        values = [a.ctypes.data if d.is_pointer else a for a, d in zip(args, spec.args, strict=True)]
         return lambda: cfn(*values)
 
 

@@ -9,11 +9,13 @@ values of its back edges to the next iteration.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     I64,
+    ArrayAttr,
     DictionaryAttr,
     FloatAttr,
     IntegerAttr,
@@ -39,6 +41,9 @@ from xdsl.irdl import (
 )
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
+
+from hetc.models import PRECISION_BYTES, ModelArch
+from hetc.spec_loader import ARCH_RULES, MAX_ITERATIONS, MAX_MS, MAX_RPS, NODE_FIELDS, FieldRule, Limit, arch_problems
 
 # ---------------------------------------------------------------------------------------------- types
 
@@ -105,14 +110,56 @@ def payload_type(name: str) -> PayloadType:
 _NODE_FORMAT = "$sym_name `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
 
 
-def _positive(op: IRDLOperation, *names: str) -> None:
-    for name in names:
-        attr = getattr(op, name)
-        if attr is None:
-            continue
-        value = attr.value.data
-        if value < 0:
-            raise VerifyException(f"{op.name} @{op.sym_name.data}: {name} must be >= 0, got {value}")
+def check_number(where: str, name: str, value: float, allow_zero: bool = True, limit: Limit | None = None) -> None:
+    """What the passes rely on for every number in the IR: finite, not negative (> 0 unless zero is
+    allowed), and within the spec's limit for the field where it has one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise VerifyException(f"{where}: {name} must be a finite number, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise VerifyException(f"{where}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if limit is not None and value > limit.maximum:
+        raise VerifyException(f"{where}: {name} = {value} is above {limit.maximum:g} ({limit.reason})")
+
+
+# IR property -> the spec field it holds, where the names differ (the spec loader's rules are the ranges)
+_SPEC_FIELD = {"payload_bytes": "bytes", "store": "placement", "kernel": "op"}
+
+
+def _check_fields(op: IRDLOperation, kind: str) -> None:
+    """Every number and choice of a node op against the spec loader's rule for its field (NODE_FIELDS)."""
+    rules: dict[str, FieldRule] = {r.name: r for r in NODE_FIELDS.get(kind, ())}
+    where = f"{op.name} @{op.sym_name.data}"
+    for name, attr in op.properties.items():
+        rule = rules.get(_SPEC_FIELD.get(name, name))
+        if isinstance(attr, (IntegerAttr, FloatAttr)):
+            check_number(where, name, attr.value.data, rule.allow_zero if rule else True, rule.limit if rule else None)
+        elif isinstance(attr, StringAttr) and rule is not None and rule.choices and attr.data not in rule.choices:
+            raise VerifyException(f"{where}: {name} must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
+
+
+def _arch_of(op: ModelOp) -> ModelArch:
+    """The architecture an agent.model holds, each field checked against the spec loader's ARCH_RULES."""
+    where = f"agent.model @{op.sym_name.data}"
+    values: dict[str, object] = {"name": op.sym_name.data}
+    for key, attr in op.arch.data.items():
+        rule = ARCH_RULES.get(key)
+        if rule is None:
+            raise VerifyException(f"{where}: unknown arch field '{key}'")
+        if rule.type in ("int", "bool"):
+            if not isinstance(attr, IntegerAttr):
+                raise VerifyException(f"{where}: arch field '{key}' must be an integer")
+            value = attr.value.data
+            if rule.type == "bool" and value not in (0, 1):
+                raise VerifyException(f"{where}: arch field '{key}' must be 0 or 1, got {value}")
+            check_number(where, key, value, rule.allow_zero or rule.type == "bool", rule.limit)
+            values[key] = bool(value) if rule.type == "bool" else value
+        else:
+            if not isinstance(attr, StringAttr):
+                raise VerifyException(f"{where}: arch field '{key}' must be a string")
+            if rule.choices and attr.data not in rule.choices:
+                raise VerifyException(f"{where}: arch kind must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
+            values[key] = attr.data
+    return ModelArch(**values)
 
 
 def _require_inputs(op: IRDLOperation, accepted: tuple[type[PayloadType], ...], at_least: int = 1) -> None:
@@ -141,12 +188,14 @@ class NodeOp(IRDLOperation):
 
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _ANY
     MIN_INPUTS: ClassVar[int] = 1
+    SPEC_KIND: ClassVar[str] = ""  # the spec node kind (docs/spec.md) whose field rules apply
 
     def node_id(self) -> str:
         return self.sym_name.data
 
     def verify_(self) -> None:
         _require_inputs(self, self.ACCEPTED_INPUTS, self.MIN_INPUTS)
+        _check_fields(self, self.SPEC_KIND)
 
 
 class ModelNodeOp(NodeOp):
@@ -157,7 +206,7 @@ class ModelNodeOp(NodeOp):
         module = self.get_toplevel_object()
         from xdsl.traits import SymbolTable
 
-        if module is not self and SymbolTable.lookup_symbol(self, self.model) is None:
+        if module is not self and not isinstance(SymbolTable.lookup_symbol(self, self.model), ModelOp):
             raise VerifyException(f"{self.name} @{self.node_id()}: unknown model {self.model}")
 
 
@@ -181,6 +230,12 @@ class ModelOp(IRDLOperation):
         for key in ("kind", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size"):
             if key not in self.arch.data:
                 raise VerifyException(f"agent.model @{self.sym_name.data}: arch lacks '{key}'")
+        for key in ("precision", "kv_precision"):
+            if getattr(self, key).data not in PRECISION_BYTES:
+                raise VerifyException(f"agent.model @{self.sym_name.data}: {key} must be one of "
+                                      f"{'|'.join(PRECISION_BYTES)}, got {getattr(self, key).data!r}")
+        for _, message in arch_problems(_arch_of(self)):
+            raise VerifyException(f"agent.model @{self.sym_name.data}: {message}")
 
 
 @irdl_op_definition
@@ -202,13 +257,35 @@ class GraphOp(IRDLOperation):
         names: set[str] = set()
         has_output = False
         for op in self.walk():
-            if isinstance(op, NodeOp):
-                if op.node_id() in names:
-                    raise VerifyException(f"agent.graph @{self.sym_name.data}: duplicate node @{op.node_id()}")
-                names.add(op.node_id())
+            name = op.properties.get("sym_name") if op is not self else None
+            if isinstance(name, StringAttr):  # node ops and the task ops they decompose into
+                if name.data in names:
+                    raise VerifyException(f"agent.graph @{self.sym_name.data}: duplicate node @{name.data}")
+                names.add(name.data)
             has_output |= isinstance(op, OutputOp)
         if not has_output:
             raise VerifyException(f"agent.graph @{self.sym_name.data} has no agent.output: nothing leaves the graph")
+        for key in ("hetc.slo", "hetc.traffic", "hetc.hardware"):
+            if key in self.attributes:
+                _check_settings(f"agent.graph @{self.sym_name.data}: {key}", self.attributes[key])
+
+
+# settings a graph carries for placement (from the spec's slo/traffic): the numbers that must be > 0
+_SETTING_LIMITS = {"latency_ms": MAX_MS, "ttft_ms": MAX_MS, "tbt_ms": MAX_MS, "requests_per_s": MAX_RPS}
+
+
+def _check_settings(where: str, attr: Attribute) -> None:
+    """Numbers in the graph's hetc.slo/traffic/hardware dictionaries: finite, >= 0 (targets and rates > 0)."""
+    pending = [("", attr)]  # a loop: hand-written IR may nest deeply
+    while pending:
+        name, value = pending.pop()
+        if isinstance(value, DictionaryAttr):
+            pending.extend(value.data.items())
+        elif isinstance(value, ArrayAttr):
+            pending.extend((name, v) for v in value.data)
+        elif isinstance(value, (IntegerAttr, FloatAttr)):
+            limit = _SETTING_LIMITS.get(name)
+            check_number(where, name, value.value.data, allow_zero=limit is None, limit=limit)
 
 
 @irdl_op_definition
@@ -216,6 +293,7 @@ class InputOp(NodeOp):
     """A source of the graph: `produces` tokens/audio of the given size per request."""
 
     name = "agent.input"
+    SPEC_KIND: ClassVar[str] = "input"
     result = result_def(PayloadType)
     tokens = opt_prop_def(IntegerAttr[I64])
     audio_seconds = opt_prop_def(FloatAttr)
@@ -226,27 +304,24 @@ class InputOp(NodeOp):
 @irdl_op_definition
 class OutputOp(NodeOp):
     name = "agent.output"
+    SPEC_KIND: ClassVar[str] = "output"
     assembly_format = "$sym_name `(` $inputs `)` attr-dict `:` type($inputs)"
 
 
 @irdl_op_definition
 class LLMOp(ModelNodeOp):
     name = "agent.llm"
+    SPEC_KIND: ClassVar[str] = "llm"
     result = result_def(TextType)
     input_tokens = prop_def(IntegerAttr[I64])
     output_tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _LLM_INPUTS
 
-    def verify_(self) -> None:
-        super().verify_()
-        _positive(self, "input_tokens", "output_tokens")
-        if self.output_tokens.value.data < 1:
-            raise VerifyException(f"agent.llm @{self.node_id()}: output_tokens must be >= 1")
-
 
 @irdl_op_definition
 class SpeechToTextOp(ModelNodeOp):
     name = "agent.speech_to_text"
+    SPEC_KIND: ClassVar[str] = "speech_to_text"
     result = result_def(TextType)
     audio_seconds = prop_def(FloatAttr)
     output_tokens = prop_def(IntegerAttr[I64])
@@ -256,6 +331,7 @@ class SpeechToTextOp(ModelNodeOp):
 @irdl_op_definition
 class TextToSpeechOp(ModelNodeOp):
     name = "agent.text_to_speech"
+    SPEC_KIND: ClassVar[str] = "text_to_speech"
     result = result_def(AudioType)
     input_tokens = prop_def(IntegerAttr[I64])
     audio_seconds = prop_def(FloatAttr)
@@ -265,6 +341,7 @@ class TextToSpeechOp(ModelNodeOp):
 @irdl_op_definition
 class EmbeddingOp(ModelNodeOp):
     name = "agent.embedding"
+    SPEC_KIND: ClassVar[str] = "embedding"
     result = result_def(EmbeddingType)
     tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
@@ -275,6 +352,7 @@ class ModelCallOp(ModelNodeOp):
     """Generic model execution (encoder only when output_tokens = 0)."""
 
     name = "agent.model_call"
+    SPEC_KIND: ClassVar[str] = "model"
     result = result_def(PayloadType)
     input_tokens = prop_def(IntegerAttr[I64])
     output_tokens = prop_def(IntegerAttr[I64])
@@ -283,6 +361,7 @@ class ModelCallOp(ModelNodeOp):
 @irdl_op_definition
 class KVCacheOp(ModelNodeOp):
     name = "agent.kv_cache"
+    SPEC_KIND: ClassVar[str] = "kv_cache"
     result = result_def(KVType)
     tokens = prop_def(IntegerAttr[I64])
     store = prop_def(StringAttr)
@@ -293,6 +372,7 @@ class ToolOp(NodeOp):
     """An external tool call: a network round trip plus optional local CPU processing."""
 
     name = "agent.tool"
+    SPEC_KIND: ClassVar[str] = "tool"
     result = result_def(DocumentsType)
     tool = prop_def(StringAttr)
     latency_ms = prop_def(FloatAttr)
@@ -301,12 +381,18 @@ class ToolOp(NodeOp):
     request_kb = prop_def(FloatAttr)
     response_kb = prop_def(FloatAttr)
 
+    def verify_(self) -> None:
+        super().verify_()
+        if self.latency_p99_ms is not None and self.latency_p99_ms.value.data < self.latency_ms.value.data:
+            raise VerifyException(f"agent.tool @{self.node_id()}: latency_p99_ms is below latency_ms")
+
 
 @irdl_op_definition
 class MemoryLookupOp(NodeOp):
     """Retrieval from a vector store; with `embed_model`, the query is embedded first."""
 
     name = "agent.memory_lookup"
+    SPEC_KIND: ClassVar[str] = "memory_lookup"
     result = result_def(DocumentsType)
     n_vectors = prop_def(IntegerAttr[I64])
     dim = prop_def(IntegerAttr[I64])
@@ -318,13 +404,21 @@ class MemoryLookupOp(NodeOp):
     rerank_model = opt_prop_def(SymbolRefAttr)
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, EmbeddingType, JsonType, DocumentsType)
 
+    def verify_(self) -> None:
+        super().verify_()
+        if self.top_k.value.data > self.n_vectors.value.data:
+            raise VerifyException(f"agent.memory_lookup @{self.node_id()}: top_k is larger than n_vectors")
+
 
 @irdl_op_definition
 class MemoryStoreOp(NodeOp):
     name = "agent.memory_store"
+    SPEC_KIND: ClassVar[str] = "memory_store"
     result = result_def(JsonType)
     n_vectors = prop_def(IntegerAttr[I64])
     dim = prop_def(IntegerAttr[I64])
+    precision = prop_def(StringAttr)
+    tokens = prop_def(IntegerAttr[I64])  # text embedded per call by embed_model
     latency_ms = prop_def(FloatAttr)
     embed_model = opt_prop_def(SymbolRefAttr)
 
@@ -334,6 +428,7 @@ class ComputeOp(NodeOp):
     """General-purpose CPU work (parsing, routing, filtering): cpu_ms on one core per invocation."""
 
     name = "agent.compute"
+    SPEC_KIND: ClassVar[str] = "compute"
     result = result_def(PayloadType)
     cpu_ms = prop_def(FloatAttr)
     kernel = opt_prop_def(StringAttr)
@@ -366,6 +461,28 @@ class CallOp(NodeOp):
     plan_as_unit = opt_prop_def(IntegerAttr[I64])
     MIN_INPUTS: ClassVar[int] = 0
 
+    def verify_(self) -> None:
+        """As func.call: the callee exists and takes and returns what the call passes and expects."""
+        super().verify_()
+        if self.get_toplevel_object() is self:
+            return
+        from xdsl.traits import SymbolTable
+
+        where = f"agent.call @{self.node_id()}"
+        callee = SymbolTable.lookup_symbol(self, self.callee)
+        if not isinstance(callee, GraphOp):
+            raise VerifyException(f"{where}: unknown callee {self.callee} (no agent.graph of that name)")
+        takes = [op.result.type for op in callee.body.block.ops if isinstance(op, InputOp)]
+        # an output joining several edges returns what its first edge brings (as the frontend builds the call)
+        gives = [op.inputs[0].type for op in callee.walk() if isinstance(op, OutputOp) and op.inputs]
+        passed, expected = [v.type for v in self.inputs], [r.type for r in self.outs]
+        if takes != passed:
+            raise VerifyException(f"{where}: {self.callee} takes ({', '.join(map(str, takes))}) but the call passes "
+                                  f"({', '.join(map(str, passed))})")
+        if gives != expected:
+            raise VerifyException(f"{where}: {self.callee} returns ({', '.join(map(str, gives))}) but the call "
+                                  f"expects ({', '.join(map(str, expected))})")
+
 
 @irdl_op_definition
 class LoopOp(NodeOp):
@@ -386,6 +503,7 @@ class LoopOp(NodeOp):
         bound = self.max_iterations.value.data
         if bound < 1:
             raise VerifyException(f"agent.loop @{self.node_id()}: max_iterations must be >= 1 (a loop needs a bound)")
+        check_number(f"agent.loop @{self.node_id()}", "max_iterations", bound, limit=MAX_ITERATIONS)
         block = self.body.block
         term = block.last_op
         if not isinstance(term, LoopYieldOp):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hetc.dialects.agent import KVType, PayloadType
+from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number
 from xdsl.dialects.builtin import I64, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import (
@@ -79,6 +79,14 @@ class TaskOp(IRDLOperation):
     assembly_format = "$sym_name `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
 
     KIND: ClassVar[str] = ""
+    POSITIVE: ClassVar[tuple[str, ...]] = ()  # numeric properties that must be > 0 (the rest >= 0)
+
+    def verify_(self) -> None:
+        """Every number finite and not negative, the POSITIVE ones > 0: the cost model divides by them."""
+        where = f"{self.name} @{self.sym_name.data}"
+        for name, attr in self.properties.items():
+            if isinstance(attr, (IntegerAttr, FloatAttr)):
+                check_number(where, name, attr.value.data, allow_zero=name not in self.POSITIVE)
 
     def placement(self) -> DeviceAttr | None:
         attr = self.attributes.get("placement")
@@ -88,6 +96,14 @@ class TaskOp(IRDLOperation):
 class ModelTaskOp(TaskOp):
     model = prop_def(SymbolRefAttr)
 
+    def verify_(self) -> None:
+        super().verify_()
+        if self.get_toplevel_object() is not self:
+            from xdsl.traits import SymbolTable
+
+            if not isinstance(SymbolTable.lookup_symbol(self, self.model), ModelOp):
+                raise VerifyException(f"{self.name} @{self.sym_name.data}: unknown model {self.model}")
+
 
 _I = IntegerAttr[I64]
 
@@ -96,9 +112,11 @@ _I = IntegerAttr[I64]
 class PrefillOp(ModelTaskOp):
     name = "task.prefill"
     KIND: ClassVar[str] = "prefill"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
     input_tokens = prop_def(_I)
 
     def verify_(self) -> None:
+        super().verify_()
         if not isinstance(self.result.type, KVType):
             raise VerifyException(f"task.prefill @{self.sym_name.data} must produce !agent.kv")
 
@@ -107,9 +125,12 @@ class PrefillOp(ModelTaskOp):
 class KVTransferOp(ModelTaskOp):
     name = "task.kv_transfer"
     KIND: ClassVar[str] = "kv_transfer"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
+    store = opt_prop_def(StringAttr)  # a kv_cache node's placement: local, remote or disaggregated
 
     def verify_(self) -> None:
+        super().verify_()
         if not isinstance(self.result.type, KVType):
             raise VerifyException(f"task.kv_transfer @{self.sym_name.data} must produce !agent.kv")
 
@@ -118,10 +139,12 @@ class KVTransferOp(ModelTaskOp):
 class DecodeOp(ModelTaskOp):
     name = "task.decode"
     KIND: ClassVar[str] = "decode"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens")
     input_tokens = prop_def(_I)
     output_tokens = prop_def(_I)
 
     def verify_(self) -> None:
+        super().verify_()
         if not self.inputs or not isinstance(self.inputs[0].type, KVType):
             raise VerifyException(f"task.decode @{self.sym_name.data}: first input must be the !agent.kv of its prefill")
 
@@ -133,6 +156,7 @@ class GateOp(ModelTaskOp):
 
     name = "task.gate"
     KIND: ClassVar[str] = "gate"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("n_experts", "experts_per_token")
     phase = prop_def(StringAttr)
     n_experts = prop_def(_I)
     experts_per_token = prop_def(_I)
@@ -151,6 +175,7 @@ class AllReduceOp(TaskOp):
 
     name = "task.allreduce"
     KIND: ClassVar[str] = "allreduce"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("tp",)
     tp = prop_def(_I)
     bytes = prop_def(_I)
 
@@ -171,6 +196,7 @@ class EncoderOp(ModelTaskOp):
 
     name = "task.encoder"
     KIND: ClassVar[str] = "encoder"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
     input_tokens = prop_def(_I)
     output_tokens = prop_def(_I)
 
@@ -179,6 +205,7 @@ class EncoderOp(ModelTaskOp):
 class TTSOp(ModelTaskOp):
     name = "task.tts"
     KIND: ClassVar[str] = "tts"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "audio_seconds")
     input_tokens = prop_def(_I)
     audio_seconds = prop_def(FloatAttr)
 
@@ -187,6 +214,7 @@ class TTSOp(ModelTaskOp):
 class EmbedOp(ModelTaskOp):
     name = "task.embed"
     KIND: ClassVar[str] = "embed"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
 
 
@@ -194,6 +222,7 @@ class EmbedOp(ModelTaskOp):
 class VectorSearchOp(TaskOp):
     name = "task.vector_search"
     KIND: ClassVar[str] = "vector_search"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("n_vectors", "dim", "top_k")
     n_vectors = prop_def(_I)
     dim = prop_def(_I)
     precision = prop_def(StringAttr)
@@ -205,6 +234,7 @@ class VectorSearchOp(TaskOp):
 class RerankOp(ModelTaskOp):
     name = "task.rerank"
     KIND: ClassVar[str] = "rerank"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
 
 
@@ -214,6 +244,7 @@ class ToolLookupOp(TaskOp):
 
     name = "task.tool_lookup"
     KIND: ClassVar[str] = "tool_lookup"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("latency_ms", "latency_p99_ms")
     tool = prop_def(StringAttr)
     latency_ms = prop_def(FloatAttr)
     latency_p99_ms = opt_prop_def(FloatAttr)
@@ -227,6 +258,7 @@ class ComputeOp(TaskOp):
 
     name = "task.compute"
     KIND: ClassVar[str] = "compute"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("cpu_ms",)
     cpu_ms = prop_def(FloatAttr)
     kernel = opt_prop_def(StringAttr)
 
@@ -235,9 +267,11 @@ class ComputeOp(TaskOp):
 class StoreOp(TaskOp):
     name = "task.store"
     KIND: ClassVar[str] = "memory_store"
+    POSITIVE: ClassVar[tuple[str, ...]] = ("n_vectors", "dim")
     latency_ms = prop_def(FloatAttr)
     n_vectors = prop_def(_I)
     dim = prop_def(_I)
+    precision = prop_def(StringAttr)
 
 
 TASK_OPS = (

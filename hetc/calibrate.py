@@ -174,7 +174,7 @@ def _parameters(records: list[Record], device: Device) -> list[str]:
 def _with(device: Device, names: list[str], values: list[float]) -> Device:
     eff_compute = dict(device.eff_compute)
     eff_bw = device.eff_bw
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=True):
         if name == "eff_bw":
             eff_bw = float(value)
         else:
@@ -199,14 +199,14 @@ def fit(records: list[Record], db: HardwareDB, train_only: bool = False) -> Cali
         def residuals(values, subset=subset, device=device, names=names, start=start):
             trial = _with(device, names, list(values))
             fit_terms = [math.log(predict(r, trial) / r.value) for r in subset]
-            prior_terms = [math.log(v / s) / PRIOR_LOG_SD for v, s in zip(values, start)]
+            prior_terms = [math.log(v / s) / PRIOR_LOG_SD for v, s in zip(values, start, strict=True)]
             return fit_terms + prior_terms
 
         solution = least_squares(residuals, start, bounds=([EFF_BOUNDS[0]] * len(names), [EFF_BOUNDS[1]] * len(names)),
                                  x_scale="jac", diff_step=1e-3)
         values = [round(float(v), 3) for v in solution.x]
         after[dev_id] = _with(device, names, values)
-        fitted[dev_id] = dict(zip(names, values))
+        fitted[dev_id] = dict(zip(names, values, strict=True))
     return CalibrationResult(before=before, after=after, records=records, train=train, fitted=fitted)
 
 

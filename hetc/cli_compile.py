@@ -9,7 +9,7 @@ import sys
 import click
 
 from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
-from hetc.errors import HetcError, Loc, PolicyError
+from hetc.errors import HetcError, Loc, PolicyError, printable
 from hetc.pipeline import DEFAULT_PIPELINE
 
 
@@ -109,7 +109,7 @@ def validate_cmd(spec, as_json, hwdb, hwdb_extra):
         click.echo(json.dumps({"ok": True, "name": loaded.name, "nodes": nodes, "edges": len(loaded.graph.edges)},
                               indent=2))
     else:
-        click.echo(f"{loaded.path}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)")
+        click.echo(printable(f"{loaded.path}: ok ({loaded.name}: {nodes} nodes, {len(loaded.graph.edges)} edges)"))
 
 
 @click.command("opt")

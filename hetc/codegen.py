@@ -80,7 +80,7 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         # cuda and gaudi already put each variant in its own folder; cpu emits one host variant
         paths = [f"{target_name}/{name}" if name.startswith(f"{variant}/") else f"{target_name}/{variant}/{name}"
                  for name in sorted(emitted)]
-        files.update(zip(paths, (emitted[n] for n in sorted(emitted))))
+        files.update(zip(paths, (emitted[n] for n in sorted(emitted)), strict=True))
         for op_name in users[(target_name, variant)]:
             kernels[op_name] = paths
     return files, kernels

@@ -6,15 +6,20 @@ Two rules hold for everything printed:
   the console is as wide as the text needs; on a narrow terminal cells fold onto a second line instead.
 - No escape sequences when NO_COLOR is set (https://no-color.org) or stdout is not a terminal: rich's own
   NO_COLOR support drops colours but keeps bold and italic.
+- Control characters and bidi overrides in any string (a spec, model or file name) are printed as escapes
+  (hetc.errors.printable), so user text cannot drive the terminal.
 - What users wrote is printed as written: no rich markup (a spec named `[/x]` crashed the summary) and no
   emoji codes; colour comes from `verdict`, never from markup in strings.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import TYPE_CHECKING
+
+from hetc.errors import printable
 
 if TYPE_CHECKING:  # rich is imported when something is printed, so `hetc --help` stays fast
     from rich.console import Console
@@ -30,13 +35,24 @@ def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
-def make_console(stderr: bool = False) -> Console:
+@functools.cache
+def _safe_console_class():
     from rich.console import Console
 
+    class SafeConsole(Console):
+        """Every string it renders (text, table cells, titles) goes through printable()."""
+
+        def render_str(self, text: str, **options):
+            return super().render_str(printable(text), **options)
+
+    return SafeConsole
+
+
+def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
     plain = no_color() or not terminal
-    return Console(file=stream, highlight=False, emoji=False, markup=False,
+    return _safe_console_class()(file=stream, highlight=False, emoji=False, markup=False,
                    width=None if terminal else UNBOUNDED_COLUMNS,
                    color_system=None if plain else "auto", force_terminal=None if not plain else False)
 

@@ -38,6 +38,7 @@ ACTIVATION_BYTES = 2.0
 # Whisper-style encoders see a fixed 30 s window of audio as 1,500 frames (arch.encoder_frames; Whisper
 # paper, https://arxiv.org/abs/2212.04356 §2.2).
 AUDIO_WINDOW_S = 30.0
+WHISPER_WINDOW_FRAMES = 1500  # encoder positions per window when the arch leaves encoder_frames at 0
 # Text-to-speech decoders run at the acoustic frame rate: 24 kHz audio with a hop of 300 samples = 80
 # frames/s (StyleTTS2 / Kokoro configuration, https://huggingface.co/hexgrad/Kokoro-82M/blob/main/config.json;
 # estimate: the vocoder's upsampling layers make this a lower bound on work per second of audio).
@@ -474,7 +475,7 @@ def speech_to_text(arch: ModelArch, device: Device, precision: str, audio_second
                    batch: int = 1) -> OpEstimate:
     """Whisper-style: the encoder runs once per 30 s window of 1,500 frames; then the transcript decode."""
     windows = max(1, math.ceil(audio_seconds / AUDIO_WINDOW_S))
-    frames = windows * (arch.encoder_frames or 1500)
+    frames = windows * (arch.encoder_frames or WHISPER_WINDOW_FRAMES)
     return encoder_model(arch, device, precision, frames, batch, output_tokens)
 
 

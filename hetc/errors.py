@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -9,6 +10,24 @@ EXIT_INTERNAL = 1
 EXIT_USER = 2
 EXIT_INFEASIBLE = 3
 EXIT_POLICY = 4  # a CI gate (--max-cost, --max-regression) failed
+
+
+# What must not reach a terminal raw from a user's file: C0 and C1 control characters (ESC starts terminal
+# escape sequences, CR overwrites a line, BEL rings), DEL, and the bidirectional overrides and marks that
+# reorder what a reader sees (CVE-2021-42574, "Trojan Source").
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match[0]
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def printable(text: object) -> str:
+    """The text with control characters and bidi overrides written as escapes (ESC -> \\x1b): every line
+    hetc prints goes through this, so a spec, model or file name cannot drive the user's terminal."""
+    return _UNPRINTABLE.sub(_escape, str(text))
 
 
 @dataclass(frozen=True, order=True)
@@ -31,7 +50,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.loc}: error: {self.message}"
+        return printable(f"{self.loc}: error: {self.message}")
 
 
 class HetcError(Exception):

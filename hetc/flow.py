@@ -168,7 +168,7 @@ class _Analyser:
                 self.flow.load[op] *= short / full
                 self.flow.worst[op] = worst * bound
         term_probs = [self.value_prob.get(v, 1.0) for v in term.exits]
-        for r, p in zip(loop.results, term_probs):
+        for r, p in zip(loop.results, term_probs, strict=True):
             self.value_prob[r] = (p or 1.0) * entry
 
 

@@ -113,6 +113,7 @@ class _GraphBuilder:
             self.incoming[edge.dst].append(edge)
             self.outgoing[edge.src].append(edge)
         self.used_names = set(graph.nodes)
+        self.payload_cache: dict[str, str] = {}  # compute node -> the payload it passes on (see _payload_of)
 
     # ----------------------------------------------------------------------------- structure
 
@@ -233,7 +234,7 @@ class _GraphBuilder:
         outside_srcs = list(dict.fromkeys(e.src for e in entry_edges))
         exit_nodes = list(dict.fromkeys(n for n in comp for e in self.outgoing[n] if e.dst not in members))
         body = Block(arg_types=[env[s].type for s in outside_srcs])
-        inner: dict[str, SSAValue] = {s: arg for s, arg in zip(outside_srcs, body.args)}
+        inner: dict[str, SSAValue] = {s: arg for s, arg in zip(outside_srcs, body.args, strict=True)}
         loop_name = self._unique(f"{comp[0]}.loop")
         back_ids = {id(e) for e in back}
         ordered = self._order_without(comp, back_ids)
@@ -261,31 +262,60 @@ class _GraphBuilder:
             regions=[Region(body)])
         loop.location = _loc(self.graph.nodes[comp[0]].loc)
         block.add_op(loop)
-        for node_id, result in zip(exit_nodes, loop.results):
+        for node_id, result in zip(exit_nodes, loop.results, strict=True):
             env[node_id] = result
 
     def _order_without(self, comp: list[str], back_ids: set[int]) -> list[str]:
+        """The loop body in dependency order without its back edges; the earliest in the file first when
+        several are ready (Kahn's algorithm with a heap: linear in the body's size)."""
         members = set(comp)
-        remaining = list(comp)
+        position = {n: i for i, n in enumerate(comp)}
+        waiting = {n: sum(1 for e in self.incoming[n] if e.src in members and id(e) not in back_ids) for n in comp}
+        ready = [position[n] for n in comp if waiting[n] == 0]
+        heapq.heapify(ready)
         done: list[str] = []
-        while remaining:
-            for n in remaining:
-                if all(e.src not in members or id(e) in back_ids or e.src in done for e in self.incoming[n]):
-                    done.append(n)
-                    remaining.remove(n)
-                    break
-            else:  # the loader guarantees every cycle has a bounded edge
-                raise HetcError(f"cycle through {comp[0]!r} has no edge with max_iterations",
-                                self.graph.nodes[comp[0]].loc)
+        while ready:
+            node_id = comp[heapq.heappop(ready)]
+            done.append(node_id)
+            for edge in self.outgoing[node_id]:
+                if edge.dst in members and id(edge) not in back_ids:
+                    waiting[edge.dst] -= 1
+                    if waiting[edge.dst] == 0:
+                        heapq.heappush(ready, position[edge.dst])
+        if len(done) < len(comp):  # the loader guarantees every cycle has a bounded edge
+            raise HetcError(f"cycle through {comp[0]!r} has no edge with max_iterations",
+                            self.graph.nodes[comp[0]].loc)
         return done
 
-    def _payload_of(self, node_id: str, visiting: frozenset[str] = frozenset()) -> str:
-        """The payload a node produces; compute nodes pass on the payload of their first input."""
-        node = self.graph.nodes[node_id]
-        if node.kind != "compute":
-            return self._payload(node)
-        first = next((e.src for e in self.incoming[node_id] if e.src not in visiting), None)
-        return "json" if first is None else self._payload_of(first, visiting | {node_id})
+    def _payload_of(self, node_id: str) -> str:
+        """The payload a node produces; compute nodes pass on the payload of their first input.
+
+        Walks up the chain of first inputs (in a loop: agent graphs may be thousands of nodes deep),
+        skipping nodes already on the walk. A walk without skips is the same from every node on it, so
+        those results are remembered and each node is walked once.
+        """
+        path: list[str] = []
+        visiting: set[str] = set()
+        last_skip = -1
+        node_id_now: str | None = node_id
+        result = "json"
+        while node_id_now is not None:
+            if node_id_now in self.payload_cache:
+                result = self.payload_cache[node_id_now]
+                break
+            node = self.graph.nodes[node_id_now]
+            if node.kind != "compute":
+                result = self._payload(node)
+                break
+            path.append(node_id_now)
+            visiting.add(node_id_now)
+            sources = [e.src for e in self.incoming[node_id_now]]
+            node_id_now = next((s for s in sources if s not in visiting), None)
+            if sources and sources[0] != node_id_now:
+                last_skip = len(path) - 1
+        for walked in path[last_skip + 1:]:
+            self.payload_cache[walked] = result
+        return result
 
     def _payload(self, node: Node) -> str:
         if node.kind == "input":
@@ -304,7 +334,7 @@ class _GraphBuilder:
         return "json"
 
     def _emit_node(self, node: Node, operands: list[SSAValue], block: Block) -> Operation | None:
-        a = node.attrs
+        a = node.attrs  # complete: the spec loader applies every default (docs/spec.md), none are repeated here
         props: dict[str, Attribute] = {"sym_name": StringAttr(node.id)}
         model = {"model": SymbolRefAttr(node.model)} if node.model else {}
         kind = node.kind
@@ -320,46 +350,46 @@ class _GraphBuilder:
             cls, result_types = A.OutputOp, []
         elif kind == "llm":
             cls = A.LLMOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 512)),
-                         output_tokens=_i64(a.get("output_tokens", 256)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "speech_to_text":
             cls = A.SpeechToTextOp
-            props.update(model, audio_seconds=_f64(a.get("audio_seconds", 10)),
-                         output_tokens=_i64(a.get("output_tokens", 64)))
+            props.update(model, audio_seconds=_f64(a["audio_seconds"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "text_to_speech":
             cls = A.TextToSpeechOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 128)),
-                         audio_seconds=_f64(a.get("audio_seconds", 10)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         audio_seconds=_f64(a["audio_seconds"]))
         elif kind == "embedding":
             cls = A.EmbeddingOp
-            props.update(model, tokens=_i64(a.get("tokens", 256)))
+            props.update(model, tokens=_i64(a["tokens"]))
         elif kind == "model":
             cls = A.ModelCallOp
-            props.update(model, input_tokens=_i64(a.get("input_tokens", 256)),
-                         output_tokens=_i64(a.get("output_tokens", 0)))
+            props.update(model, input_tokens=_i64(a["input_tokens"]),
+                         output_tokens=_i64(a["output_tokens"]))
         elif kind == "kv_cache":
             cls = A.KVCacheOp
-            props.update(model, tokens=_i64(a.get("tokens", 1024)), store=StringAttr(a.get("placement", "local")))
+            props.update(model, tokens=_i64(a["tokens"]), store=StringAttr(a["placement"]))
         elif kind == "tool":
             cls = A.ToolOp
             props.update(tool=StringAttr(a.get("tool") or node.id), latency_ms=_f64(a["latency_ms"]),
-                         compute_ms=_f64(a.get("compute_ms", 0.0)), request_kb=_f64(a.get("request_kb", 1.0)),
-                         response_kb=_f64(a.get("response_kb", 4.0)))
+                         compute_ms=_f64(a["compute_ms"]), request_kb=_f64(a["request_kb"]),
+                         response_kb=_f64(a["response_kb"]))
             if a.get("latency_p99_ms") is not None:
                 props["latency_p99_ms"] = _f64(a["latency_p99_ms"])
         elif kind == "memory_lookup":
             cls = A.MemoryLookupOp
             props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]),
-                         precision=StringAttr(a.get("precision", "fp32")), index=StringAttr(a.get("index", "flat")),
-                         top_k=_i64(a.get("top_k", 10)), query_tokens=_i64(a.get("query_tokens", 64)))
+                         precision=StringAttr(a["precision"]), index=StringAttr(a["index"]),
+                         top_k=_i64(a["top_k"]), query_tokens=_i64(a["query_tokens"]))
             if a.get("embed_model"):
                 props["embed_model"] = SymbolRefAttr(a["embed_model"])
             if a.get("rerank_model"):
                 props["rerank_model"] = SymbolRefAttr(a["rerank_model"])
         elif kind == "memory_store":
             cls = A.MemoryStoreOp
-            props.update(n_vectors=_i64(a.get("n_vectors", 0)), dim=_i64(a.get("dim", 0)),
-                         latency_ms=_f64(a.get("latency_ms", 2.0)))
+            props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]), precision=StringAttr(a["precision"]),
+                         tokens=_i64(a["tokens"]), latency_ms=_f64(a["latency_ms"]))
             if a.get("embed_model"):
                 props["embed_model"] = SymbolRefAttr(a["embed_model"])
         elif kind == "compute":
@@ -381,7 +411,7 @@ class _GraphBuilder:
         sub = _GraphBuilder(self.spec, self.module_ops, callee, node.subgraph).build()
         inputs = [op for op in sub.body.block.ops if isinstance(op, A.InputOp)]
         outputs = [op for op in sub.body.walk() if isinstance(op, A.OutputOp)]
-        if len(inputs) != len(operands) or any(i.result.type != v.type for i, v in zip(inputs, operands)):
+        if len(inputs) != len(operands) or any(i.result.type != v.type for i, v in zip(inputs, operands, strict=True)):
             got = ", ".join(str(v.type) for v in operands) or "nothing"
             want = ", ".join(str(i.result.type) for i in inputs) or "nothing"
             raise HetcError(f"nested agent '{node.id}' takes ({want}) but its edges bring ({got})", node.loc)

@@ -6,6 +6,7 @@ the module is verified; a verifier error is reported at the YAML location of the
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
 import re
@@ -112,22 +113,38 @@ def verify(module, stage: str) -> None:
     try:
         module.verify()
     except VerifyException as exc:
-        bad = _failing_op(module)
-        where = op_loc(bad) if bad is not None else Loc("<ir>")
+        bad = _failing_op(module, str(exc)) or _redefined_symbol(module, str(exc)) or module
+        where = op_loc(bad)
         raise HetcError([Diagnostic(where, f"invalid IR after {stage}: {exc}")]) from None
 
 
-def _failing_op(module):
+def _redefined_symbol(module, message: str):
+    """The second definition of a symbol the module's symbol table rejects (xDSL names only the symbol)."""
+    from xdsl.dialects.builtin import StringAttr
+
+    match = re.search(r'Redefinition of symbol "(.*)"', message)
+    if match is None:
+        return None
+    found = [op for op in module.body.block.ops if op.properties.get("sym_name") == StringAttr(match[1])]
+    return found[-1] if found else None
+
+
+def _failing_op(module, message: str = ""):
+    """The innermost op whose verifier gives `message` (an enclosing graph may fail with its nested op's
+    message), else the first op that fails."""
     from xdsl.utils.exceptions import VerifyException
 
-    for op in module.walk():
+    first = match = None
+    for op in module.walk():  # pre-order: an op's nested ops come after it
         if op is module:
             continue
         try:
             op.verify(verify_nested_ops=False)
-        except VerifyException:
-            return op
-    return None
+        except VerifyException as exc:
+            first = first or op
+            if str(exc) == message:
+                match = op
+    return match or first
 
 
 @dataclass
@@ -146,11 +163,20 @@ class PipelineRun:
         from xdsl.passes import PassPipeline
 
         registry = _registry()
+        from xdsl.utils.exceptions import ArgSpecParseError
+
         try:
             pipeline = PassPipeline.parse_spec(registry, self.spec)
-        except Exception as exc:  # xdsl raises several kinds (parse errors, unknown pass, bad option)
+        # xdsl raises several kinds (parse errors, unknown pass, bad option); ArgSpecParseError is a
+        # BaseException, so it needs naming
+        except (Exception, ArgSpecParseError) as exc:
             names = ", ".join(sorted(registry))
-            raise HetcError(f"bad pass pipeline '{self.spec}': {exc}. Known passes: {names}", Loc("--passes")) from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(exc).__name__
+            at = next((line for line in lines if line.startswith("pass-pipeline:")), "")
+            where = f" (at column {at.rsplit(':', 1)[-1]})" if at else ""
+            raise HetcError(f"bad pass pipeline '{self.spec}'{where}: {reason}. Known passes: {names}",
+                            Loc("--passes")) from None
         from dataclasses import fields, replace
 
         result = []
@@ -178,21 +204,73 @@ class PipelineRun:
             self.dumps.append((name, print_module(module, self.generic)))
 
 
-def parse_ir_file(path: str):
+# Brackets of textual IR nest with its regions and attributes; hetc's own IR nests fewer than 10 levels.
+MAX_IR_NESTING = 256
+
+
+@functools.cache
+def _locating_parser_class():
+    from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
     from xdsl.parser import Parser
+
+    class LocatingParser(Parser):
+        """xDSL's parser, giving every op written without a `loc(...)` the file:line:col it was read from, so a
+        verifier error on hand-written IR points at its line (as the frontend's ops point at the YAML). An op
+        with a written location keeps it, so generic-form dumps read back unchanged."""
+
+        def parse_operation(self):
+            start = self._current_token.span.start
+            frames = self.__dict__.setdefault("hetc_frames", [])
+            frames.append(0)  # locations parsed at this op's level (its own `loc(...)`, its block arguments')
+            try:
+                op = super().parse_operation()
+            finally:
+                explicit = frames.pop()
+            if not explicit and not isinstance(op.location, FileLineColLoc):
+                if not hasattr(self, "hetc_line_starts"):  # offsets of line starts, for bisect
+                    text = self.lexer.input.content
+                    self.hetc_line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+                line = bisect.bisect_right(self.hetc_line_starts, start)
+                col = start - self.hetc_line_starts[line - 1] + 1
+                op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(col))
+            return op
+
+        def parse_optional_location(self):
+            location = super().parse_optional_location()
+            frames = self.__dict__.get("hetc_frames")
+            if location is not None and frames:  # written in the text (loc(unknown) too): kept as written
+                frames[-1] += 1
+            return location
+
+    return LocatingParser
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def parse_ir_file(path: str):
     from xdsl.utils.exceptions import ParseError, VerifyException
 
+    from hetc.json_source import too_deep_at
     from hetc.userfiles import UnreadableFile, read_input
 
     try:
         path, data = read_input(path, MAX_IR_BYTES, "IR files")  # `-` is standard input
-        text = data.decode("utf-8")
     except UnreadableFile as exc:
         raise HetcError(f"cannot read IR file: {exc}", Loc(str(path))) from None
-    except UnicodeDecodeError:
-        raise HetcError("cannot read IR file: it is not UTF-8 text", Loc(str(path))) from None
     try:
-        module = Parser(make_context(), text, path).parse_module()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        prefix = data[: exc.start].decode("utf-8", errors="replace")
+        line, col = _line_col(prefix, len(prefix))
+        raise HetcError(f"the IR file is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
+                        Loc(path, line, col)) from None
+    deep = too_deep_at(text, MAX_IR_NESTING, "[{(")
+    if deep is not None:
+        raise HetcError(f"the IR nests brackets deeper than {MAX_IR_NESTING} levels", Loc(path, *_line_col(text, deep)))
+    try:
+        module = _locating_parser_class()(make_context(), text, path).parse_module()
     except ParseError as exc:
         # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
         lines = str(exc).splitlines()

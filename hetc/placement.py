@@ -500,7 +500,7 @@ class _Model:
     def restricted(self, keep: list[list[int]]) -> PlacementProblem:
         """The problem with each op limited to the given original candidate indices."""
         ops = []
-        for op, indices in zip(self.problem.ops, keep):
+        for op, indices in zip(self.problem.ops, keep, strict=True):
             ops.append(
                 OpNode(
                     id=op.id,

@@ -149,7 +149,7 @@ def solve_placement(built: BuiltProblem, solver: str):
 
     def plan(combo: tuple[str, ...]):
         if combo not in results:
-            results[combo] = solve(_units_on(built, dict(zip(units, combo))), solver)
+            results[combo] = solve(_units_on(built, dict(zip(units, combo, strict=True))), solver)
         return results[combo]
 
     if len(accelerators) ** len(units) <= MAX_UNIT_COMBINATIONS:

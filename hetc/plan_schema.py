@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.json_source import loads_json
 
 PLAN_SCHEMA_VERSION = 1
 MAX_REPORTED_ERRORS = 20  # enough to fix a file in one go without drowning the terminal
@@ -136,8 +137,4 @@ def load_plan(path: str | Path) -> dict[str, Any]:
         raise HetcError(f"cannot read plan: {exc}", Loc(str(path))) from None
     except UnicodeDecodeError as exc:
         raise HetcError(f"the plan is not UTF-8 (byte {exc.start})", Loc(str(path))) from None
-    try:
-        plan = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HetcError(f"not valid JSON: {exc.msg}", Loc(str(path), exc.lineno, exc.colno)) from None
-    return validate_plan(plan, str(path))
+    return validate_plan(loads_json(text, str(path)), str(path))

@@ -87,7 +87,7 @@ def load_trace(path: str | Path) -> Trace:
             if len(cells) != len(columns):
                 raise HetcError(f"expected {len(columns)} comma-separated values ({','.join(columns)}), "
                                 f"got {len(cells)}", Loc(str(path), number, 1))
-            rows.append((number, {c: v for c, v in zip(columns, cells) if v != ""}))
+            rows.append((number, {c: v for c, v in zip(columns, cells, strict=True) if v != ""}))
     unknown = sorted({k for _, r in rows for k in r} - {"arrival_s", "input_tokens", "output_tokens"})
     if unknown:
         raise HetcError(f"unknown trace field {unknown[0]!r}: expected arrival_s, input_tokens, output_tokens",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -80,6 +81,9 @@ MAX_LAYERS = Limit(10_000, "no model has more than 10000 layers")
 MAX_WIDTH = Limit(1 << 20, "wider than any published model")
 MAX_VOCAB = Limit(100_000_000, "larger than any published vocabulary")
 MAX_PARAMS = Limit(1e15, "a quadrillion parameters")
+# Agent files including agent files: each level is a nested agent (loading and building IR recurse per
+# level, not per node); real agents nest a few levels.
+MAX_AGENT_FILE_NESTING = 32
 
 _REQUIRED = object()  # FieldRule.default: the key must be given
 _ABSENT = object()  # FieldRule.default: optional with no value (the kind's check fills it in)
@@ -568,26 +572,11 @@ class _Loader:
         def at(key: str) -> Loc:
             return found[key][1].loc if key in found else ymap.loc
 
-        consistent = True
-        if arch.d_model % arch.n_heads:
-            self.error(at("d_model" if "d_model" in found else "n_heads"),
-                       f"d_model {arch.d_model} is not divisible by n_heads {arch.n_heads}")
-            consistent = False
-        if arch.n_heads % arch.n_kv_heads:
-            self.error(at("n_kv_heads" if "n_kv_heads" in found else "n_heads"),
-                       f"n_heads {arch.n_heads} is not divisible by n_kv_heads {arch.n_kv_heads} (grouped-query "
-                       "attention shares each key/value head among a whole number of query heads)")
-            consistent = False
-        if arch.n_experts and not 1 <= arch.experts_per_token <= arch.n_experts:
-            self.error(at("experts_per_token"), f"experts_per_token must be between 1 and n_experts "
-                                                f"({arch.n_experts}), got {arch.experts_per_token}")
-            consistent = False
-        if not arch.n_experts and arch.experts_per_token:
-            self.error(at("experts_per_token"), "experts_per_token needs n_experts > 0 (a mixture-of-experts model)")
-            consistent = False
-        if arch.kind == "encoder_decoder" and not arch.encoder_layers:
-            self.error(at("encoder_layers"), "an encoder_decoder model needs encoder_layers > 0")
-            consistent = False
+        problems = arch_problems(arch)
+        for key, message in problems:  # at the field to blame, else the one it is measured against
+            self.error(at(key if key in found else {"d_model": "n_heads", "n_kv_heads": "n_heads"}.get(key, key)),
+                       message)
+        consistent = not problems
         return arch if consistent else None
 
     # ---- nodes ----
@@ -758,6 +747,10 @@ class _Loader:
         include_loc = given["file"]
         display = os.path.normpath(os.path.join(os.path.dirname(file), include))
         real = os.path.realpath(display)
+        if len(self.include_stack) > MAX_AGENT_FILE_NESTING:
+            self.error(include_loc, f"agent files nest deeper than {MAX_AGENT_FILE_NESTING} levels: "
+                                    f"{' -> '.join(self.display_stack[:2])} -> ... -> {display}")
+            return
         if real in self.include_stack:
             chain = " -> ".join([*self.display_stack, display])
             self.error(include_loc, f"agent files include each other in a cycle: {chain}")
@@ -809,7 +802,7 @@ class _Loader:
                     all_known = False
             if not all(end.name in nodes for end in chain):
                 continue
-            for src, dst in zip(chain, chain[1:]):
+            for src, dst in itertools.pairwise(chain):
                 key = (src.name, dst.name)
                 if key in seen:
                     self.error(src.loc, f"duplicate edge '{_edge_name(*key)}' (first at line {seen[key].line})")
@@ -884,6 +877,7 @@ class _Loader:
 
     def check_graph(self, graph: Graph, where: Loc, context: str, shape_checks: bool) -> None:
         nodes, edges = graph.nodes, graph.edges
+        self.check_derived_names(nodes)
         successors: dict[str, list[str]] = {n: [] for n in nodes}
         predecessors: dict[str, list[str]] = {n: [] for n in nodes}
         branches_out: dict[str, list[Edge]] = {n: [] for n in nodes}
@@ -935,12 +929,29 @@ class _Loader:
             elif node_id not in to_output:
                 self.error(node.loc, f"node '{node_id}' does not reach any output")
 
+    def check_derived_names(self, nodes: Mapping[str, Node]) -> None:
+        """hetc names the ops a node becomes `<id>.<part>` (answer.prefill, answer.decode) and the nodes of a
+        nested agent `<agent>/<node>`, so `<id>.` and `<id>/` belong to node <id>: another id starting
+        that way would collide with them in the IR and the plan."""
+        for node_id, node in nodes.items():
+            for at, char in enumerate(node_id):
+                owner = nodes.get(node_id[:at]) if char in "./" else None
+                if owner is not None:
+                    parts = "the ops" if char == "." else "the nodes inside"
+                    self.error(node.loc, f"node id '{node_id}' collides with the names hetc gives {parts} of node "
+                                         f"'{owner.id}' (line {owner.loc.line}): '{owner.id}{char}<part>'; rename "
+                                         "one of them")
+                    break
+
     @staticmethod
     def fill_upstream_defaults(graph: Graph) -> None:
         """speech_to_text.audio_seconds defaults to the audio input feeding it (else 10 s)."""
+        feeding: dict[str, list[str]] = {}
+        for edge in graph.edges:
+            feeding.setdefault(edge.dst, []).append(edge.src)
         for node in graph.nodes.values():
             if node.kind == "speech_to_text" and node.attrs.get("audio_seconds", 0) is None:
-                sources = [graph.nodes[e.src] for e in graph.edges if e.dst == node.id]
+                sources = [graph.nodes[src] for src in feeding.get(node.id, ())]
                 known = [s.attrs["audio_seconds"] for s in sources
                          if s.kind == "input" and s.attrs.get("produces") == "audio" and s.attrs.get("audio_seconds")]
                 node.attrs["audio_seconds"] = max(known) if known else 10.0
@@ -967,7 +978,7 @@ class _Loader:
                 if not latency.entries:
                     self.error(latency.loc, f"slo.latency_ms needs at least one of {'|'.join(PERCENTILES)}")
                 ordered = [(p, slo.latency_percentiles_ms[p]) for p in PERCENTILES if p in slo.latency_percentiles_ms]
-                for (low_p, low), (high_p, high) in zip(ordered, ordered[1:]):
+                for (low_p, low), (high_p, high) in itertools.pairwise(ordered):
                     if low > high:
                         self.error(targets[high_p][1].loc, f"the {high_p} latency target ({_fmt(high)} ms) is below "
                                                            f"the {low_p} target ({_fmt(low)} ms)")
@@ -1075,6 +1086,28 @@ class _Loader:
         if count is None or sunk is None:
             return None
         return Inventory(int(count), sunk)
+
+
+def arch_problems(arch: ModelArch) -> list[tuple[str, str]]:
+    """Rules across an architecture's fields: (the field to blame, message). The spec loader reports them at
+    the YAML key, the agent.model verifier on hand-written IR."""
+    problems = []
+    if arch.n_heads < 1 or arch.n_kv_heads < 1:
+        problems.append(("n_heads", f"n_heads ({arch.n_heads}) and n_kv_heads ({arch.n_kv_heads}) must be >= 1"))
+    elif arch.d_model % arch.n_heads:
+        problems.append(("d_model", f"d_model {arch.d_model} is not divisible by n_heads {arch.n_heads}"))
+    elif arch.n_heads % arch.n_kv_heads:
+        problems.append(("n_kv_heads", f"n_heads {arch.n_heads} is not divisible by n_kv_heads {arch.n_kv_heads} "
+                                       "(grouped-query attention shares each key/value head among a whole number "
+                                       "of query heads)"))
+    if arch.n_experts and not 1 <= arch.experts_per_token <= arch.n_experts:
+        problems.append(("experts_per_token", f"experts_per_token must be between 1 and n_experts "
+                                              f"({arch.n_experts}), got {arch.experts_per_token}"))
+    if not arch.n_experts and arch.experts_per_token:
+        problems.append(("experts_per_token", "experts_per_token needs n_experts > 0 (a mixture-of-experts model)"))
+    if arch.kind == "encoder_decoder" and not arch.encoder_layers:
+        problems.append(("encoder_layers", "an encoder_decoder model needs encoder_layers > 0"))
+    return problems
 
 
 def _reachable(adjacency: Mapping[str, list[str]], starts: Sequence[str]) -> set[str]:

@@ -59,7 +59,7 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
             base.add_column(col, overflow="fold")
         for b in plan["baselines"]:
             ratio = f"{b['relative_cost']:.2f}" if b["relative_cost"] is not None else "-"
-            base.add_row(b["device"], _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else (b["reason"] or ""))
+            base.add_row(b["device"], _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else b["reason"] or "")
         console.print(base)
     if explain and result is not None:
         _print_explain(result, console)
@@ -77,6 +77,6 @@ def _print_explain(result, console: Console) -> None:
             table.add_column(col, overflow="fold")
         for c in op["candidates"]:
             delta = c.get("delta_tco_usd_per_hour")
-            table.add_row(c["candidate"], c["status"], str(c["replicas"]), _ms(c["path_ms"]), _usd(c["usd_per_hour"]),
-                          "-" if delta is None else f"{delta:+,.2f}", c["reason"])
+            table.add_row(c["candidate"], c["status"], str(c["replicas"]), _ms(c["path_ms"]),
+                          _usd(c["usd_per_hour"]), "-" if delta is None else f"{delta:+,.2f}", c["reason"])
         console.print(table)

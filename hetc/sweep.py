@@ -87,7 +87,7 @@ def combinations(overs: Sequence[Over]) -> list[dict[str, str]]:
     if len(set(keys)) != len(keys):
         raise HetcError(f"--over names a key twice: {', '.join(sorted(k for k in set(keys) if keys.count(k) > 1))}",
                         Loc("--over"))
-    return [dict(zip(keys, values)) for values in itertools.product(*(o.values for o in overs))]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(o.values for o in overs))]
 
 
 def _number(key: str, text: str, integer: bool) -> float:
@@ -318,7 +318,7 @@ def run_sweep(spec_path: str, overs: Sequence[Over], options: SweepOptions,
                 if progress:
                     progress(done, len(jobs))
     result = SweepResult("over", [])
-    for index, (params, outcome) in enumerate(zip(variants, outcomes)):
+    for index, (params, outcome) in enumerate(zip(variants, outcomes, strict=True)):
         row, plan = outcome
         result.rows.append({"index": index, "params": params, **row})
         if plan is not None:
@@ -484,7 +484,7 @@ def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequ
     specs = [apply_overrides(spec, params, db) for params in variants]
     result = SweepResult("pairs", [])
     steps = len(variants) + (1 if with_report_plan else 0)
-    for number, (params, variant_spec) in enumerate(zip(variants, specs)):
+    for number, (params, variant_spec) in enumerate(zip(variants, specs, strict=True)):
         shown = {k: v for k, v in params.items() if k not in fixed or k == "precision"}
         try:
             rows = pair_rows(variant_spec, db, devices, baseline, options)

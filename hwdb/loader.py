@@ -10,6 +10,7 @@ overrides just the fields it gives (a calibration overlay, a price change), a ne
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,15 @@ def _load(folder: Path, extra_paths: tuple[Path, ...]) -> HardwareDB:
             entry = _device_entry(data, locs, path, diagnostics)
             if entry:
                 entries.append(entry)
+        first_in_file: dict[str, Loc] = {}
         for mapping, entry_locs in entries:
             dev_id = mapping["id"]
+            here = entry_locs.get(("id",), Loc(str(path)))
+            if dev_id in first_in_file:  # one file, one entry per device: "last wins" would hide a mistake
+                diagnostics.append(Diagnostic(here, f"device {dev_id!r} is defined twice in this file (first at "
+                                                    f"{first_in_file[dev_id]}); merge the two entries"))
+                continue
+            first_in_file[dev_id] = here
             if dev_id in raw:
                 raw[dev_id] = _merge(raw[dev_id], (mapping, entry_locs))
             elif "inherits" in mapping:
@@ -239,9 +247,11 @@ def _tco_defaults(meta: Any, locs: dict, path: Path, diagnostics: list[Diagnosti
                                       f"field 'tco_defaults.{key}': unknown; expected {', '.join(TCO_KEYS)}"))
     for key in TCO_KEYS:
         value = tco.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1e300:
+            value = None  # hundreds of digits: float() would overflow
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             diagnostics.append(Diagnostic(locs.get(("tco_defaults", key), Loc(str(path))),
-                                          f"field 'tco_defaults.{key}': expected a non-negative number"))
+                                          f"field 'tco_defaults.{key}': expected a finite non-negative number"))
             continue
         out[key] = float(value)
     return out

@@ -16,6 +16,9 @@ from hetc.errors import Diagnostic, Loc
 
 PRECISIONS = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4")
 KINDS = ("gpu", "accelerator", "cpu")
+# Vendors plan.json may name (hetc/schemas/plan.schema.json, stage.vendor): a device of another vendor would
+# give plans that fail their own schema, so it is rejected here, where the file and line are known.
+VENDORS = ("nvidia", "amd", "intel", "google")
 # Code generation targets. `rocm` = AMD GPUs: placeable, but hetc has no ROCm code generator yet.
 TARGETS = ("cpu", "cuda", "gaudi", "rocm")
 SM_VERSIONS = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_100")
@@ -23,7 +26,8 @@ GAUDI_GENERATIONS = ("gaudi2", "gaudi3")
 SOURCE_BASES = ("vendor", "vendor_half_of_sparse", "measured", "derived", "estimate", "third_party", "paper",
                 "calibrated", "user")
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# as plan.schema.json's device_id; no '+', which joins device classes in a plan's `pd` summary
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 # unit -> factor to the field's canonical unit, per dimension. Case matters: Gb (bits) vs GB (bytes).
 UNITS: dict[str, dict[str, float]] = {
@@ -159,7 +163,12 @@ def parse_number(value: Any, spec: NumberField, path: tuple, errors: FieldErrors
         if number is None:
             return None
     elif isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            errors.add(path, f"{_short(value)} is implausibly large (limit {spec.hi:g}{_unit_suffix(spec)}); "
+                             "check the unit")
+            return None
     else:
         errors.add(path, f"expected a number, got {type(value).__name__}")
         return None
@@ -171,18 +180,21 @@ def parse_number(value: Any, spec: NumberField, path: tuple, errors: FieldErrors
             errors.add(path, f"expected a whole number, got {value!r}")
             return None
         number = int(number)
-    if number != number or number in (float("inf"), float("-inf")):
-        errors.add(path, f"expected a finite number, got {value!r}")
-        return None
     low_ok = number >= spec.lo if spec.lo_inclusive else number > spec.lo
     if not low_ok:
         relation = ">=" if spec.lo_inclusive else ">"
         errors.add(path, f"must be {relation} {spec.lo:g}{_unit_suffix(spec)}, got {value!r}")
         return None
     if number > spec.hi:
-        errors.add(path, f"{value!r} is implausibly large (limit {spec.hi:g}{_unit_suffix(spec)}); check the unit")
+        errors.add(path, f"{_short(value)} is implausibly large (limit {spec.hi:g}{_unit_suffix(spec)}); check the unit")
         return None
     return number
+
+
+def _short(value: Any) -> str:
+    """A value for a message, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _unit_suffix(spec: NumberField) -> str:
@@ -260,10 +272,11 @@ def build_device(raw: dict[str, Any], errors: FieldErrors, source_file: str) -> 
 
     dev_id = text("id", required=True)
     if dev_id and not _ID_RE.match(dev_id):
-        errors.add(("id",), f"expected a lower-case vendor-model id like nvidia-h100-sxm, got {dev_id!r}")
+        errors.add(("id",), "expected a lower-case vendor-model id like nvidia-h100-sxm (at most 64 of a-z 0-9 _ . -), "
+                            f"got {_short(dev_id)}")
     kind = text("kind", required=True, choices=KINDS)
     target = text("target", required=True, choices=TARGETS)
-    vendor = text("vendor", required=True)
+    vendor = text("vendor", required=True, choices=VENDORS)
     sm = text("sm", choices=SM_VERSIONS)
     gaudi_gen = text("gaudi_generation", choices=GAUDI_GENERATIONS)
     if target == "cuda" and raw.get("sm") is None:

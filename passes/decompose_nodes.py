@@ -25,15 +25,16 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.traits import SymbolTable
 
-# Whisper-style encoders see 30 s windows (reference/llm-perf-model.md, "Other agent operators").
-AUDIO_WINDOW_S = 30.0
+from hetc.costmodel import AUDIO_WINDOW_S, WHISPER_WINDOW_FRAMES
 
 
 class SpeechToText(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: A.SpeechToTextOp, rewriter: PatternRewriter, /):
         model = SymbolTable.lookup_symbol(op, op.model)
-        frames = model.arch.data["encoder_frames"].value.data if isinstance(model, A.ModelOp) else 1500
+        # encoder_frames 0 (the documented default) means Whisper's window, as in the cost model
+        frames = model.arch.data["encoder_frames"].value.data if isinstance(model, A.ModelOp) else 0
+        frames = frames or WHISPER_WINDOW_FRAMES
         windows = max(1, math.ceil(op.audio_seconds.value.data / AUDIO_WINDOW_S))
         rewriter.replace(op, task(T.EncoderOp, op, "", list(op.inputs), A.TextType(), model=op.model,
                                   input_tokens=i64(frames * windows), output_tokens=op.output_tokens))
@@ -75,10 +76,10 @@ class MemoryStore(RewritePattern):
         ops = []
         inputs = list(op.inputs)
         if op.embed_model is not None:
-            ops.append(task(T.EmbedOp, op, "embed", inputs, A.EmbeddingType(), model=op.embed_model, tokens=i64(256)))
+            ops.append(task(T.EmbedOp, op, "embed", inputs, A.EmbeddingType(), model=op.embed_model, tokens=op.tokens))
             inputs = [ops[-1].results[0]]
         ops.append(task(T.StoreOp, op, "store" if ops else "", inputs, A.JsonType(), latency_ms=op.latency_ms,
-                        n_vectors=op.n_vectors, dim=op.dim))
+                        n_vectors=op.n_vectors, dim=op.dim, precision=op.precision))
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
 
@@ -86,7 +87,7 @@ class KVCache(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: A.KVCacheOp, rewriter: PatternRewriter, /):
         rewriter.replace(op, task(T.KVTransferOp, op, "", list(op.inputs), A.KVType(), model=op.model,
-                                  tokens=op.tokens))
+                                  tokens=op.tokens, store=op.store))
 
 
 @dataclass(frozen=True)

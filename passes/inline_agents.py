@@ -25,7 +25,7 @@ def _inline_call(module: ModuleOp, call: A.CallOp) -> None:
     prefix = call.sym_name.data
     unit = call.plan_as_unit is not None and call.plan_as_unit.value.data != 0
     inputs = [op for op in body.ops if isinstance(op, A.InputOp)]
-    for op, value in zip(inputs, call.inputs):
+    for op, value in zip(inputs, call.inputs, strict=True):
         op.result.replace_all_uses_with(value)
     results = []
     for op in list(body.ops):
@@ -44,7 +44,7 @@ def _inline_call(module: ModuleOp, call: A.CallOp) -> None:
     for op in moved:
         op.detach()
     Rewriter.insert_op(moved, InsertPoint.before(call))
-    for old, new in zip(call.results, results):
+    for old, new in zip(call.results, results, strict=True):
         old.replace_all_uses_with(new)
     call.detach()
     call.erase()

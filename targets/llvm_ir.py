@@ -82,7 +82,7 @@ class IRGen:
     def define(self, spec: K.KernelSpec) -> tuple[ir.Function, ir.IRBuilder, dict[str, ir.Value]]:
         arg_types = [self.ptr(_ELEM[a.elem]) if a.is_pointer else _ELEM[a.elem] for a in spec.args]
         fn = ir.Function(self.module, ir.FunctionType(VOID, arg_types), spec.name)
-        for arg, desc in zip(fn.args, spec.args):
+        for arg, desc in zip(fn.args, spec.args, strict=True):
             arg.name = desc.name
             if desc.is_pointer:
                 if spec.kind != K.ELEMENTWISE:  # elementwise may run in place (out == a)
@@ -117,7 +117,7 @@ class IRGen:
         new = list(body(i, *phis) or [])
         nxt = b.add(i, step_v, flags=("nsw",))
         i.add_incoming(nxt, b.block)
-        for p, v in zip(phis, new):
+        for p, v in zip(phis, new, strict=True):
             p.add_incoming(v, b.block)
         b.branch(header)
         b.position_at_end(done)

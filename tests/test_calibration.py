@@ -28,7 +28,7 @@ def test_model_median_error_on_public_measurements(capsys):
     records = load_measurements(DATA, db)
     errors = relative_errors(records, db.devices)
     overall = median(errors)
-    by_metric = {m: median([e for e, r in zip(errors, records) if r.metric == m])
+    by_metric = {m: median([e for e, r in zip(errors, records, strict=True) if r.metric == m])
                  for m in sorted({r.metric for r in records})}
     with capsys.disabled():
         print(f"\ncost model (default hwdb) median |error| on {len(records)} public measurements: {overall:.1%}; "

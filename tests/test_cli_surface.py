@@ -177,7 +177,7 @@ def test_shell_completion_works_with_the_lazy_command_table() -> None:
                             env=_env(_HETC_COMPLETE="bash_source"))
     assert script.returncode == 0 and b"_hetc_completion" in script.stdout
     assert _complete("hetc co") == ["compile"]
-    assert _complete("hetc s") == ["schema", "simulate", "sweep"]
+    assert _complete("hetc s") == ["schema", "serve", "simulate", "sweep"]
     assert set(_complete("hetc compile x --dump")) == {"--dump-ir", "--dump-ir-dir"}  # a lazily loaded command
     assert _complete("hetc hw l") == ["list"]  # a nested group
     assert "exact" in _complete("hetc compile x --solver e") or _complete("hetc compile x --solver e") == ["exact"]

@@ -51,7 +51,7 @@ class JitKernels:
         argtypes = [ctypes.c_void_p if a.is_pointer else _CT[a.elem] for a in spec.args]
         fn = ctypes.CFUNCTYPE(None, *argtypes)(self.engine.get_function_address(name))
         converted = []
-        for desc, value in zip(spec.args, args):
+        for desc, value in zip(spec.args, args, strict=True):
             if desc.is_pointer:
                 assert isinstance(value, np.ndarray) and value.flags.c_contiguous
                 converted.append(value.ctypes.data)

@@ -56,7 +56,7 @@ def test_assemble_every_kernel(variant: str) -> None:
         params = re.findall(r"\.param \.(\w+)", entry.group(1))
         desc = launch[spec.name]
         assert len(params) == len(desc["parameters"]) == len(spec.args)
-        for ptx_type, p in zip(params, desc["parameters"]):
+        for ptx_type, p in zip(params, desc["parameters"], strict=True):
             assert {"ptr": "u64", "i64": "u64", "f32": "f32"}[p["type"]] == ptx_type, (spec.name, p)
             assert p["offset"] % p["size"] == 0
         assert desc["block"][0] in (64, 128, 256)

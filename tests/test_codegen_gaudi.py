@@ -97,9 +97,9 @@ def run(built, name: str, *args, parts: int = 3) -> None:
     """Call kernel `name` with ABI-ordered arguments (numpy arrays for pointers)."""
     _, libs = built
     spec = SPECS[name]
-    buffers = [a for a, d in zip(args, spec.args) if d.is_pointer]
-    scalars = [float(a) for a, d in zip(args, spec.args) if not d.is_pointer]
-    sizes = [int(a) for a, d in zip(args, spec.args) if not d.is_pointer]
+    buffers = [a for a, d in zip(args, spec.args, strict=True) if d.is_pointer]
+    scalars = [float(a) for a, d in zip(args, spec.args, strict=True) if not d.is_pointer]
+    sizes = [int(a) for a, d in zip(args, spec.args, strict=True) if not d.is_pointer]
     ptrs = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
     rc = libs[name].hetc_run(ptrs, (ctypes.c_int64 * len(sizes))(*sizes),
                              (ctypes.c_double * len(scalars))(*scalars), parts)

@@ -47,7 +47,7 @@ def test_good_module_verifies_and_round_trips_in_both_forms():
     (GOOD.replace("probability = 5.000000e-01", "probability = 1.500000e+00"), "probability must be in (0, 1]"),
     (GOOD.replace("@t(%3)", "@llm(%3)"), "duplicate node @llm"),
     (GOOD.replace("model = @chat", "model = @nope"), "unknown model @nope"),
-    (GOOD.replace("output_tokens = 8 : i64", "output_tokens = 0 : i64"), "output_tokens must be >= 1"),
+    (GOOD.replace("output_tokens = 8 : i64", "output_tokens = 0 : i64"), "output_tokens must be > 0"),
 ])
 def test_verifier_rejects_malformed_ir(bad, message):
     module = parse(bad)

@@ -205,9 +205,9 @@ def _graph(draw, models: dict[str, str], in_payloads: list[str] | None = None, d
         kinds.append("tool")  # a graph with no placeable op: "placement problem has no ops" (exit 1)
     mids = _unique_ids(draw, len(kinds), taken)
     outputs = _unique_ids(draw, draw(st.integers(1, 2)), taken)
-    for ident, produces in zip(inputs, payloads):
+    for ident, produces in zip(inputs, payloads, strict=True):
         g.nodes[ident] = _input_node(draw, produces)
-    payload_of = dict(zip(inputs, payloads))
+    payload_of = dict(zip(inputs, payloads, strict=True))
     kind_of: dict[str, str] = {}
     order = inputs + mids
     edges: dict[tuple[str, str], dict] = {}
@@ -215,7 +215,7 @@ def _graph(draw, models: dict[str, str], in_payloads: list[str] | None = None, d
     def accepts(dst: str, src: str) -> bool:
         return dst in outputs or payload_of[src] in ACCEPTS.get(kind_of[dst], PAYLOADS + ("kv",))
 
-    for i, (ident, kind) in enumerate(zip(mids, kinds)):
+    for i, (ident, kind) in enumerate(zip(mids, kinds, strict=True)):
         earlier = order[: len(inputs) + i]
         kind_of[ident] = kind
         if kind == "agent":  # one incoming edge; the sub-graph's input produces what it brings

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "voice-agent.yaml"
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-# Reported to the lead: a count field (devices_per_chassis, cores) set to .inf/.nan raises OverflowError /
-# ValueError (exit 1) in schema.parse_number. Flip to False once fixed.
-AVOID_KNOWN_BUGS = True
+# A count field (devices_per_chassis, cores) set to .inf/.nan raised OverflowError / ValueError (exit 1);
+# fixed, so the fuzzing covers it again.
+AVOID_KNOWN_BUGS = False
 
 # field path -> its rule: every number a device file may hold
 FIELDS: dict[tuple[str, ...], NumberField] = {(name,): rule for name, rule in NUMBER_FIELDS.items()}
@@ -168,7 +168,7 @@ def test_bad_tco_defaults_name_the_field(tmp_path, key, value):
     lines = [f"  {key}: {value}" if line.strip().startswith(f"{key}:") else line for line in text.splitlines()]
     assert lines != text.splitlines(), f"database.yaml has no tco_defaults.{key}"
     (folder / "database.yaml").write_text("\n".join(lines) + "\n")
-    with pytest.raises(HetcError, match=rf"database.yaml:\d+:\d+: error: field 'tco_defaults.{key}': expected a non-negative number"):
+    with pytest.raises(HetcError, match=rf"database.yaml:\d+:\d+: error: field 'tco_defaults.{key}': expected a finite non-negative number"):
         load_hwdb(str(folder))
     code, err = run_cli(["validate", SPEC, "--hwdb", folder])
     assert code == EXIT_USER and f"field 'tco_defaults.{key}'" in err

@@ -262,7 +262,7 @@ def _set_tool_latency(doc: dict, tool: str, ms: list[float]) -> None:
 
     runs = [r for r in doc["runs"] if r["name"] == tool and r["run_type"] == "tool"]
     assert len(runs) == len(ms)
-    for run, latency in zip(runs, ms):
+    for run, latency in zip(runs, ms, strict=True):
         run["end_time"] = (datetime.fromisoformat(run["start_time"]) + timedelta(milliseconds=latency)).isoformat()
 
 

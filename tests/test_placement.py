@@ -278,7 +278,7 @@ def brute_force(problem: PlacementProblem) -> tuple[float, tuple[int, ...]] | No
     order = [op.id for op in problem.ops]  # random_problem's edges go forward, so this order is topological
     best = None
     for combo in itertools.product(*(range(len(op.candidates)) for op in problem.ops)):
-        chosen = {op_id: ops[op_id].candidates[k] for op_id, k in zip(order, combo)}
+        chosen = {op_id: ops[op_id].candidates[k] for op_id, k in zip(order, combo, strict=True)}
         used = {name: 0 for name in devices}
         cost = 0.0
         for op_id, cand in chosen.items():
@@ -349,7 +349,7 @@ def test_exact_matches_brute_force_and_heuristic_is_bounded():
 def brute_force_cost(problem: PlacementProblem, combo: tuple[int, ...]) -> float:
     single = PlacementProblem(
         [OpNode(op.id, [op.candidates[k]], op.kind, op.role, op.load, op.worst_invocations)
-         for op, k in zip(problem.ops, combo)],
+         for op, k in zip(problem.ops, combo, strict=True)],
         problem.edges, problem.devices, problem.request_rate_rps, problem.latency_limit_ms,
         soft_sla_lambda=problem.soft_sla_lambda)
     return brute_force(single)[0]

@@ -219,7 +219,7 @@ def _referenced(func) -> dict:
     for name in sorted(names):
         if name in module_globals:
             values[name] = module_globals[name]
-    for name, cell in zip(code.co_freevars, func.__closure__ or ()):
+    for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
         try:
             values[name] = cell.cell_contents
         except ValueError:  # a cell not filled yet

@@ -6,6 +6,7 @@ would be found.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import warnings
 from typing import Annotated, Literal, TypedDict
@@ -213,7 +214,7 @@ HOSTILE_NAMES = ["a= b\n- c", "x -> y #z", "'\"{}[]&*!>%@`", "\x1b[31mred\x07", 
 for _name in HOSTILE_NAMES:
     _hostile.add_node(_name, prepare)
 _hostile.add_edge(START, HOSTILE_NAMES[0])
-for _a, _b in zip(HOSTILE_NAMES, HOSTILE_NAMES[1:]):
+for _a, _b in itertools.pairwise(HOSTILE_NAMES):
     _hostile.add_edge(_a, _b)
 HOSTILE_TOOLS = ["a:b, {c}", "x]\ny #z"]
 _hostile.add_node("tools", ToolNode([tool(name, description="echo")(lambda q: q) for name in HOSTILE_TOOLS]))

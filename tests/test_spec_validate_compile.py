@@ -1,0 +1,67 @@
+"""What `validate` accepts, `compile` does not reject as a bad spec (issue 12): an encoder_decoder model
+without encoder_frames (documented default 0) passed validate and failed compile with no location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_spec_fields import SPEC
+
+from hetc.compiler import CompileOptions, compile_spec, load
+from hetc.errors import EXIT_USER, HetcError
+from hetc.frontend import spec_to_module
+from hetc.pipeline import verify
+from hetc.spec_loader import NODE_FIELDS
+
+# ed: an encoder_decoder arch without encoder_frames
+REQUIRED = {"llm": ", model: chat", "speech_to_text": ", model: ed", "text_to_speech": ", model: tts",
+            "embedding": ", model: emb", "model": ", model: chat", "kv_cache": ", model: chat",
+            "tool": ", latency_ms: 10", "memory_lookup": ", n_vectors: 10, embed_model: emb",
+            "memory_store": ", embed_model: emb", "compute": ", cpu_ms: 1"}
+
+
+def validate_then_compile(path: Path) -> None:
+    try:
+        _, spec = load(str(path), CompileOptions())
+        verify(spec_to_module(spec), "reading the spec")
+    except HetcError:
+        return  # rejected by validate: nothing to compare
+    try:
+        compile_spec(str(path), CompileOptions(codegen=False))
+    except HetcError as exc:
+        assert exc.exit_code != EXIT_USER, f"validate accepted what compile rejects: {exc}"
+
+
+def spec_file(tmp_path: Path, kind: str, extra: str = "") -> Path:
+    path = tmp_path / "spec.yaml"
+    produces = "audio" if kind == "speech_to_text" else "text"
+    path.write_text(SPEC.format(produces=produces, kind=kind, fields=REQUIRED[kind] + extra))
+    return path
+
+
+def test_encoder_decoder_without_encoder_frames_compiles(tmp_path: Path):
+    result = compile_spec(str(spec_file(tmp_path, "speech_to_text")), CompileOptions(codegen=False))
+    assert any(stage["node"] == "n" for stage in result.plan["stages"])
+
+
+def _edge_values(rule) -> list[str]:
+    if rule.type in ("int", "number"):
+        return ["1", *(["0"] if rule.allow_zero else []), *([f"{rule.limit.maximum:.0f}"] if rule.limit else [])]
+    if rule.type == "choice":
+        return list(rule.choices)
+    if rule.type == "model":
+        return ["chat", "emb", "stt", "tts", "ed"]
+    return []
+
+
+EDGE_CASES = [(kind, rule.name, value) for kind, rules in NODE_FIELDS.items() if kind in REQUIRED
+              for rule in rules for value in _edge_values(rule)]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.sampled_from(EDGE_CASES))
+def test_edge_values_validate_accepts_compile_accepts(tmp_path: Path, case: tuple[str, str, str]):
+    kind, field, value = case
+    validate_then_compile(spec_file(tmp_path, kind, f", {field}: {value}"))
