@@ -38,10 +38,11 @@ DRAW_CHUNK = 4096  # random numbers drawn per refill: amortises numpy call overh
 PROGRESS_EVERY = 2000  # completed requests between progress callbacks
 SPEC_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 # Work bound: a run simulates at most MAX_EVENTS events (arrivals, service completions, decode steps, edge
-# deliveries). bench/simulate.py measures about EVENTS_PER_S on the 2-core development machine, so the cap is
-# a few minutes of CPU; inputs that need more are refused before the run starts (exit 2).
+# deliveries, pass ends), a few minutes of CPU; inputs that need more are refused before the run (exit 2).
+# EVENTS_PER_S: bench/simulate.py, 739 k events/s uncontended before the loop rewrite, which costs ~1.4x
+# (bench/README.md); used only to tell the user the time a refused run would take.
 MAX_EVENTS = 50_000_000
-EVENTS_PER_S = 300_000
+EVENTS_PER_S = 500_000
 
 SERVICE_NONE, SERVICE_FIXED, SERVICE_BATCH, SERVICE_CONTINUOUS, SERVICE_TRANSFER = range(5)
 _SERVICE_CODES = {"none": SERVICE_NONE, "fixed": SERVICE_FIXED, "batch": SERVICE_BATCH,
@@ -326,7 +327,7 @@ class _Simulation:
         heapq.heappush(self.heap, (time_ms, self.seq, handler, a, b))
 
     def run(self) -> None:
-        heap, arrivals = self.heap, self.arrival_ms
+        heap, arrivals, ready = self.heap, self.arrival_ms, self.ready
         n, next_arrival = self.n_requests, 0
         heappop = heapq.heappop
         events, budget = 0, self.max_events
@@ -346,7 +347,8 @@ class _Simulation:
             time_ms, _, handler, a, b = heappop(heap)
             events += 1
             handler(time_ms, a, b)
-            self.drain()
+            if ready:
+                self.drain()
         self.events = events
         self.unarrived = n - next_arrival
 
@@ -391,7 +393,7 @@ class _Simulation:
         key = (request, stage.index)
         state = self.joins.get(key)
         if state is None:
-            needed = stage.static_needed if stage.top else self._needed(stage, request)
+            needed = stage.static_needed if stage.top or len(stage.in_rules) < 2 else self._needed(stage, request)
             if needed > 1:
                 self.joins[key] = [needed - 1, live]
                 return
