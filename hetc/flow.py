@@ -51,6 +51,7 @@ class Flow:
     ops: list[Operation] = field(default_factory=list)  # placeable, in program order
     load: dict[Operation, float] = field(default_factory=dict)  # of every stage op (placeable and KV moves)
     worst: dict[Operation, float] = field(default_factory=dict)
+    traversals: dict[FlowEdge, float] = field(default_factory=dict)  # expected live deliveries per request
     edges: list[FlowEdge] = field(default_factory=list)
     sources: list[A.InputOp] = field(default_factory=list)
     sinks: list[A.OutputOp] = field(default_factory=list)
@@ -153,25 +154,28 @@ def stage_graph(graph: A.GraphOp) -> tuple[list[Operation], list[tuple[Operation
     return ops, edges
 
 
-def _visits(graph: A.GraphOp) -> tuple[dict[Operation, float], dict[Operation, float]]:
-    """Expected and worst visits per stage by the loop semantics of hetc/loops.py (the simulator's)."""
+def _visits(graph: A.GraphOp) -> tuple[dict[Operation, float], dict[Operation, float], dict[tuple, float]]:
+    """Expected and worst visits per stage, and expected traversals per (src, dst, back edge?), by the loop
+    semantics of hetc/loops.py (the simulator's)."""
     ops, edges = stage_graph(graph)
     index = {op: i for i, op in enumerate(ops)}
+    kept = [(src, dst, back) for src, dst, _, _, _, back, _ in edges if src in index]
     loop_edges = [LoopEdge(index[src], index[dst], prob, back, bound or 0)
                   for src, dst, _, prob, _, back, bound in edges if src in index]
     try:
         loops = LoopGraph(len(ops), loop_edges)
-        expected, worst = loops.expected_visits(), loops.worst_visits()
+        expected, worst, moved = loops.expected_visits(), loops.worst_visits(), loops.expected_traversals()
     except LoopError as exc:
         from hetc.pipeline import op_loc
 
         raise HetcError(f"graph @{graph.sym_name.data}: {exc}", op_loc(graph)) from None
-    return ({op: expected[i] for op, i in index.items()}, {op: worst[i] for op, i in index.items()})
+    return ({op: expected[i] for op, i in index.items()}, {op: worst[i] for op, i in index.items()},
+            dict(zip(kept, moved, strict=True)))
 
 
 def analyse(graph: A.GraphOp) -> Flow:
     flow = Flow()
-    load, worst = _visits(graph)
+    load, worst, moved = _visits(graph)
     for op in graph.walk():
         if isinstance(op, A.InputOp):
             flow.sources.append(op)
@@ -185,5 +189,8 @@ def analyse(graph: A.GraphOp) -> Flow:
     for dst in flow.ops:
         for operand in dst.operands:
             for src, prob, kv, back, bound in producers(operand):
-                flow.edges.append(FlowEdge(src, dst, payload_bytes(operand), kv, prob, back, bound))
+                edge = FlowEdge(src, dst, payload_bytes(operand), kv, prob, back, bound)
+                flow.edges.append(edge)
+                # a move prefill -> decode is the KV stage's edge into the decode
+                flow.traversals[edge] = moved.get((kv if kv is not None else src, dst, back), 0.0)
     return flow

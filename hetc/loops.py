@@ -96,6 +96,7 @@ class LoopGraph:
             loop.items = self._order_items(loop)
             self._mark_alive(loop)
         self.sources = [v for v in range(n) if not self.pred[v]]
+        self._totals: list[float] | None = None
 
     # ------------------------------------------------------------------ structure
     def _topological_order(self) -> list[int]:
@@ -278,11 +279,21 @@ class LoopGraph:
     # ------------------------------------------------------------------ expected visits
     def expected_visits(self) -> list[float]:
         """Mean visits per request of every stage (sources are fed once per request)."""
-        visits = [0.0] * self.n
-        self._memo: dict[tuple, tuple[dict[frozenset, float], dict[int, float]]] = {}
-        start = frozenset(-1 - v for v in self.sources)  # virtual edges from the request's arrival
-        self._region(None, {start: 1.0}, frozenset(), visits, 1.0)
-        return visits
+        return self._expected()[:self.n]
+
+    def expected_traversals(self) -> list[float]:
+        """Mean deliveries per request of a live token along every edge (the data it moves)."""
+        return self._expected()[self.n:]
+
+    def _expected(self) -> list[float]:
+        """Stage visits, then edge traversals (at index n + edge)."""
+        if self._totals is None:
+            totals = [0.0] * (self.n + len(self.edges))
+            self._memo: dict[tuple, tuple[dict[frozenset, float], dict[int, float]]] = {}
+            start = frozenset(-1 - v for v in self.sources)  # virtual edges from the request's arrival
+            self._region(None, {start: 1.0}, frozenset(), totals, 1.0)
+            self._totals = totals
+        return self._totals
 
     def _region(self, loop: Loop | None, states: dict[frozenset, float], dead: frozenset[int],
                 acc, scale: float) -> dict[frozenset, float]:
@@ -310,11 +321,17 @@ class LoopGraph:
         rest = 1.0 - sum(self.edges[i].probability for i in branches)
         out: dict[frozenset, float] = defaultdict(float)
         for state, p in states.items():
-            live = not ins.isdisjoint(state)
-            state = state - ins if live else state
-            if not live or v in dead:
+            arrived = state & ins
+            if not arrived:
                 out[state] += p
                 continue
+            state = state - arrived
+            if v in dead:  # nothing is sent to work that is not done
+                out[state] += p
+                continue
+            for i in arrived:
+                if i >= 0:
+                    acc[self.n + i] += p * scale
             acc[v] += p * scale
             base = state | always
             for i in branches:

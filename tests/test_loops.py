@@ -226,3 +226,20 @@ def test_expected_visits_match_simulated_visits_on_fuzzed_graphs(plan, seed):
     report = simulate(plan, rate_rps=10.0, duration_s=100.0, seed=seed)
     assert report["completed"] == report["requests"] and report["dropped"]["count"] == 0
     assert_visits_agree(plan, report)
+
+
+def test_edge_traffic_is_what_the_edge_carries():
+    """The placement priced an edge's transfers as dst visits x edge probability (0.4 x 0.624 searches for
+    the voice agent's decode -> search, 2.44 for each supervisor back edge); an edge carries its live tokens."""
+    from hetc.dialects import agent as A
+
+    from hetc.flow import analyse
+
+    module = compile_spec(str(EXAMPLES / "voice-agent.yaml"), CompileOptions(codegen=False)).module
+    graph = next(op for op in module.body.block.ops if isinstance(op, A.GraphOp))
+    flow = analyse(graph)
+    moved = {(e.src.sym_name.data, e.dst.sym_name.data): flow.traversals[e] for e in flow.edges}
+    assert moved[("llm.decode", "search.lookup")] == pytest.approx(0.4 + 0.16 + 0.064)
+    assert moved[("search.lookup", "llm.prefill")] == pytest.approx(0.624)  # the back edge
+    assert moved[("stt", "llm.prefill")] == pytest.approx(1.0)
+    assert moved[("llm.decode", "tts")] == pytest.approx(1.0)
