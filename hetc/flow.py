@@ -1,22 +1,24 @@
 """Flow analysis of a decomposed graph: which ops run how often, and what moves between them.
 
-For every placeable task op: `load` (expected invocations per request: branch probabilities times
-expected loop iterations, for throughput and cost) and `worst` (invocations on the latency path: loops at
-their bound). A loop body runs at most 1 + max_iterations times; with q the probability that a feedback
-value is produced in an iteration, it runs 1 + q + ... + q^N times in expectation. Ops whose results only
-feed the back edge (the loop's tool call) run at most N times: the last iteration exits instead.
+For every placeable task op: `load` (expected invocations per request, for throughput and cost) and
+`worst` (invocations on the latency path: loops at their bound). Both come from hetc/loops.py on the
+plan's stage graph, the semantics the simulator runs (docs/spec.md, "Loops"): branches of a stage are
+one draw, a loop goes on while any of its back edges fires, work only a spent back edge needs is skipped.
 Pass-through ops (branch, KV transfer, MoE gate and merge) are not placed themselves; data edges are
-traced through them to the placeable ops that produce and consume the data.
-"""
+traced through them to the placeable ops that produce and consume the data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr
 from xdsl.ir import BlockArgument, Operation, OpResult, SSAValue
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.errors import HetcError
+from hetc.loops import Edge as LoopEdge
+from hetc.loops import LoopError, LoopGraph
 
 # Ops that are placed with another op rather than on their own.
 PASS_THROUGH = (T.KVTransferOp, T.GateOp, T.MergeOp, T.AllReduceOp, T.TransferOp)
@@ -26,6 +28,7 @@ BYTES_PER_TOKEN = 4  # UTF-8 text, about 4 bytes per token
 AUDIO_BYTES_PER_S = 32_000  # 16 kHz, 16-bit mono PCM
 DOCUMENT_BYTES = 2_000  # one retrieved chunk
 JSON_BYTES = 1_000
+MAX_ITERATIONS = 10_000  # the spec's limit on an edge's max_iterations (docs/spec.md); IR above it is refused
 
 
 def placeable(op: Operation) -> bool:
@@ -46,8 +49,9 @@ class FlowEdge:
 @dataclass
 class Flow:
     ops: list[Operation] = field(default_factory=list)  # placeable, in program order
-    load: dict[Operation, float] = field(default_factory=dict)
+    load: dict[Operation, float] = field(default_factory=dict)  # of every stage op (placeable and KV moves)
     worst: dict[Operation, float] = field(default_factory=dict)
+    traversals: dict[FlowEdge, float] = field(default_factory=dict)  # expected live deliveries per request
     edges: list[FlowEdge] = field(default_factory=list)
     sources: list[A.InputOp] = field(default_factory=list)
     sinks: list[A.OutputOp] = field(default_factory=list)
@@ -75,126 +79,118 @@ def payload_bytes(value: SSAValue) -> float:
     return JSON_BYTES
 
 
-def producers(value: SSAValue, seen: frozenset = frozenset(), stop=placeable
+def producers(value: SSAValue, stop=placeable
               ) -> list[tuple[Operation, float, Operation | None, bool, int | None]]:
     """The placeable ops a value comes from, traced through pass-through ops, branches and loops:
-    [(producer, probability along the way, task.kv_transfer crossed, back edge?, loop bound)]."""
-    if value in seen:
-        return []
-    seen = seen | {value}
-    if isinstance(value, BlockArgument):
-        loop = value.block.parent_op()
-        if isinstance(loop, A.LoopOp):
-            n_in = len(loop.inputs)
-            if value.index < n_in:
-                return producers(loop.inputs[value.index], seen, stop)
-            term = loop.body.block.last_op
-            fb = term.feedback[value.index - n_in]
-            bound = loop.max_iterations.value.data
-            return [(p, prob, kv, True, bound) for p, prob, kv, _, _ in producers(fb, seen, stop)]
-        return []
-    assert isinstance(value, OpResult)
-    op = value.op
-    if stop(op):
-        return [(op, 1.0, None, False, None)]
-    if isinstance(op, A.LoopOp):
-        term = op.body.block.last_op
-        return producers(term.exits[value.index], seen, stop)
-    if isinstance(op, A.BranchOp):
-        p = op.probability.value.data
-        return [(src, prob * p, kv, back, b) for src, prob, kv, back, b in producers(op.inputs[0], seen, stop)]
-    if isinstance(op, PASS_THROUGH):
-        out = []
-        for operand in op.operands:
-            for src, prob, kv, back, b in producers(operand, seen, stop):
-                out.append((src, prob, op if isinstance(op, T.KVTransferOp) else kv, back, b))
-        return out
-    return []  # agent.input: a source
-
-
-class _Analyser:
-    def __init__(self) -> None:
-        self.flow = Flow()
-        self.value_prob: dict[SSAValue, float] = {}
-
-    # --- probabilities and invocation counts
-    def run_block(self, block, expected: float, worst: float) -> None:
-        for op in block.ops:
-            if isinstance(op, A.LoopOp):
-                self.run_loop(op, expected, worst)
-                continue
-            if isinstance(op, A.InputOp):
-                self.flow.sources.append(op)
-                self.value_prob[op.result] = 1.0
-                continue
-            if isinstance(op, A.OutputOp):
-                self.flow.sinks.append(op)
-                continue
-            p = self._op_prob(op)
-            if isinstance(op, A.BranchOp):
-                p *= op.probability.value.data
-            for r in op.results:
-                self.value_prob[r] = p
-            if placeable(op):
-                self.flow.ops.append(op)
-                self.flow.load[op] = expected * self._op_prob(op)
-                self.flow.worst[op] = worst
-
-    def _op_prob(self, op: Operation) -> float:
-        probs = [self.value_prob.get(v) for v in op.operands]
-        probs = [p for p in probs if p is not None]
-        return max(probs) if probs else 1.0
-
-    def run_loop(self, loop: A.LoopOp, expected: float, worst: float) -> None:
-        block = loop.body.block
-        n_in = len(loop.inputs)
-        entry = max([self.value_prob.get(v, 1.0) for v in loop.inputs] or [1.0])
-        for i, arg in enumerate(block.args):
-            self.value_prob[arg] = self.value_prob.get(loop.inputs[i], 1.0) / entry if i < n_in else None
-        bound = loop.max_iterations.value.data
-        # first pass: probabilities inside one iteration, to learn q
-        probe = _Analyser()
-        probe.value_prob = dict(self.value_prob)
-        probe.run_block(block, 1.0, 1.0)
-        term = block.last_op
-        q = max([probe.value_prob.get(v, 0.0) or 0.0 for v in term.feedback] or [0.0])
-        full = sum(q ** k for k in range(bound + 1))
-        short = sum(q ** k for k in range(bound))
-        feedback_only = _feedback_only(block)
-        start = len(self.flow.ops)
-        self.run_block(block, expected * entry * full, worst * (bound + 1))
-        for op in self.flow.ops[start:]:
-            if op in feedback_only and op.parent_block() is block:
-                self.flow.load[op] *= short / full
-                self.flow.worst[op] = worst * bound
-        term_probs = [self.value_prob.get(v, 1.0) for v in term.exits]
-        for r, p in zip(loop.results, term_probs, strict=True):
-            self.value_prob[r] = (p or 1.0) * entry
-
-
-def _feedback_only(block) -> set[Operation]:
-    """Ops of a loop body from which no exit value is reachable (they only feed the next iteration)."""
-    term = block.last_op
-    reaches_exit: set[Operation] = set()
-    stack = [v.owner for v in term.exits if isinstance(v, OpResult)]
-    while stack:
-        op = stack.pop()
-        if op in reaches_exit or op.parent_block() is not block:
+    [(producer, probability along the way, task.kv_transfer crossed, back edge?, loop bound)].
+    Iterative: a chain of pass-through ops as long as the graph does not recurse."""
+    out = []
+    seen: set[SSAValue] = set()
+    todo: list[tuple[SSAValue, float, Operation | None, bool, int | None]] = [(value, 1.0, None, False, None)]
+    while todo:
+        value, prob, kv, back, bound = todo.pop()
+        if value in seen:
             continue
-        reaches_exit.add(op)
-        stack.extend(v.owner for v in op.operands if isinstance(v, OpResult))
-    return {op for op in block.ops if op not in reaches_exit and op is not term}
+        seen.add(value)
+        if isinstance(value, BlockArgument):
+            loop = value.block.parent_op()
+            if isinstance(loop, A.LoopOp):
+                n_in = len(loop.inputs)
+                if value.index < n_in:
+                    todo.append((loop.inputs[value.index], prob, kv, back, bound))
+                else:
+                    fb = loop.body.block.last_op.feedback[value.index - n_in]
+                    todo.append((fb, prob, kv, True, loop_bound(loop, value.index - n_in)))
+            continue
+        assert isinstance(value, OpResult)
+        op = value.op
+        if stop(op):
+            out.append((op, prob, kv, back, bound))
+        elif isinstance(op, A.LoopOp):
+            todo.append((op.body.block.last_op.exits[value.index], prob, kv, back, bound))
+        elif isinstance(op, A.BranchOp):
+            todo.append((op.inputs[0], prob * op.probability.value.data, kv, back, bound))
+        elif isinstance(op, PASS_THROUGH):
+            crossed = op if isinstance(op, T.KVTransferOp) else kv
+            todo.extend((operand, prob, crossed, back, bound) for operand in reversed(op.operands))
+        # agent.input: a source
+    return out
+
+
+def loop_bound(loop: A.LoopOp, feedback: int) -> int:
+    """The bound of one back edge: the frontend records each (`feedback_bounds`), else the loop's."""
+    bound = loop.max_iterations.value.data
+    if bound > MAX_ITERATIONS:
+        from hetc.pipeline import op_loc
+
+        raise HetcError(f"agent.loop @{loop.sym_name.data}: max_iterations {bound} is above {MAX_ITERATIONS:,} "
+                        "(the limit of the spec's edges, docs/spec.md)", op_loc(loop))
+    bounds = loop.attributes.get("feedback_bounds")
+    if isinstance(bounds, ArrayAttr) and len(bounds.data) == len(loop.body.block.last_op.feedback):
+        each = bounds.data[feedback]
+        if isinstance(each, IntegerAttr) and 1 <= each.value.data <= bound:
+            return each.value.data
+    return bound
+
+
+def is_stage(op: Operation) -> bool:
+    """Ops that are stages of the plan (and of the simulator): placeable ops, inputs, KV moves."""
+    return placeable(op) or isinstance(op, (A.InputOp, T.KVTransferOp))
+
+
+def stage_graph(graph: A.GraphOp) -> tuple[list[Operation], list[tuple[Operation, Operation, SSAValue, float,
+                                                                        Operation | None, bool, int | None]]]:
+    """The plan's stages (and outputs) in program order and its edges, one per (src, dst, back edge?)
+    as hetc/plan.py writes them: [(src, dst, operand, probability, kv crossed, back edge?, bound)]."""
+    ops = [op for op in graph.walk() if is_stage(op) or isinstance(op, A.OutputOp)]
+    edges = []
+    seen = set()
+    for dst in ops:
+        for operand in dst.operands:
+            for src, prob, kv, back, bound in producers(operand, stop=is_stage):
+                if (src, dst, back) not in seen:
+                    seen.add((src, dst, back))
+                    edges.append((src, dst, operand, prob, kv, back, bound))
+    return ops, edges
+
+
+def _visits(graph: A.GraphOp) -> tuple[dict[Operation, float], dict[Operation, float], dict[tuple, float]]:
+    """Expected and worst visits per stage, and expected traversals per (src, dst, back edge?), by the loop
+    semantics of hetc/loops.py (the simulator's)."""
+    ops, edges = stage_graph(graph)
+    index = {op: i for i, op in enumerate(ops)}
+    kept = [(src, dst, back) for src, dst, _, _, _, back, _ in edges if src in index]
+    loop_edges = [LoopEdge(index[src], index[dst], prob, back, bound or 0)
+                  for src, dst, _, prob, _, back, bound in edges if src in index]
+    try:
+        loops = LoopGraph(len(ops), loop_edges)
+        expected, worst, moved = loops.expected_visits(), loops.worst_visits(), loops.expected_traversals()
+    except LoopError as exc:
+        from hetc.pipeline import op_loc
+
+        raise HetcError(f"graph @{graph.sym_name.data}: {exc}", op_loc(graph)) from None
+    return ({op: expected[i] for op, i in index.items()}, {op: worst[i] for op, i in index.items()},
+            dict(zip(kept, moved, strict=True)))
 
 
 def analyse(graph: A.GraphOp) -> Flow:
-    analyser = _Analyser()
-    analyser.run_block(graph.body.block, 1.0, 1.0)
-    flow = analyser.flow
-    consumers = [op for op in graph.walk() if placeable(op) or isinstance(op, A.OutputOp)]
-    for dst in consumers:
-        if not placeable(dst):
-            continue
+    flow = Flow()
+    load, worst, moved = _visits(graph)
+    for op in graph.walk():
+        if isinstance(op, A.InputOp):
+            flow.sources.append(op)
+        elif isinstance(op, A.OutputOp):
+            flow.sinks.append(op)
+        elif is_stage(op):  # KV moves too: the plan gives every stage its visits
+            flow.load[op] = load[op]
+            flow.worst[op] = worst[op]
+            if placeable(op):
+                flow.ops.append(op)
+    for dst in flow.ops:
         for operand in dst.operands:
             for src, prob, kv, back, bound in producers(operand):
-                flow.edges.append(FlowEdge(src, dst, payload_bytes(operand), kv, prob, back, bound))
+                edge = FlowEdge(src, dst, payload_bytes(operand), kv, prob, back, bound)
+                flow.edges.append(edge)
+                # a move prefill -> decode is the KV stage's edge into the decode
+                flow.traversals[edge] = moved.get((kv if kv is not None else src, dst, back), 0.0)
     return flow

@@ -260,6 +260,8 @@ class _GraphBuilder:
             properties={"sym_name": StringAttr(loop_name),
                         "max_iterations": _i64(max(e.max_iterations for e in back))},
             regions=[Region(body)])
+        # each back edge keeps its own bound (the loop's is the largest); hetc/loops.py bounds each
+        loop.attributes["feedback_bounds"] = ArrayAttr([_i64(edge.max_iterations) for edge, _ in pending_feedback])
         loop.location = _loc(self.graph.nodes[comp[0]].loc)
         block.add_op(loop)
         for node_id, result in zip(exit_nodes, loop.results, strict=True):
@@ -450,7 +452,8 @@ def graph_attributes(spec: Spec) -> dict[str, Attribute]:
         return None if value is None else float(value)
 
     slo = {"latency_ms": ms(spec.slo.latency_ms), "percentile": spec.slo.percentile,
-           "ttft_ms": ms(spec.slo.ttft_ms), "tbt_ms": ms(spec.slo.tbt_ms)}
+           "ttft_ms": ms(spec.slo.ttft_ms), "tbt_ms": ms(spec.slo.tbt_ms),
+           "latency_percentiles_ms": {k: float(v) for k, v in spec.slo.latency_percentiles_ms.items()}}
     traffic = {"requests_per_s": ms(spec.traffic.requests_per_s), "objective": spec.traffic.objective}
     hardware = {"pricing": spec.hardware.pricing,
                 "inventory": {k: {"count": v.count, "sunk": v.sunk} for k, v in spec.hardware.inventory.items()}}

@@ -109,7 +109,7 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
                 if a == b:
                     continue  # same class: in process or on the scale-up fabric of one deployment
                 transfers[(a, b)] = (_transfer_ms(module, e, db.devices[a], db.devices[b]), 0.0)
-        edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.load[e.dst] * e.probability,
+        edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.traversals[e],
                           worst_traversals=flow.worst[e.dst]))
     params = TcoParams.from_hwdb(db)
     inventory = hardware.get("inventory", {})

@@ -30,11 +30,19 @@ from typing import Any
 import numpy as np
 
 from hetc.errors import HetcError, Loc
+from hetc.loops import Edge as LoopEdge
+from hetc.loops import LoopError, LoopGraph
 
 Z_99 = 2.3263478740408408  # standard normal quantile at 0.99: lognormal sigma = ln(p99/median) / Z_99
 DRAW_CHUNK = 4096  # random numbers drawn per refill: amortises numpy call overhead in the event loop
 PROGRESS_EVERY = 2000  # completed requests between progress callbacks
 SPEC_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+# Work bound: a run simulates at most MAX_EVENTS events (arrivals, service completions, decode steps, edge
+# deliveries, pass ends), a few minutes of CPU; inputs that need more are refused before the run (exit 2).
+# EVENTS_PER_S: bench/simulate.py, 739 k events/s uncontended before the loop rewrite, which costs ~1.4x
+# (bench/README.md); used only to tell the user the time a refused run would take.
+MAX_EVENTS = 50_000_000
+EVENTS_PER_S = 500_000
 
 SERVICE_NONE, SERVICE_FIXED, SERVICE_BATCH, SERVICE_CONTINUOUS, SERVICE_TRANSFER = range(5)
 _SERVICE_CODES = {"none": SERVICE_NONE, "fixed": SERVICE_FIXED, "batch": SERVICE_BATCH,
@@ -164,29 +172,26 @@ class _Stage:
         self.output_tokens = int(service.get("output_tokens", 1))
         bandwidth_bytes_per_ms = float(service.get("bandwidth_gbs", 1.0)) * 1e9 / 1e3
         self.transfer_ms = float(service.get("bytes", 0.0)) / bandwidth_bytes_per_ms
-        # routing, filled by _wire()
-        self.n_forward_in = 0
-        # dst, delay_ms, p, max_iterations, loop, loops it exits (inner loops first)
-        self.back_out: list[tuple[_Stage, float, float, int, int, frozenset[int]]] = []
-        # cumulative p, dst, delay_ms, loop continued, loop whose end the token waits for (-1: none), loops it exits
-        self.branch_out: list[tuple[float, _Stage, float, int, int, frozenset[int]]] = []
-        self.plain_out: list[tuple[_Stage, float, frozenset[int], int]] = []  # dst, delay_ms, loops it exits, waits
-        self.forward_dsts: list[tuple[_Stage, float, int]] = []  # dst, delay_ms, loop whose end it waits for
-        self.closes: list[int] = []  # loops whose back edge leaves this stage: they end when it does not loop
-        # (loop, forward inputs from inside its body) per loop whose body holds this stage, innermost first:
-        # after a loop's first pass only its own stages feed the join again (outside inputs are loop-invariant)
-        self.loop_inputs: list[tuple[int, int]] = []
+        # routing, filled by _Simulation._wire() (hetc/loops.py holds the semantics)
+        self.plain_out: list[int] = []  # edges with probability 1
+        self.branch_out: list[tuple[float, int]] = []  # (cumulative probability, edge): one draw picks one
+        self.chain: list[int] = []  # loops holding the stage, innermost first
+        self.alive_until: list[float] = []  # per loop of the chain: the first pass whose result it cannot use
+        self.top = True  # in no loop
+        self.static_needed = 1  # tokens a top-level stage waits for
+        self.in_rules: list[tuple[tuple[int, ...], int]] = []  # per in-edge: loops it enters, loop it is a back edge of
         # random streams, refilled in chunks
         self._rng_service = rng_service
         self._rng_branch = rng_branch
         self._lognormal: list[float] = []
         self._uniform: list[float] = []
         # continuous batching replicas
-        self.idle_replicas: list[int] = list(range(self.replicas))
-        self.step_count = [0] * self.replicas
-        self.active: list[list[tuple[int, int]]] = [[] for _ in range(self.replicas)]  # heap of (last step, request)
-        self.n_active = [0] * self.replicas
-        self.admitted: list[list[int]] = [[] for _ in range(self.replicas)]
+        # replicas are created when first needed: a plan may give a stage more replicas than requests run at once
+        self.idle_replicas: list[int] = []
+        self.step_count: list[int] = []
+        self.active: list[list[tuple[int, int]]] = []  # per replica: heap of (last step, request)
+        self.n_active: list[int] = []
+        self.admitted: list[list[int]] = []
         self.first_token: dict[int, tuple[float, int]] = {}
         # counters
         self.visits = 0
@@ -197,6 +202,13 @@ class _Stage:
         self.batches = 0
         self.batch_items = 0
         self.seq_ms = 0.0  # continuous: sum over steps of step time * batch, for the mean batch
+
+    def new_replica(self) -> int:
+        self.step_count.append(0)
+        self.active.append([])
+        self.n_active.append(0)
+        self.admitted.append([])
+        return len(self.step_count) - 1
 
     def draw_lognormal_ms(self) -> float:
         if not self._lognormal:
@@ -209,38 +221,15 @@ class _Stage:
         return self._uniform.pop()
 
 
-def _loop_bodies(plan: dict[str, Any]) -> list[set[str]]:
-    """For every back edge src -> dst: the stages on a forward path from dst to src (the loop body)."""
-    succ: dict[str, list[str]] = {s["id"]: [] for s in plan["stages"]}
-    pred: dict[str, list[str]] = {s["id"]: [] for s in plan["stages"]}
-    for edge in plan["edges"]:
-        if not edge["back_edge"]:
-            succ[edge["src"]].append(edge["dst"])
-            pred[edge["dst"]].append(edge["src"])
-    bodies = []
-    for edge in plan["edges"]:
-        if edge["back_edge"]:
-            bodies.append(_closure(succ, edge["dst"]) & _closure(pred, edge["src"]))
-    return bodies
-
-
-def _edge_cuts_loop(plan: dict[str, Any], body: set[str], back_edge: dict[str, Any], cut: dict[str, Any]) -> bool:
-    """Whether every forward path in the loop body from its header to its back edge's source uses `cut`."""
-    succ: dict[str, list[str]] = {stage: [] for stage in body}
-    for edge in plan["edges"]:
-        if not edge["back_edge"] and edge is not cut and edge["src"] in body and edge["dst"] in body:
-            succ[edge["src"]].append(edge["dst"])
-    return back_edge["src"] not in _closure(succ, back_edge["dst"])
-
-
-def _closure(graph: dict[str, list[str]], start: str) -> set[str]:
-    seen, todo = {start}, [start]
-    while todo:
-        for nxt in graph[todo.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
+def stage_graph(plan: dict[str, Any]) -> LoopGraph:
+    """The plan's stages and edges as a LoopGraph (hetc/loops.py holds the semantics)."""
+    index = {s["id"]: i for i, s in enumerate(plan["stages"])}
+    edges = [LoopEdge(index[e["src"]], index[e["dst"]], float(e["probability"]), bool(e["back_edge"]),
+                      int(e["max_iterations"] or 0)) for e in plan["edges"]]
+    try:
+        return LoopGraph(len(index), edges)
+    except LoopError as exc:
+        raise HetcError(str(exc), Loc("plan.json")) from None
 
 
 def analytic_capacity(plan: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -260,15 +249,29 @@ def analytic_capacity(plan: dict[str, Any]) -> tuple[float | None, str | None]:
 # ---------------------------------------------------------------------------------------- simulation
 
 
+class _LoopRun:
+    """One request's running instance of a loop: its pass, the back-edge tokens of this pass, held exits."""
+
+    __slots__ = ("passes", "received", "fired", "held")
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.received = 0
+        self.fired: dict[int, float] = {}  # back edge -> time its live token reaches the header
+        self.held: dict[int, bool] = {}  # edge leaving the loop -> the last pass's token (live?)
+
+
 class _Simulation:
     def __init__(self, plan: dict[str, Any], arrival_s: np.ndarray, input_tokens: np.ndarray,
-                 output_tokens: np.ndarray, seed: int, progress: Callable[[int, int], None] | None):
+                 output_tokens: np.ndarray, seed: int, progress: Callable[[int, int], None] | None,
+                 max_events: int = MAX_EVENTS):
         n_stages = len(plan["stages"])
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2 * n_stages)]
         self.stages = [_Stage(i, spec, streams[2 * i], streams[2 * i + 1]) for i, spec in enumerate(plan["stages"])]
-        self.by_id = {s.id: s for s in self.stages}
+        self.graph = graph = stage_graph(plan)
         self._wire(plan)
-        self.sources = [s for s in self.stages if s.n_forward_in == 0]
+        self.sources = [self.stages[v] for v in graph.sources]
+        self.top_items = len(graph.top_items)
         self.arrival_ms = (arrival_s * 1e3).tolist()
         self.input_tokens = input_tokens.tolist()
         self.output_tokens = output_tokens.tolist()
@@ -278,79 +281,45 @@ class _Simulation:
         self.ttft_ms = [math.nan] * n
         self.tbt_ms = [math.nan] * n
         self.llm_start_ms = [0.0] * n
-        self.outstanding = [0] * n
-        self.loop_counts: dict[int, list[int]] = {}
-        self.joins: dict[tuple[int, int], tuple[int, bool]] = {}
-        # (request, loop) -> tokens leaving the loop, by destination stage, sent when the loop ends
-        self.held: dict[tuple[int, int], dict[int, tuple[_Stage, float, bool]]] = {}
-        self.ended: set[tuple[int, int]] = set()  # (request, loop) whose loop has ended (until an outer pass)
+        self.items_left = [0] * n  # top-level stages and loops not yet run or skipped
+        self.joins: dict[tuple[int, int], list] = {}  # (request, stage) -> [tokens still due, any live]
+        self.runs: dict[tuple[int, int], _LoopRun] = {}  # (request, loop) -> its running instance
         self.heap: list[tuple[float, int, Callable[..., None], Any, Any]] = []
+        self.ready: deque[tuple[_Stage, int, float, bool]] = deque()  # tokens delivered now, not yet handled
         self.seq = 0
         self.events = 0
+        self.max_events = max_events
         self.completed = 0
         self.progress = progress
 
     # ------------------------------------------------------------------ wiring: routing tables per stage
     def _wire(self, plan: dict[str, Any]) -> None:
-        bodies = _loop_bodies(plan)
-        self.loop_max = [e["max_iterations"] for e in plan["edges"] if e["back_edge"]]
-        self.n_loops = len(bodies)
-        back_index = 0
-        cumulative: dict[str, float] = {}
-        deciders: list[set[str]] = [set() for _ in bodies]
-        loop_edges = [e for e in plan["edges"] if e["back_edge"]]
-        forward = []
-        for edge in plan["edges"]:
-            src, dst = self.by_id[edge["src"]], self.by_id[edge["dst"]]
-            delay_ms = float(edge["predicted_ms"])
-            probability = float(edge["probability"])
-            if edge["back_edge"]:
-                exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
-                src.back_out.append((dst, delay_ms, probability, int(edge["max_iterations"]), back_index, exits))
-                src.closes.append(back_index)
-                deciders[back_index].add(src.id)
-                back_index += 1
-                continue
-            # the innermost loop whose body holds both ends: taking a branch along this edge continues it when
-            # every pass to the loop's back edge goes through the edge (else the back edge decides alone)
-            inside = [(len(b), i) for i, b in enumerate(bodies) if src.id in b and dst.id in b]
-            continued = min(inside)[1] if inside and probability < 1.0 else -1
-            if continued >= 0 and not _edge_cuts_loop(plan, bodies[continued], loop_edges[continued], edge):
-                continued = -1
-            if continued >= 0:
-                deciders[continued].add(src.id)
-            forward.append((src, dst, delay_ms, probability, continued))
-        for stage in self.by_id.values():  # an inner loop draws first; while it goes on, outer ones wait
-            stage.back_out.sort(key=lambda back: (len(bodies[back[4]]), back[4]))
-        # the loops inside each loop: their iteration counts start again on each pass of the outer loop
-        self.inner_loops = [[j for j, inner in enumerate(bodies) if j != i and inner < body]
-                            for i, body in enumerate(bodies)]
-        sources: dict[str, list[str]] = {}
-        for src, dst, *_ in forward:
-            sources.setdefault(dst.id, []).append(src.id)
-        for index in sorted(range(len(bodies)), key=lambda i: len(bodies[i])):
-            body = bodies[index]
-            for stage_id in sorted(body):
-                inside = sum(1 for src_id in sources.get(stage_id, []) if src_id in body)
-                self.by_id[stage_id].loop_inputs.append((index, inside))
-        for src, dst, delay_ms, probability, continued in forward:
-            exits = frozenset(i for i, b in enumerate(bodies) if src.id in b and dst.id not in b)
-            # An edge leaving a loop from a stage that does not draw whether the loop goes on (its back edge,
-            # or a branch that continues it) carries the loop's result: it is sent once, when the loop ends
-            # (the outermost such loop it leaves), which its back-edge source decides.
-            waiting = [(len(bodies[i]), i) for i in exits if src.id not in deciders[i]]
-            waits = max(waiting)[1] if waiting else -1
-            dst.n_forward_in += 1
-            src.forward_dsts.append((dst, delay_ms, waits))
-            if probability < 1.0:
-                cumulative[src.id] = cumulative.get(src.id, 0.0) + probability
-                src.branch_out.append((cumulative[src.id], dst, delay_ms, continued, waits, exits))
-            else:
-                src.plain_out.append((dst, delay_ms, exits, waits))
-        for stage_id, total in cumulative.items():
-            if total > 1.0 + 1e-9:
-                raise HetcError(f"branch probabilities leaving stage {stage_id!r} sum to {total:.6g} > 1",
+        graph = self.graph
+        self.edge_dst = [self.stages[e.dst] for e in graph.edges]
+        self.edge_delay = [float(e["predicted_ms"]) for e in plan["edges"]]
+        for stage in self.stages:
+            v = stage.index
+            cumulative = 0.0
+            for i in graph.out_edges[v]:
+                p = graph.edges[i].probability
+                if p < 1.0:
+                    cumulative += p
+                    stage.branch_out.append((cumulative, i))
+                else:
+                    stage.plain_out.append(i)
+            if cumulative > 1.0 + 1e-9:
+                raise HetcError(f"branch probabilities leaving stage {stage.id!r} sum to {cumulative:.6g} > 1",
                                 Loc("plan.json"))
+            stage.chain = graph.chain[v]
+            stage.alive_until = [graph.loops[m].alive_until[v] for m in stage.chain]
+            stage.top = not stage.chain
+            ins = graph.in_edges[v]
+            if not stage.chain:
+                stage.static_needed = len(ins) or 1
+            else:  # which in-edges deliver in a pass depends on the passes of the loops they enter
+                stage.in_rules = [(tuple(graph.enters[i]), graph.owner[i]) for i in ins]
+                if not graph.pred[v]:
+                    stage.in_rules.append((tuple(stage.chain), -1))  # the request's arrival
 
     # ------------------------------------------------------------------ event loop
     def push(self, time_ms: float, handler: Callable[..., None], a: Any, b: Any) -> None:
@@ -358,166 +327,185 @@ class _Simulation:
         heapq.heappush(self.heap, (time_ms, self.seq, handler, a, b))
 
     def run(self) -> None:
-        heap, arrivals = self.heap, self.arrival_ms
+        heap, arrivals, ready = self.heap, self.arrival_ms, self.ready
         n, next_arrival = self.n_requests, 0
         heappop = heapq.heappop
-        events = 0
-        while True:
+        events, budget = 0, self.max_events
+        while events < budget:
             if next_arrival < n and (not heap or arrivals[next_arrival] <= heap[0][0]):
                 request = next_arrival
                 next_arrival += 1
                 events += 1
                 time_ms = arrivals[request]
-                self.outstanding[request] = 1  # held until every source is fed
+                self.items_left[request] = self.top_items
                 for source in self.sources:
-                    self.enqueue(source, request, time_ms)
-                self.release(request, time_ms)
+                    self.join(source, request, time_ms, True)
+                self.drain()
                 continue
             if not heap:
                 break
             time_ms, _, handler, a, b = heappop(heap)
             events += 1
             handler(time_ms, a, b)
+            if ready:
+                self.drain()
         self.events = events
+        self.unarrived = n - next_arrival
 
-    def release(self, request: int, time_ms: float) -> None:
-        """One unit of the request's outstanding work finished; the request is done when none is left."""
-        left = self.outstanding[request] - 1
-        self.outstanding[request] = left
+    def item_done(self, request: int, time_ms: float) -> None:
+        """A top-level stage or loop of the request ran or was skipped; the request is done when none is left."""
+        left = self.items_left[request] - 1
+        self.items_left[request] = left
         if left == 0:
             self.done_ms[request] = time_ms
             self.completed += 1
             if self.progress is not None and self.completed % PROGRESS_EVERY == 0:
                 self.progress(self.completed, self.n_requests)
 
-    # ------------------------------------------------------------------ tokens along edges
-    def send(self, dst: _Stage, request: int, time_ms: float, delay_ms: float, back: bool) -> None:
-        if delay_ms > 0.0:
-            self.outstanding[request] += 1
-            self.push(time_ms + delay_ms, self._arrive_back if back else self._arrive, dst, request)
-        elif back:
-            self.enqueue(dst, request, time_ms)
-        else:
-            self.deliver(dst, request, time_ms, True)
+    def passes(self, request: int, loop: int) -> int:
+        run = self.runs.get((request, loop))
+        return run.passes if run is not None else 0
 
-    def _arrive(self, time_ms: float, dst: _Stage, request: int) -> None:
-        self.deliver(dst, request, time_ms, True)
-        self.release(request, time_ms)
+    # ------------------------------------------------------------------ tokens
+    def _needed(self, stage: _Stage, request: int) -> int:
+        """In-edges of the stage that deliver in the current pass: those entering a loop only on its first
+        pass, a loop's back edges only on its later passes."""
+        needed = 0
+        for entered, owner in stage.in_rules:
+            if owner >= 0 and self.passes(request, owner) == 0:
+                continue
+            if all(self.passes(request, m) == 0 for m in entered):
+                needed += 1
+        return needed or 1
 
-    def _arrive_back(self, time_ms: float, dst: _Stage, request: int) -> None:
-        self.enqueue(dst, request, time_ms)
-        self.release(request, time_ms)
+    def join(self, stage: _Stage, request: int, time_ms: float, live: bool) -> None:
+        """A token (live, or a skip) reaches the stage now. Tokens are queued and handled in order after the
+        current event (no recursion along a graph's depth)."""
+        self.ready.append((stage, request, time_ms, live))
 
-    def deliver(self, dst: _Stage, request: int, time_ms: float, live: bool) -> None:
-        """A forward token (live, or dead from a branch not taken) reaches dst; joins wait for all inputs."""
-        if dst.n_forward_in > 1:
-            needed = dst.n_forward_in
-            counts = self.loop_counts.get(request) if dst.loop_inputs else None
-            if counts is not None:
-                needed = next((inside for loop, inside in dst.loop_inputs if counts[loop] > 0), needed)
-            key = (request, dst.index)
-            count, any_live = self.joins.pop(key, (0, False))
-            count += 1
-            any_live = any_live or live
-            if count < needed:
-                self.joins[key] = (count, any_live)
+    def drain(self) -> None:
+        ready = self.ready
+        while ready:
+            self._join(*ready.popleft())
+
+    def _join(self, stage: _Stage, request: int, time_ms: float, live: bool) -> None:
+        """The stage runs or is skipped once every token due in this pass is in."""
+        key = (request, stage.index)
+        state = self.joins.get(key)
+        if state is None:
+            needed = stage.static_needed if stage.top or len(stage.in_rules) < 2 else self._needed(stage, request)
+            if needed > 1:
+                self.joins[key] = [needed - 1, live]
                 return
-            live = any_live
+        else:
+            state[0] -= 1
+            state[1] = state[1] or live
+            if state[0] > 0:
+                return
+            del self.joins[key]
+            live = state[1]
+        if live and not stage.top:
+            for loop, until in zip(stage.chain, stage.alive_until):
+                if self.passes(request, loop) >= until:
+                    live = False  # no later pass can use its result: the work is not done
+                    break
         if live:
-            self.enqueue(dst, request, time_ms)
+            self.enqueue(stage, request, time_ms)
             return
-        for nxt, delay_ms, waits in dst.forward_dsts:  # a skipped stage skips what only it feeds
-            if waits >= 0:
-                self.hold(request, waits, nxt, delay_ms, False, time_ms)
-            else:
-                self.deliver(nxt, request, time_ms, False)
-        for loop in dst.closes:  # a skipped back-edge source ends its loop
-            self.end_loop(request, loop, time_ms)
+        for i in stage.plain_out:
+            self.send(i, request, time_ms, False)
+        for _, i in stage.branch_out:
+            self.send(i, request, time_ms, False)
+        self.resolved(stage, request, time_ms)
 
-    def hold(self, request: int, loop: int, dst: _Stage, delay_ms: float, live: bool, time_ms: float) -> None:
-        """Keep a token leaving `loop` until the loop ends; a later iteration's token replaces it. A token
-        produced after the loop ended (a skip reaching it after the decision) goes on at once."""
-        if (request, loop) in self.ended:
-            if live:
-                self.send(dst, request, time_ms, delay_ms, False)
-            else:
-                self.deliver(dst, request, time_ms, False)
-            return
-        held = self.held.get((request, loop))
-        if held is None:
-            held = self.held[(request, loop)] = {}
-            self.outstanding[request] += 1
-        held[dst.index] = (dst, delay_ms, live)
+    def resolved(self, stage: _Stage, request: int, time_ms: float) -> None:
+        if stage.top:
+            self.item_done(request, time_ms)
 
-    def end_loop(self, request: int, loop: int, time_ms: float) -> None:
-        self.ended.add((request, loop))
-        held = self.held.pop((request, loop), None)
-        if held is None:
+    def send(self, edge: int, request: int, time_ms: float, live: bool) -> None:
+        exits = self.graph.exits[edge]
+        if exits:
+            self._run(request, exits[0]).held[edge] = live
+        else:
+            self.transmit(edge, request, time_ms, live)
+
+    def _run(self, request: int, loop: int) -> _LoopRun:
+        run = self.runs.get((request, loop))
+        if run is None:
+            run = self.runs[(request, loop)] = _LoopRun()
+        return run
+
+    def transmit(self, edge: int, request: int, time_ms: float, live: bool) -> None:
+        owner = self.graph.owner[edge]
+        if owner >= 0:
+            self.back_token(owner, edge, request, time_ms, live)
+        elif live and self.edge_delay[edge] > 0.0:
+            self.push(time_ms + self.edge_delay[edge], self._arrive, edge, request)
+        else:
+            self.join(self.edge_dst[edge], request, time_ms, live)
+
+    def _arrive(self, time_ms: float, edge: int, request: int) -> None:
+        self.join(self.edge_dst[edge], request, time_ms, True)
+
+    def back_token(self, loop: int, edge: int, request: int, time_ms: float, live: bool) -> None:
+        """A back edge of the loop delivers this pass's token; the pass ends when all of them have."""
+        run = self._run(request, loop)
+        run.received += 1
+        if live and run.passes < self.graph.edges[edge].bound:
+            run.fired[edge] = time_ms + self.edge_delay[edge]
+        if run.received == len(self.graph.loops[loop].back):
+            # decided after the tokens of this event are handled: the pass's exits are all held by then
+            self.push(time_ms, self._end_pass, loop, request)
+
+    def _end_pass(self, time_ms: float, loop: int, request: int) -> None:
+        """Every back edge of the loop delivered: another pass if any fired, else the loop ends."""
+        run = self.runs[(request, loop)]
+        spec = self.graph.loops[loop]
+        if run.fired:
+            fired, run.fired = run.fired, {}
+            run.passes += 1
+            run.received = 0
+            for i in spec.back:
+                ready_ms = fired.get(i)
+                if ready_ms is None:
+                    self.join(self.edge_dst[i], request, time_ms, False)
+                elif ready_ms > time_ms:
+                    self.push(ready_ms, self._arrive, i, request)
+                else:
+                    self.join(self.edge_dst[i], request, time_ms, True)
             return
-        for dst, delay_ms, live in held.values():
-            if live:
-                self.send(dst, request, time_ms, delay_ms, False)
+        del self.runs[(request, loop)]  # the loop ends: its results leave, the next entry starts afresh
+        for i in sorted(run.held):
+            exits = self.graph.exits[i]
+            at = exits.index(loop)
+            if at + 1 < len(exits):
+                self._run(request, exits[at + 1]).held[i] = run.held[i]
             else:
-                self.deliver(dst, request, time_ms, False)
-        self.release(request, time_ms)
+                self.transmit(i, request, time_ms, run.held[i])
+        if spec.parent is None:
+            self.item_done(request, time_ms)
 
     def route(self, stage: _Stage, request: int, time_ms: float) -> None:
-        """The stage finished the request: send tokens along its out edges (loops and branches drawn here)."""
-        continuing: set[int] = set()
-        counts = None
-        if stage.back_out or stage.branch_out:
-            counts = self.loop_counts.get(request)
-            if counts is None:
-                counts = self.loop_counts[request] = [0] * self.n_loops
-        for dst, delay_ms, probability, max_iterations, loop, exits in stage.back_out:
-            if continuing and not continuing.isdisjoint(exits):
-                continue  # an inner loop goes on: this outer back edge is drawn on its last pass
-            if counts[loop] < max_iterations and (probability >= 1.0 or stage.draw_uniform() < probability):
-                counts[loop] += 1
-                for inner in self.inner_loops[loop]:
-                    counts[inner] = 0
-                    self.ended.discard((request, inner))
-                continuing.add(loop)
-                self.send(dst, request, time_ms, delay_ms, True)
+        """The stage finished the request: tokens along its out edges, one draw among its branches."""
+        for i in stage.plain_out:
+            self.send(i, request, time_ms, True)
         if stage.branch_out:
             draw = stage.draw_uniform()
-            taken = None
-            for edge in stage.branch_out:
-                if draw < edge[0]:
-                    taken = edge
+            taken = -1
+            for cumulative, i in stage.branch_out:
+                if draw < cumulative:
+                    taken = i
                     break
-            if taken is not None and taken[3] >= 0:
-                if counts[taken[3]] >= self.loop_max[taken[3]]:
-                    taken = None  # the loop is at its bound: leave it
-                else:
-                    continuing.add(taken[3])
-            for edge in stage.branch_out:
-                if edge[4] >= 0:
-                    self.hold(request, edge[4], edge[1], edge[2], edge is taken, time_ms)
-                elif continuing and not continuing.isdisjoint(edge[5]):
-                    continue  # the request stays in the loop: this exit is drawn again on the last pass
-                elif edge is taken:
-                    self.send(edge[1], request, time_ms, edge[2], False)
-                else:
-                    self.deliver(edge[1], request, time_ms, False)
-        for dst, delay_ms, exits, waits in stage.plain_out:
-            if waits >= 0:
-                self.hold(request, waits, dst, delay_ms, True, time_ms)
-            elif continuing and not continuing.isdisjoint(exits):
-                continue  # the request stays in the loop; it leaves through this edge on a later pass
-            else:
-                self.send(dst, request, time_ms, delay_ms, False)
-        for loop in stage.closes:
-            if loop not in continuing:
-                self.end_loop(request, loop, time_ms)
+            for _, i in stage.branch_out:
+                self.send(i, request, time_ms, i == taken)
 
     def finish(self, stage: _Stage, request: int, time_ms: float) -> None:
         self.route(stage, request, time_ms)
-        self.release(request, time_ms)
+        self.resolved(stage, request, time_ms)
+
 
     # ------------------------------------------------------------------ stages
     def enqueue(self, stage: _Stage, request: int, time_ms: float) -> None:
-        self.outstanding[request] += 1
         stage.visits += 1
         if stage.kind == "prefill":
             self.llm_start_ms[request] = time_ms
@@ -539,6 +527,8 @@ class _Simulation:
                 self._start_batch(stage, time_ms)
         elif stage.idle_replicas:
             self._start_step(stage, heapq.heappop(stage.idle_replicas), time_ms)
+        elif len(stage.step_count) < stage.replicas:
+            self._start_step(stage, stage.new_replica(), time_ms)
 
     def _token_scale(self, stage: _Stage, request: int) -> float:
         tokens = self.input_tokens[request]
@@ -646,7 +636,9 @@ def _percentiles(values: np.ndarray) -> dict[str, float] | None:
     values = values[~np.isnan(values)]
     if values.size == 0:
         return None
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    # inverted_cdf: the smallest measured value with at least that fraction of requests at or below it, so a
+    # percentile is within its target exactly when that fraction of requests meets the target
+    p50, p90, p99 = np.percentile(values, [50, 90, 99], method="inverted_cdf")
     return {"p50": _round(p50), "p90": _round(p90), "p99": _round(p99), "mean": _round(values.mean()),
             "max": _round(values.max())}
 
@@ -655,9 +647,54 @@ def _round(value: float, digits: int = 3) -> float:
     return float(round(float(value), digits))
 
 
+def _check_inputs(plan: dict[str, Any], rate_rps: float | None, duration_s: float, seed: int,
+                  trace: Trace | None) -> None:
+    """Refuse options that make no sense or would run for hours (exit 2 with the reason)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HetcError(f"--seed must be a non-negative whole number, got {seed!r}", Loc("--seed"))
+    if trace is None:
+        rate = rate_rps if rate_rps is not None else plan["traffic"]["requests_per_s"]
+        if rate is None:
+            raise HetcError("no request rate: pass --rate (the plan has no traffic.requests_per_s)", Loc("plan.json"))
+        where = Loc("--rate") if rate_rps is not None else Loc("plan.json", 0, 0)
+        if not (math.isfinite(rate) and rate > 0):
+            raise HetcError(f"the request rate must be a positive finite number, got {rate!r}", where)
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise HetcError(f"--duration must be a positive finite number of seconds, got {duration_s!r}",
+                            Loc("--duration"))
+        requests = rate * duration_s
+    else:
+        requests = float(trace.arrival_s.size)
+    if requests > MAX_EVENTS:
+        raise HetcError(f"{requests:.3g} requests to simulate: at most {MAX_EVENTS:,} events are simulated per run "
+                        f"(about {MAX_EVENTS / EVENTS_PER_S:.0f} s of CPU); lower --rate or --duration",
+                        Loc("hetc simulate"))
+    per_request = _events_per_request(plan)
+    if requests * per_request > MAX_EVENTS:
+        raise HetcError(f"this run needs at least {requests * per_request:.3g} events ({per_request:.3g} per request: "
+                        f"stage visits and decode steps); at most {MAX_EVENTS:,} are simulated per run (about "
+                        f"{MAX_EVENTS / EVENTS_PER_S:.0f} s of CPU); lower --rate or --duration, or the plan's "
+                        "output_tokens", Loc("hetc simulate"))
+
+
+def _events_per_request(plan: dict[str, Any]) -> float:
+    """A lower bound on events per request: one per stage visit, a decode step per max_batch tokens."""
+    events = 1.0
+    for stage in plan["stages"]:
+        service = stage["service"]
+        visits = float(stage["invocations"]["expected"])
+        if service["type"] == "continuous":
+            events += visits * max(1.0, float(service.get("output_tokens", 1)) / max(1, int(service.get("max_batch", 1))))
+        elif service["type"] != "none":
+            events += visits
+    return events
+
+
 def simulate(plan: dict[str, Any], *, rate_rps: float | None = None, duration_s: float = 60.0, seed: int = 0,
-             trace: Trace | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+             trace: Trace | None = None, progress: Callable[[int, int], None] | None = None,
+             max_events: int = MAX_EVENTS) -> dict[str, Any]:
     """Simulate a validated plan; return a JSON-ready report (see docs/plan.md, "hetc simulate")."""
+    _check_inputs(plan, rate_rps, duration_s, seed, trace)
     n_stages = len(plan["stages"])
     arrival_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2 * n_stages + 1)[-1])
     if trace is not None:
@@ -667,10 +704,6 @@ def simulate(plan: dict[str, Any], *, rate_rps: float | None = None, duration_s:
         rate = arrival_s.size / window_s if window_s > 0 else None
     else:
         rate = rate_rps if rate_rps is not None else plan["traffic"]["requests_per_s"]
-        if rate is None or not rate > 0:
-            raise HetcError("no request rate: pass --rate (the plan has no traffic.requests_per_s)", Loc("plan.json"))
-        if not duration_s > 0:
-            raise HetcError(f"--duration must be positive, got {duration_s}", Loc("hetc simulate"))
         expected = rate * duration_s
         gaps = arrival_rng.exponential(1.0 / rate, int(expected + 10 * math.sqrt(expected) + 100))
         arrival_s = np.cumsum(gaps)
@@ -679,9 +712,56 @@ def simulate(plan: dict[str, Any], *, rate_rps: float | None = None, duration_s:
         output_tokens = np.zeros(arrival_s.size, dtype=np.int64)
         arrivals = "poisson"
         window_s = duration_s
-    sim = _Simulation(plan, arrival_s, input_tokens, output_tokens, seed, progress)
+    sim = _Simulation(plan, arrival_s, input_tokens, output_tokens, seed, progress, max_events)
     sim.run()
     return _report(plan, sim, arrivals=arrivals, rate=rate, window_s=window_s, seed=seed)
+
+
+def latency_targets(slo: dict[str, Any]) -> dict[str, float]:
+    """Every end-to-end latency percentile target of the plan's SLO, e.g. {"p50": 800, "p99": 2500}."""
+    targets = dict(slo.get("latency_percentiles_ms") or {})
+    if slo.get("latency_ms") is not None:
+        targets.setdefault(slo["percentile"], slo["latency_ms"])
+    return dict(sorted(targets.items(), key=lambda item: SPEC_PERCENTILES[item[0]]))
+
+
+def _checks(slo: dict[str, Any], metrics: dict[str, np.ndarray], dropped: np.ndarray) -> list[dict[str, Any]]:
+    """One row per SLA target: the measured percentile (dropped requests count as never answering) and
+    the fraction of requests within the target; a target is met when that fraction reaches the percentile."""
+    rows = []
+    wanted = [("latency_ms", name, ms) for name, ms in latency_targets(slo).items()]
+    wanted += [(key, slo["percentile"], slo[key]) for key in ("ttft_ms", "tbt_ms") if slo.get(key) is not None]
+    for metric, name, target in wanted:
+        values = np.where(dropped, np.inf, metrics[metric])
+        values = values[~np.isnan(values)]  # TTFT/TBT: only requests that made an LLM call
+        required = SPEC_PERCENTILES[name] / 100.0
+        if values.size == 0:
+            continue
+        measured = float(np.percentile(values, SPEC_PERCENTILES[name], method="inverted_cdf"))
+        attainment = float(np.count_nonzero(values <= target)) / values.size
+        rows.append({"metric": metric, "percentile": name, "target_ms": float(target),
+                     "measured_ms": _round(measured) if math.isfinite(measured) else None,
+                     "attainment": _round(attainment, 5), "required": required,
+                     "meets": attainment >= required})
+    return rows
+
+
+def _dropped(sim: _Simulation) -> tuple[np.ndarray, dict[str, int]]:
+    """Requests that did not complete, and why (the event budget, or tokens left waiting at a stage)."""
+    done = ~np.isnan(np.asarray(sim.done_ms, dtype=float))
+    reasons: dict[str, int] = {}
+    if done.all():
+        return ~done, reasons
+    waiting = {request: stage for request, stage in sorted(sim.joins)}
+    for request in np.flatnonzero(~done).tolist():
+        if sim.events >= sim.max_events:
+            reason = f"the event budget ({sim.max_events:,} events) ran out first"
+        elif request in waiting:
+            reason = f"left waiting for inputs at stage {sim.stages[waiting[request]].id}"
+        else:
+            reason = "left waiting inside a loop"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return ~done, reasons
 
 
 def _report(plan: dict[str, Any], sim: _Simulation, *, arrivals: str, rate: float | None, window_s: float,
@@ -692,17 +772,20 @@ def _report(plan: dict[str, Any], sim: _Simulation, *, arrivals: str, rate: floa
     ttft = np.asarray(sim.ttft_ms)
     tbt = np.asarray(sim.tbt_ms)
     slo = plan["slo"]
-    meets = ~np.isnan(latency)
-    if slo["latency_ms"] is not None:
-        meets &= latency <= slo["latency_ms"]
-    if slo["ttft_ms"] is not None:
-        meets &= np.isnan(ttft) | (ttft <= slo["ttft_ms"])
-    if slo["tbt_ms"] is not None:
-        meets &= np.isnan(tbt) | (tbt <= slo["tbt_ms"])
     n = sim.n_requests
-    attainment = float(meets.mean()) if n else 0.0
+    dropped, reasons = _dropped(sim)
+    metrics = {"latency_ms": latency, "ttft_ms": ttft, "tbt_ms": tbt}
+    checks = _checks(slo, metrics, dropped)
+    # a request meets the SLA when it meets every target judged at the SLO's percentile (goodput counts them)
+    meets = ~dropped
+    for row in checks:
+        if row["percentile"] == slo["percentile"]:
+            values = metrics[row["metric"]]
+            meets &= (values <= row["target_ms"]) | (np.isnan(values) & (row["metric"] != "latency_ms"))
+    tail = [row["attainment"] for row in checks if row["percentile"] == slo["percentile"]]
+    attainment = min(tail) if tail else (float(np.count_nonzero(~dropped)) / n if n else 0.0)
     required = SPEC_PERCENTILES[slo["percentile"]] / 100.0
-    makespan_ms = float(np.nanmax(done)) if n else 0.0
+    makespan_ms = float(np.nanmax(done)) if n and not dropped.all() else 0.0
     stages = []
     for stage in sim.stages:
         if stage.service_type == SERVICE_NONE:
@@ -738,7 +821,8 @@ def _report(plan: dict[str, Any], sim: _Simulation, *, arrivals: str, rate: floa
         "rate_rps": _round(rate, 4) if rate is not None else None,
         "window_s": _round(window_s, 4),
         "requests": n,
-        "completed": int(np.count_nonzero(~np.isnan(done))),
+        "completed": int(np.count_nonzero(~dropped)),
+        "dropped": {"count": int(np.count_nonzero(dropped)), "reasons": reasons},
         "events": sim.events,
         "simulated_s": _round(makespan_ms / 1e3, 4),
         "latency_ms": _percentiles(latency),
@@ -747,7 +831,8 @@ def _report(plan: dict[str, Any], sim: _Simulation, *, arrivals: str, rate: floa
         "slo": dict(slo),
         "sla_attainment": _round(attainment, 5),
         "required_attainment": required,
-        "meets_sla": bool(n > 0 and attainment >= required),
+        "checks": checks,
+        "meets_sla": bool(n > 0 and not dropped.any() and all(row["meets"] for row in checks)),
         "goodput_rps": _round(int(meets.sum()) / window_s, 4) if window_s > 0 else None,
         "stages": stages,
         "bottleneck": None if bottleneck is None else {

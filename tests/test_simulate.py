@@ -221,7 +221,7 @@ def test_simulate_command_json_and_errors(tmp_path):
     text = runner.invoke(simulate_command, [str(DATA / "voice_agent.json"), "--duration", "10", "--quiet"])
     assert text.exit_code == 0 and "bottleneck" in text.output and "meets" in text.output
     bad = runner.invoke(simulate_command, [str(DATA / "voice_agent.json"), "--rate", "-1"])
-    assert bad.exit_code == 2 and "--rate must be positive" in bad.output
+    assert bad.exit_code == 2 and "rate must be a positive finite number" in bad.output
 
 
 LOOP_WITH_SIDE_EXITS = """\
@@ -277,11 +277,111 @@ def test_loop_results_leave_once_and_joins_inside_loops_see_only_loop_inputs_aga
     plan = compile_spec(str(spec), CompileOptions(codegen=False)).plan
     report = simulate(plan, rate_rps=2.0, duration_s=3000.0, seed=3)
     assert report["completed"] == report["requests"] > 5000
-    if entry != ALWAYS_ENTERED:
-        return  # a loop whose header is skipped while its body runs: planner and simulator differ (docs/plan.md)
+    # also when the loop's header is skipped while the rest of its body runs (entered by a branch)
     expected = {s["id"]: s["invocations"]["expected"] for s in plan["stages"]}
     for stage in report["stages"]:
-        if stage["id"].endswith(".kv"):
-            continue  # the KV move is counted with its prefill
         assert stage["visits_per_request"] == pytest.approx(expected[stage["id"]], rel=0.05), stage["id"]
-    assert expected["head.lookup"] > 1.2 and expected["note.decode"] == 1.0
+    if entry == ALWAYS_ENTERED:
+        assert expected["head.lookup"] > 1.2 and expected["note.decode"] == 1.0
+
+
+# --------------------------------------------------------------------------- SLA checks, drops, CI gate
+
+
+def test_every_latency_percentile_target_is_checked():
+    """Regression: only the highest percentile was checked (a p50 of 5,271 ms against 3,000 ms "met")."""
+    plan = tiny_plan([("a", {"type": "fixed", "latency_ms": 100, "latency_p99_ms": 400})],
+                     [edge("in", "a"), edge("a", "out")], slo_ms=1000)
+    plan["slo"]["latency_percentiles_ms"] = {"p50": 50.0, "p99": 1000.0}
+    report = simulate(validate_plan(plan), rate_rps=1.0, duration_s=500, seed=1)
+    rows = {row["percentile"]: row for row in report["checks"]}
+    assert rows["p99"]["meets"] and not rows["p50"]["meets"]
+    assert rows["p50"]["measured_ms"] == report["latency_ms"]["p50"] > 50
+    assert report["meets_sla"] is False
+    plan["slo"]["latency_percentiles_ms"] = {"p50": 150.0, "p99": 1000.0}
+    assert simulate(plan, rate_rps=1.0, duration_s=500, seed=1)["meets_sla"] is True
+
+
+def test_verdict_follows_the_percentiles_shown():
+    """A percentile within its target is a met target (the shown percentile and the fraction agree)."""
+    plan = tiny_plan([("a", {"type": "fixed", "latency_ms": 100, "latency_p99_ms": 300})],
+                     [edge("in", "a"), edge("a", "out")], slo_ms=250)
+    for seed in range(4):
+        report = simulate(plan, rate_rps=0.5, duration_s=300, seed=seed)
+        row = report["checks"][0]
+        assert row["measured_ms"] == report["latency_ms"]["p99"]
+        assert row["meets"] == (row["measured_ms"] <= 250) == report["meets_sla"]
+
+
+def test_requests_cut_off_by_the_event_budget_are_reported_as_dropped(tmp_path):
+    plan = tiny_plan([("a", {"type": "fixed", "latency_ms": 10})], [edge("in", "a"), edge("a", "out")], slo_ms=1000)
+    report = simulate(plan, rate_rps=10.0, duration_s=100, seed=0, max_events=500)
+    dropped = report["dropped"]
+    assert dropped["count"] > 0 and report["completed"] + dropped["count"] == report["requests"]
+    assert list(dropped["reasons"]) == ["the event budget (500 events) ran out first"]
+    assert report["meets_sla"] is False and report["checks"][0]["attainment"] < 1
+
+
+def test_check_exits_4_when_an_sla_target_is_violated(tmp_path):
+    from hetc.cli_deploy import simulate_command
+
+    runner = CliRunner()
+    bundle = str(DATA / "voice_agent.json")
+    violated = runner.invoke(simulate_command, [bundle, "--rate", "80", "--duration", "20", "--check", "--quiet"])
+    assert violated.exit_code == 4 and "SLA violated" in violated.output and "VIOLATES" in violated.output
+    assert runner.invoke(simulate_command, [bundle, "--rate", "80", "--duration", "20", "--quiet"]).exit_code == 0
+    met = runner.invoke(simulate_command, [bundle, "--duration", "20", "--check", "--json"])
+    assert met.exit_code == 0 and json.loads(met.output)["simulation"]["meets_sla"] is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "1e9"], "requests to simulate: at most"),
+    (["--rate", "inf"], "rate must be a positive finite number"),
+    (["--rate", "nan"], "rate must be a positive finite number"),
+    (["--duration", "inf"], "--duration must be a positive finite number"),
+    (["--seed", "-1"], "--seed must be a non-negative whole number"),
+])
+def test_hostile_options_are_refused_with_a_reason(args, message):
+    from hetc.cli_deploy import simulate_command
+
+    result = CliRunner().invoke(simulate_command, [str(DATA / "voice_agent.json"), "--quiet", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_hostile_plans_are_refused_or_bounded(voice):
+    huge_rate = copy.deepcopy(voice)
+    huge_rate["traffic"]["requests_per_s"] = 1e12
+    with pytest.raises(HetcError, match="requests to simulate"):
+        simulate(huge_rate, duration_s=60)
+    long_decode = copy.deepcopy(voice)
+    decode = next(s for s in long_decode["stages"] if s["kind"] == "decode")
+    decode["service"]["output_tokens"] = 10**9
+    with pytest.raises(HetcError, match="events .* per request"):
+        simulate(long_decode, duration_s=60)
+    many_replicas = copy.deepcopy(voice)  # replicas are created when needed, not all up front
+    for stage in many_replicas["stages"]:
+        stage["replicas"] = 10**12
+    report = simulate(many_replicas, duration_s=5)
+    assert report["completed"] == report["requests"] > 0
+
+
+def test_loop_bounds_above_the_spec_limit_are_refused_in_the_ir(tmp_path, capsys):
+    """Regression: `max_iterations >= 1e9` in IR given to `hetc opt` hung in flow.py."""
+    from hetc.cli import main
+
+    def run(args):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            return exc.code
+        return 0
+
+    assert run(["compile", Path(__file__).parent.parent / "examples/voice-agent.yaml", "-o", tmp_path / "b", "-q",
+                "--passes", "inline-agents,decompose-llm"]) == 0
+    ir = tmp_path / "b" / "ir" / "02-decompose-llm.mlir"
+    text = ir.read_text()
+    assert "max_iterations = 3 : i64" in text
+    ir.write_text(text.replace("max_iterations = 3 : i64", "max_iterations = 1000000000 : i64"))
+    capsys.readouterr()
+    assert run(["opt", ir, "-p", "decompose-tools,decompose-nodes,place{solver=heuristic}"]) == 2
+    assert "max_iterations 1000000000 is above 10,000" in capsys.readouterr().err
