@@ -61,12 +61,14 @@ def load(spec_path: str, options: CompileOptions):
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     from hetc.frontend import spec_to_module
+    from hetc.placement_problem import record_database
 
     timer = _Timer()
     with timer.stage("load"):
         db, spec = load(spec_path, options)
     with timer.stage("frontend"):
         module = spec_to_module(spec)
+    record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
@@ -89,8 +91,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
 
     with timer.stage("plan"):
         plan = build_plan(module, spec, db, run.pass_names, kernels, options)
-    files["plan.json"] = _json(plan)
-    if plan.get("stages"):
+    if plan is not None:  # a pipeline without place makes IR only
+        files["plan.json"] = _json(plan)
         with timer.stage("deploy"):
             files.update(_deploy_files(plan))
         with timer.stage("report"):
