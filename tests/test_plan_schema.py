@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_fuzz import FUZZ_SETTINGS, SCALE, to_yaml, valid_specs
 
 from hetc.errors import HetcError
@@ -209,10 +210,14 @@ def test_costs_must_add_up():
 
 
 @settings(max_examples=int(25 * SCALE), **FUZZ_SETTINGS)
-@given(spec=valid_specs(max_mid=5))
-def test_every_compiled_plan_of_a_fuzzed_spec_passes_the_schema(spec):
+@given(spec=valid_specs(max_mid=5), p50_share=st.sampled_from([None, 0.2, 0.5]))
+def test_every_compiled_plan_of_a_fuzzed_spec_passes_the_schema(spec, p50_share):
     from hetc.compiler import CompileOptions, compile_spec
     from hetc.errors import EXIT_INFEASIBLE
+
+    target = spec.get("slo", {}).get("latency_ms")
+    if p50_share and target:  # a lower percentile target too: planned as well, or infeasible (exit 3)
+        target["p50"] = target["p99"] * p50_share
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spec.yaml"
@@ -226,3 +231,4 @@ def test_every_compiled_plan_of_a_fuzzed_spec_passes_the_schema(spec):
     validate_plan(plan)
     total = sum(s["tco"]["usd_per_hour"] for s in plan["stages"])
     assert total == pytest.approx(plan["tco"]["usd_per_hour"], rel=1e-9, abs=1e-12)
+    assert all(p["meets"] for p in plan["paths"])  # every percentile target, when there are several
