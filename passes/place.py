@@ -132,20 +132,39 @@ def _place_followers(graph: A.GraphOp) -> None:
             phase = by_name.get(f"{o.node.data}.{o.phase.data}")
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
+    _place_kv_transfers(graph, by_name)
+
+
+def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
+    """An LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
+    (through loops and branches: a cache read inside a loop is a block argument of the loop body), which may
+    be another KV transfer placed first; one read by no placed op lands with the op that writes it."""
+    from hetc.flow import producers
+
+    kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
     readers = _kv_readers(graph)
-    for o in graph.walk():
-        if isinstance(o, T.KVTransferOp):
-            # an LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
-            # (through loops and branches: a cache read inside a loop is a block argument of the loop body)
+    for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
+        changed = False
+        for o in kv_ops:
+            if o.placement() is not None:
+                continue
             decode = by_name.get(f"{o.node.data}.decode")
             placed = [r for r in ([decode] if decode is not None else readers.get(o, []))
                       if r is not None and r.placement() is not None]
             if placed:
                 o.attributes["placement"] = placed[0].placement()
+                changed = True
+        if not changed:
+            break
+    for o in kv_ops:
+        if o.placement() is None:
+            writers = [src for src, *_ in producers(o.inputs[0]) if src.placement() is not None]
+            if writers:
+                o.attributes["placement"] = writers[0].placement()
 
 
 def _kv_readers(graph: A.GraphOp) -> dict:
-    """KV transfer op -> the placed ops that read its cache, in program order."""
+    """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
     from hetc.flow import placeable, producers
 
     def stop(op) -> bool:
@@ -153,11 +172,11 @@ def _kv_readers(graph: A.GraphOp) -> dict:
 
     readers: dict = {}
     for op in graph.walk():
-        if not placeable(op):
+        if not stop(op):
             continue
         for operand in op.operands:
             for src, *_ in producers(operand, stop=stop):
-                if isinstance(src, T.KVTransferOp) and op not in readers.setdefault(src, []):
+                if isinstance(src, T.KVTransferOp) and src is not op and op not in readers.setdefault(src, []):
                     readers[src].append(op)
     return readers
 

@@ -184,6 +184,41 @@ def test_a_kv_cache_read_inside_a_loop_is_placed_with_its_reader(tmp_path):
     validate_plan(plan)
 
 
+KV_CHAIN_IN_LOOP = """hetc: 1
+name: kv-chain
+traffic: {requests_per_s: 1}
+models: {emb: bge-large-en-v1.5, asr: whisper-large-v3, chat: llama-3-8b}
+nodes:
+  q: {kind: input, produces: text, tokens: 1}
+  embed: {kind: embedding, model: emb, tokens: 1}
+  first: {kind: kv_cache, model: asr, tokens: 1}
+  second: {kind: kv_cache, model: chat, tokens: 1}
+  llm: {kind: llm, model: chat, input_tokens: 1, output_tokens: 1}
+  out: {kind: output}
+edges:
+  - q -> embed
+  - q -> first
+  - q -> second
+  - q -> llm
+  - embed -> first
+  - first -> second
+  - second -> llm
+  - llm -> out
+  - first -> out
+  - second -> first: {max_iterations: 1}
+"""
+
+
+def test_a_cache_read_only_by_another_cache_in_a_loop_is_placed(tmp_path):
+    # found by the property test below: `first` is read by `second` (a KV transfer) and the output only, so
+    # it stayed unplaced and folded, and the edge traced through it became a bogus back edge second -> out
+    plan = _compile_text(tmp_path, KV_CHAIN_IN_LOOP).plan
+    device = {s["id"]: s["device"] for s in plan["stages"]}
+    assert device["first"] == device["second"] == device["llm.prefill"]
+    assert [(e["src"], e["dst"]) for e in plan["edges"] if e["back_edge"]] == [("second", "first")]
+    validate_plan(plan)
+
+
 def test_a_pipeline_without_place_writes_no_plan(tmp_path):
     # was: a plan.json with no stages, which simulate, diff and deploy rejected
     result = _compile_text(tmp_path, KV_IN_LOOP, passes="")
