@@ -13,6 +13,7 @@ import click
 
 from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
+from hetc.tco import COMPONENT_LABELS
 
 
 def _console(stderr: bool = False):
@@ -210,6 +211,11 @@ def _print_over(rows: list[dict], console) -> None:
 # ---------------------------------------------------------------------------------------------- diff
 
 STAGE_FIELDS = ("device", "replicas", "tp", "pp", "batch", "engine")
+DERIVED_TRAFFIC_KEYS = ("planned_requests_per_s", "rate_basis")  # outputs of the plan, not the spec's inputs
+# the plan's totals a diff compares, with the cost components as docs/cost-model.md names them
+TOTAL_NAMES = {"usd_per_hour": "$/hour",
+               **{f"{n}_usd_per_hour": f"{label} $/hour" for n, label in COMPONENT_LABELS.items()},
+               "usd_per_1m_requests": "$ per 1M requests", "usd_per_1m_tokens": "$ per 1M tokens"}
 
 
 def _critical_ms(plan: dict) -> float | None:
@@ -265,10 +271,8 @@ def diff_plans(a: dict, b: dict) -> dict:
                for d in sorted(set(a_devices) | set(b_devices))]
     inputs = [{"field": f"{section}.{key}", "a": a[section].get(key), "b": b[section].get(key)}
               for section in ("slo", "traffic") for key in sorted(set(a[section]) | set(b[section]))
-              if a[section].get(key) != b[section].get(key)]
-    totals = {key: _delta(a["tco"].get(key), b["tco"].get(key))
-              for key in ("usd_per_hour", "capital_usd_per_hour", "power_usd_per_hour", "usd_per_1m_requests",
-                          "usd_per_1m_tokens")}
+              if a[section].get(key) != b[section].get(key) and key not in DERIVED_TRAFFIC_KEYS]
+    totals = {key: _delta(a["tco"].get(key), b["tco"].get(key)) for key in TOTAL_NAMES}
     totals["critical_path_ms"] = _delta(_critical_ms(a), _critical_ms(b))
     return {"a": {"name": a["name"], "pd": a.get("pd")}, "b": {"name": b["name"], "pd": b.get("pd")},
             "pd_changed": a.get("pd") != b.get("pd"), "inputs_changed": inputs, "totals": totals,
@@ -302,9 +306,7 @@ def _print_diff(diff: dict, a_path: str, b_path: str, console) -> None:
     totals = Table(title="totals", title_justify="left")
     for col in ("", "A", "B", "delta", "%"):
         totals.add_column(col, justify="left" if not col else "right", overflow="fold")
-    names = {"usd_per_hour": "$/hour", "capital_usd_per_hour": "capital $/hour", "power_usd_per_hour": "power $/hour",
-             "usd_per_1m_requests": "$ per 1M requests", "usd_per_1m_tokens": "$ per 1M tokens"}
-    for key, name in names.items():
+    for key, name in TOTAL_NAMES.items():
         t = diff["totals"][key]
         totals.add_row(name, _usd(t["a"]), _usd(t["b"]), _signed_usd(t["delta"]), _pct(t["pct"]))
     t = diff["totals"]["critical_path_ms"]

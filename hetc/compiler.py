@@ -77,6 +77,9 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
 
 
 def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) -> CompileResult:
+    from hetc.placement_problem import record_database
+
+    record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
@@ -99,8 +102,8 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
 
     with timer.stage("plan"):
         plan = build_plan(module, spec, db, run.pass_names, kernels, options)
-    files["plan.json"] = _json(plan)
-    if plan.get("stages"):
+    if plan is not None:  # a pipeline without place makes IR only
+        files["plan.json"] = _json(plan)
         with timer.stage("deploy"):
             files.update(_deploy_files(plan))
         with timer.stage("report"):

@@ -453,8 +453,9 @@ def graph_attributes(spec: Spec) -> dict[str, Attribute]:
 
     slo = {"latency_ms": ms(spec.slo.latency_ms), "percentile": spec.slo.percentile,
            "ttft_ms": ms(spec.slo.ttft_ms), "tbt_ms": ms(spec.slo.tbt_ms),
-           "latency_percentiles_ms": {k: float(v) for k, v in spec.slo.latency_percentiles_ms.items()}}
-    traffic = {"requests_per_s": ms(spec.traffic.requests_per_s), "objective": spec.traffic.objective}
+           "percentiles": {p: ms(v) for p, v in spec.slo.latency_percentiles_ms.items()}}
+    traffic = {"requests_per_s": ms(spec.traffic.requests_per_s), "objective": spec.traffic.objective,
+               **{k: ms(getattr(spec.traffic, k)) for k in ("tokens_per_day", "requests", "deadline_h")}}
     hardware = {"pricing": spec.hardware.pricing,
                 "inventory": {k: {"count": v.count, "sunk": v.sunk} for k, v in spec.hardware.inventory.items()}}
     if spec.hardware.pool is not None:

@@ -164,7 +164,10 @@ class OpPlacement:
     candidate: Candidate
     replicas: int
     devices: int  # replicas * devices_per_replica
-    device_usd_per_hour: float  # devices at the class's average $/h in this plan (owned and bought)
+    # Owned devices go to the ops in problem order (each takes what is left, up to its need); the plan
+    # prices each op's own devices: owned_devices at the owned price, the rest at the bought price.
+    owned_devices: int
+    device_usd_per_hour: float  # owned_devices * owned price + (devices - owned_devices) * bought price
     invocation_usd_per_hour: float  # usd_per_invocation * load * rate * 3600
     path_ms: float  # latency_ms * worst_invocations
     finish_ms: float  # longest path from a source to the end of this op
@@ -268,6 +271,7 @@ class PlacementResult:
                     "batch": p.candidate.batch,
                     "replicas": p.replicas,
                     "devices": p.devices,
+                    "owned_devices": p.owned_devices,
                     "latency_ms": p.candidate.latency_ms,
                     "path_ms": p.path_ms,
                     "finish_ms": p.finish_ms,
@@ -308,7 +312,10 @@ class CandidateExplanation:
     replicas: int
     devices: int
     path_ms: float
-    usd_per_hour: float  # this op alone on this candidate: devices at the bought price + per-invocation cost
+    # What this op costs in the chosen plan, on the plan table's basis (owned devices first, sunk capital
+    # not charged): the chosen candidate's stage $/hour; another candidate's is that plus the plan's TCO
+    # change if only this op moved to it. None when not evaluated (excluded, over the inventory, no plan).
+    usd_per_hour: float | None
     delta_tco_usd_per_hour: float | None  # swapping only this op in the chosen plan (None if not evaluated)
     critical_path_ms: float | None  # the plan's critical path after that swap
     reason: str
@@ -674,11 +681,14 @@ def _build_result(
     counts = _device_counts(m, choice)
     device_cost = {d: m.devices[d].cost_usd_per_hour(k) for d, k in counts.items()}
     paths = _paths(m, choice)
+    owned_left = {d: m.devices[d].owned for d in counts}
     op_rows = []
     for v in range(m.n):
         c = m.cands[v][choice[v]]
         op = m.problem.ops[v]
-        average = device_cost[c.device] / counts[c.device] if counts[c.device] else 0.0
+        dev = m.devices[c.device]
+        owned = min(c.devices, owned_left[c.device])
+        owned_left[c.device] -= owned
         op_rows.append(
             OpPlacement(
                 op=op.id,
@@ -688,7 +698,8 @@ def _build_result(
                 candidate=c.cand,
                 replicas=c.replicas,
                 devices=c.devices,
-                device_usd_per_hour=c.devices * average,
+                owned_devices=owned,
+                device_usd_per_hour=owned * dev.owned_usd_per_hour + (c.devices - owned) * dev.usd_per_hour,
                 invocation_usd_per_hour=c.fixed_usd_per_hour,
                 path_ms=c.path_ms,
                 finish_ms=paths.finish[v],
@@ -713,6 +724,7 @@ def _build_result(
         route = _longest_path_to(m, choice, paths, sink, previous)
         path_rows.append(PathLatency(m.op_id(sink), route, latency, slack))
     critical = path_rows[0]  # the first sink wins ties
+    # the ops' own costs add up to the device classes' (a class beyond its capacity makes both inf)
     tco = sum(device_cost.values()) + sum(r.invocation_usd_per_hour for r in op_rows)
     tco += sum(r.usd_per_hour for r in edge_rows)
     excess = 0.0 if m.limit is None else max(0.0, paths.critical_ms - m.limit)
@@ -1370,10 +1382,12 @@ def pd_notation(result: PlacementResult) -> str:
 
 
 def homogeneous_baselines(
-    problem: PlacementProblem, solver: SolverName = "auto", *, time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    problem: PlacementProblem, solver: SolverName = "auto", *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    solve_with=None,
 ) -> list[Baseline]:
     """For each accelerator class, the best plan with every op that has an accelerator candidate on that
-    class (ops with only non-accelerator candidates keep them). Sorted by class name."""
+    class (ops with only non-accelerator candidates keep them). Sorted by class name. `solve_with(problem,
+    solve_one)` wraps each solve when the caller plans more than the problem says (percentile targets)."""
     m = _Model(problem)
     accelerators = sorted(
         d for d in {c.device for op in problem.ops for c in op.candidates} if m.devices[d].accelerator
@@ -1396,7 +1410,11 @@ def homogeneous_baselines(
             baselines.append(Baseline(accel, None, (f"no candidate on {accel} for op(s) {', '.join(missing[:5])}{more}",)))
             continue
         # only a baseline's cost is reported, not its gap: the heuristic skips the LP relaxation
-        result = solve(m.restricted(keep), solver, time_limit_s=time_limit_s, lp_bound=LP_BOUND_FOR_BASELINES)
+        def solve_one(restricted: PlacementProblem) -> PlacementResult:
+            return solve(restricted, solver, time_limit_s=time_limit_s, lp_bound=LP_BOUND_FOR_BASELINES)
+
+        restricted = m.restricted(keep)
+        result = solve_with(restricted, solve_one) if solve_with else solve_one(restricted)
         baselines.append(Baseline(accel, result, result.reasons))
     return baselines
 
@@ -1480,7 +1498,8 @@ def explain_infeasible(problem: PlacementProblem, *, time_limit_s: float = 30.0)
 
 def explain_placement(problem: PlacementProblem, result: PlacementResult) -> list[OpExplanation]:
     """Per op, every candidate with its cost and latency and why the chosen one won: the TCO change and the
-    critical path if only that op were swapped in the chosen plan."""
+    critical path if only that op were swapped in the chosen plan. Costs are on the plan's basis (see
+    CandidateExplanation.usd_per_hour), so the chosen candidate's equals the op's cost in the plan."""
     m = _Model(problem)
     chosen: list[int] | None = None
     if result.feasible and result.ops:
@@ -1488,6 +1507,7 @@ def explain_placement(problem: PlacementProblem, result: PlacementResult) -> lis
         chosen = [next(k for k, c in enumerate(m.cands[v]) if c.index == by_index[m.op_id(v)])
                   for v in range(m.n)]
     s = _Search(m, chosen) if chosen is not None else None
+    in_plan = {p.op: p.usd_per_hour for p in result.ops} if chosen is not None else {}
     explanations = []
     for v, op in enumerate(problem.ops):
         rows: list[CandidateExplanation] = []
@@ -1496,21 +1516,21 @@ def explain_placement(problem: PlacementProblem, result: PlacementResult) -> lis
         for i, cand in enumerate(op.candidates):
             replicas = replicas_needed(m.rate, op.load, cand.throughput_rps)
             devices = replicas * cand.devices_per_replica
-            standalone = devices * m.devices[cand.device].usd_per_hour + (
-                cand.usd_per_invocation * op.load * m.rate * SECONDS_PER_HOUR)
             path_ms = cand.latency_ms * op.worst_invocations
+
+            def row(status: str, usd: float | None, delta: float | None, critical: float | None, reason: str,
+                    i=i, cand=cand, replicas=replicas, devices=devices, path_ms=path_ms) -> CandidateExplanation:
+                return CandidateExplanation(i, cand, status, replicas, devices, path_ms, usd, delta, critical, reason)
+
             if i in excluded:
-                rows.append(CandidateExplanation(i, cand, "excluded", replicas, devices, path_ms, standalone,
-                                                 None, None, f"excluded: {excluded[i]}"))
+                rows.append(row("excluded", None, None, None, f"excluded: {excluded[i]}"))
                 continue
             k = kept[i]
             if s is None:
-                rows.append(CandidateExplanation(i, cand, "alternative", replicas, devices, path_ms, standalone,
-                                                 None, None, "no feasible plan"))
+                rows.append(row("alternative", None, None, None, "no feasible plan"))
                 continue
             if k == s.choice[v]:
-                rows.append(CandidateExplanation(i, cand, "chosen", replicas, devices, path_ms, standalone,
-                                                 0.0, s.paths.critical_ms, ""))
+                rows.append(row("chosen", in_plan[op.id], 0.0, s.paths.critical_ms, ""))
                 continue
             delta = s.delta_tco(v, k)
             critical = s.critical_after(v, k)
@@ -1526,8 +1546,9 @@ def explain_placement(problem: PlacementProblem, result: PlacementResult) -> lis
                     reason = f"cheaper alone by {-change:.6g} $/h (the plan is not a local optimum here)"
                 else:
                     reason = "ties with the chosen candidate"
-            rows.append(CandidateExplanation(i, cand, "alternative", replicas, devices, path_ms, standalone,
-                                             None if math.isinf(delta) else delta, critical, reason))
+            finite = not math.isinf(delta)
+            rows.append(row("alternative", in_plan[op.id] + delta if finite else None, delta if finite else None,
+                            critical, reason))
         rows = _chosen_reason(rows)
         explanations.append(OpExplanation(op.id, op.kind, op.role, tuple(rows)))
     return explanations
@@ -1540,7 +1561,8 @@ def _chosen_reason(rows: list[CandidateExplanation]) -> list[CandidateExplanatio
         if r.status != "chosen":
             out.append(r)
             continue
-        cheaper = [a for a in alternatives if a.usd_per_hour < r.usd_per_hour - 1e-12]
+        cheaper = [a for a in alternatives
+                   if a.delta_tco_usd_per_hour is not None and a.delta_tco_usd_per_hour < -1e-12]
         if not alternatives:
             reason = "the only candidate within the phase limits"
         elif not cheaper:

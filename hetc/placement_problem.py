@@ -17,17 +17,15 @@ from hetc import candidates as C
 from hetc import costmodel as cm
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
-from hetc.errors import Diagnostic, HetcError, InfeasibleError
+from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
-from hetc.frontend import arch_from_attr, value_from_attr
+from hetc.frontend import arch_from_attr, attr_from_value, value_from_attr
 from hetc.hwdb.loader import load_hwdb
 from hetc.pipeline import op_loc
 from hetc.placement import DeviceClass, Edge, OpNode, PlacementProblem
 from hetc.tco import TcoParams, device_hour_usd
 
-# Offline specs (objective: tokens_per_dollar) have no request rate; we plan for a rate high enough that
-# rounding replicas up costs little, and report $ per 1M tokens (which does not depend on the rate).
-OFFLINE_PLANNING_RATE_RPS = 1000.0
+SECONDS_PER_DAY = 86_400.0
 
 
 # Sub-agents planned as a unit: up to this many combinations of their device classes are all solved; beyond,
@@ -36,13 +34,29 @@ MAX_UNIT_COMBINATIONS = 64
 MAX_UNIT_SEARCH_ROUNDS = 3
 
 
+# A percentile target below the highest one is met by tightening the highest one's limit and solving again
+# (both solvers price one end-to-end limit); at most this many solves per compile.
+MAX_PERCENTILE_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class PercentileTarget:
+    """A latency target at a lower percentile than the one the problem's limit holds: every path, with each
+    loop at the p-quantile of its passes (not at its bound), must take at most limit_ms."""
+
+    percentile: str  # "p50"
+    limit_ms: float
+    invocations: dict[str, float]  # op id -> invocations on a path at this percentile
+
+
 @dataclass
 class BuiltProblem:
     problem: PlacementProblem
     ops: dict[str, T.TaskOp]  # op id (sym name) -> op
     db: object
-    offline: bool
+    rate_basis: str  # offline work: how the planned rate follows from the job's volume; "" online
     units: dict[str, list[str]]  # sub-agent planned as a unit -> its op ids
+    percentile_targets: list[PercentileTarget] = field(default_factory=list)
     by_id: dict[str, OpNode] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,9 +81,62 @@ def _model(module, op) -> C.ModelInfo:
     return C.ModelInfo(arch_from_attr(model.arch), model.precision.data, model.kv_precision.data)
 
 
-def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], soft_lambda: float | None
-                  ) -> BuiltProblem:
-    db = load_hwdb(hwdb, hwdb_extra)
+def record_database(module, name: str, extra, db) -> None:
+    """The compile driver's choice of hardware database, recorded once on the module for every pass."""
+    module.attributes["hetc.hwdb"] = attr_from_value({"name": name, "extra": list(extra), "sha256": db.sha256})
+
+
+def module_database(module, name: str = "", extra: list[str] | None = None):
+    """The one hardware database of this compile: the one the module records (hetc.hwdb); IR that records
+    none (hetc opt on hand-written IR) uses `name` (default "default") and `extra`, and records them.
+    A pass option naming another database is a user error: one compile prices with one database."""
+    extra = list(extra or [])
+    recorded = module.attributes.get("hetc.hwdb")
+    if recorded is None:
+        db = load_hwdb(name or "default", extra)
+        record_database(module, name or "default", extra, db)
+        return db
+    info = value_from_attr(recorded)
+    if (name and name != info["name"]) or (extra and extra != list(info.get("extra", []))):
+        given = name + "".join(f" + {e}" for e in extra)
+        raise HetcError(f"place{{hwdb=...}} names the hardware database '{given}' but this compile uses "
+                        f"'{info['name']}'; one compile prices with one database: choose it with --hwdb "
+                        "(and --hwdb-extra), not with a pass option", Loc("--passes"))
+    db = load_hwdb(info["name"], list(info.get("extra", [])))
+    if db.sha256 != info["sha256"]:
+        raise HetcError(f"the hardware database '{info['name']}' changed since this IR was made (sha256 "
+                        f"{info['sha256'][:12]}..., now {db.sha256[:12]}...); compile the spec again",
+                        Loc("hetc.hwdb"))
+    return db
+
+
+def output_tokens_per_request(flow) -> float:
+    """Generated tokens per request: every decode's output tokens times its expected invocations."""
+    return sum(op.output_tokens.value.data * flow.load[op] for op in flow.ops if isinstance(op, T.DecodeOp))
+
+
+def planned_rate(traffic: dict, flow, graph) -> tuple[float, str]:
+    """The request rate the plan sustains and, for offline work, how it follows from the job's volume."""
+    if traffic.get("requests_per_s") is not None:
+        return traffic["requests_per_s"], ""
+    if traffic.get("requests") is not None and traffic.get("deadline_h") is not None:
+        rate = traffic["requests"] / (traffic["deadline_h"] * 3600.0)
+        return rate, (f"offline: {traffic['requests']:,.0f} requests within {traffic['deadline_h']:g} h = "
+                      f"{rate:.4g} requests/s")
+    if traffic.get("tokens_per_day") is not None:
+        tokens = output_tokens_per_request(flow)
+        if tokens <= 0:
+            raise HetcError("traffic: tokens_per_day sizes offline work by generated tokens, and this graph "
+                            "generates none (no llm node with output_tokens); give requests and deadline_h",
+                            op_loc(graph))
+        rate = traffic["tokens_per_day"] / SECONDS_PER_DAY / tokens
+        return rate, (f"offline: {traffic['tokens_per_day']:,.0f} tokens a day / {tokens:,.4g} tokens per request "
+                      f"= {rate:.4g} requests/s")
+    raise HetcError("traffic: offline work needs its volume (tokens_per_day, or requests and deadline_h)",
+                    op_loc(graph))
+
+
+def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> BuiltProblem:
     slo, traffic, hardware = _settings(graph)
     pricing = hardware.get("pricing", "ownership")
     pool_ids = hardware.get("pool") or list(db.devices)
@@ -120,10 +187,9 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
         price = device_hour_usd(dev, pricing, params).total
         sunk = device_hour_usd(dev, pricing, params, sunk=True).total if inv.get("sunk") else None
         classes.append(DeviceClass(dev_id, price, sunk, owned=int(inv.get("count", 0)), accelerator=dev.kind != "cpu"))
-    rate = traffic.get("requests_per_s")
-    offline = rate is None
+    rate, basis = planned_rate(traffic, flow, graph)
     problem = PlacementProblem(
-        ops=nodes, edges=edges, devices=classes, request_rate_rps=rate or OFFLINE_PLANNING_RATE_RPS,
+        ops=nodes, edges=edges, devices=classes, request_rate_rps=rate,
         latency_limit_ms=slo.get("latency_ms"),  # offline jobs may still have a deadline
         phase_limits={k: v for k, v in (("ttft_ms", limits.ttft_ms), ("tbt_ms", limits.tbt_ms)) if v is not None},
         soft_sla_lambda=soft_lambda)
@@ -131,16 +197,143 @@ def build_problem(module, graph: A.GraphOp, hwdb: str, hwdb_extra: list[str], so
     for name, op in ops.items():
         if "hetc.unit" in op.attributes:
             units.setdefault(op.attributes["hetc.unit"].data, []).append(name)
-    return BuiltProblem(problem, ops, db, offline, units)
+    targets = [PercentileTarget(p, limit, percentile_invocations(flow, _percentile_value(p)))
+               for p, limit in sorted((slo.get("percentiles") or {}).items())
+               if p != slo.get("percentile") and limit is not None]
+    return BuiltProblem(problem, ops, db, basis, units, targets)
+
+
+def _percentile_value(name: str) -> float:
+    return float(name[1:]) / 100.0
+
+
+def loop_passes_at(q: float, bound: int, p: float) -> int:
+    """Passes of a loop body at the p-quantile: with probability q of another pass after each one (at most
+    `bound` more), the fewest passes k + 1 with P(at most k more) = 1 - q^(k+1) >= p; bound + 1 at most."""
+    for k in range(bound):
+        if 1.0 - q ** (k + 1) >= p - 1e-12:
+            return k + 1
+    return bound + 1
+
+
+def percentile_invocations(flow, p: float) -> dict[str, float]:
+    """Op id -> invocations on a path at percentile p: flow.worst (every loop at its bound) with each
+    enclosing loop at its p-quantile of passes instead (a planning estimate: loops are taken one at a time,
+    each at its own quantile)."""
+    out = {}
+    for op in flow.ops:
+        factor = 1.0
+        parent = op.parent_op()
+        while parent is not None and not isinstance(parent, A.GraphOp):
+            if isinstance(parent, A.LoopOp):
+                bound = parent.max_iterations.value.data
+                q = _loop_continue_probability(parent)
+                factor *= loop_passes_at(q, bound, p) / (bound + 1)
+            parent = parent.parent_op()
+        out[op.sym_name.data] = flow.worst[op] * factor
+    return out
+
+
+def _loop_continue_probability(loop) -> float:
+    """q of a loop: the probability that one pass produces a feedback value (branch probabilities multiply
+    along the way; an op runs when its likeliest input arrives), as hetc.flow counts it."""
+    block = loop.body.block
+    prob: dict = {arg: 1.0 for arg in block.args}
+    for op in block.ops:
+        inputs = [prob[v] for v in op.operands if v in prob]
+        p = max(inputs) if inputs else 1.0
+        if isinstance(op, A.BranchOp):
+            p *= op.probability.value.data
+        for result in op.results:
+            prob[result] = p
+    term = block.last_op
+    return max([prob.get(v, 0.0) for v in term.feedback] or [0.0])
 
 
 def solve_placement(built: BuiltProblem, solver: str):
+    """The cheapest plan that meets every percentile target. The solvers plan the highest percentile's
+    limit; a lower percentile's target that the plan misses tightens that limit in proportion and the
+    problem is solved again (at most MAX_PERCENTILE_ROUNDS times; docs/placement.md, "Percentiles")."""
+    return meet_percentiles(built, built.problem, lambda problem: _solve_with_units(built, problem, solver))
+
+
+def meet_percentiles(built: BuiltProblem, problem, solve_one):
+    """solve_one(problem)'s plan, re-solved under a tighter highest-percentile limit while it misses one of
+    built's lower percentile targets (see solve_placement)."""
+    from dataclasses import replace
+
+    from hetc.placement import _infeasible_result
+
+    result = solve_one(problem)
+    limit = problem.latency_limit_ms
+    if not built.percentile_targets or limit is None or problem.soft_sla_lambda is not None or not result.feasible:
+        return result
+    fastest: dict[str, float] = {}  # per missed percentile, the fastest of the plans found
+    missed: list = []
+    feasible_at, infeasible_at = limit, None  # the highest-percentile limits tried, for a bisection
+    for attempt in range(MAX_PERCENTILE_ROUNDS + 1):
+        if result.feasible:
+            feasible_at = problem.latency_limit_ms
+            missed = [(t, critical) for t in built.percentile_targets
+                      if (critical := max(percentile_latencies(problem, result, t.invocations).values(), default=0.0))
+                      > t.limit_ms + 1e-6]
+            if not missed:
+                # the plan is reported against the spec's limit, not the tightened one
+                paths = tuple(replace(p, slack_ms=limit - p.latency_ms) for p in result.paths)
+                return replace(result, latency_limit_ms=limit, paths=paths)
+            for t, critical in missed:
+                fastest[t.percentile] = min(critical, fastest.get(t.percentile, critical))
+            # tighten in proportion to the worst miss, but not past a limit already found infeasible
+            tighter = result.critical_path_ms * min(t.limit_ms / critical for t, critical in missed) * (1 - 1e-9)
+            if infeasible_at is not None:
+                tighter = max(tighter, (feasible_at + infeasible_at) / 2)
+        else:
+            infeasible_at = problem.latency_limit_ms
+            tighter = (feasible_at + infeasible_at) / 2
+        if attempt == MAX_PERCENTILE_ROUNDS:
+            break
+        problem = replace(problem, latency_limit_ms=tighter)
+        result = solve_one(problem)
+    reasons = [f"slo latency_ms {t.percentile} {t.limit_ms:g} ms cannot be met: the fastest plan found takes "
+               f"{fastest[t.percentile]:g} ms at {t.percentile} (loops at their {t.percentile} passes)"
+               for t, _ in missed]
+    return _infeasible_result(replace(problem, latency_limit_ms=limit), result.solver, "infeasible",
+                              result.solve_time_s, reasons)
+
+
+def percentile_latencies(problem, result, invocations: dict[str, float]) -> dict[str, float]:
+    """Sink op id -> the longest path to it in a plan, with each op invoked `invocations[op]` times on the
+    path (transfers into an op as often as the op)."""
+    device = {p.op: p.candidate.device for p in result.ops}
+    weight = {p.op: p.candidate.latency_ms * invocations.get(p.op, 1.0) for p in result.ops}
+    preds: dict[str, list] = {op.id: [] for op in problem.ops}
+    succs: dict[str, list] = {op.id: [] for op in problem.ops}
+    for edge in problem.edges:
+        preds[edge.dst].append(edge)
+        succs[edge.src].append(edge.dst)
+    waiting = {op: len(edges) for op, edges in preds.items()}
+    ready = [op.id for op in problem.ops if not preds[op.id]]
+    finish: dict[str, float] = {}
+    while ready:
+        v = ready.pop()
+        start = 0.0
+        for edge in preds[v]:
+            ms = edge.transfer(device[edge.src], device[v])[0] * invocations.get(v, 1.0)
+            start = max(start, finish[edge.src] + ms)
+        finish[v] = start + weight[v]
+        for w in succs[v]:
+            waiting[w] -= 1
+            if not waiting[w]:
+                ready.append(w)
+    return {v: finish[v] for v in finish if not succs[v]}
+
+
+def _solve_with_units(built: BuiltProblem, problem, solver: str):
     """The cheapest plan; a sub-agent marked plan_as_unit puts all its accelerator work on one class. Up to
     MAX_UNIT_COMBINATIONS combinations of classes for the units are all solved and the cheapest feasible
     plan wins; beyond that a coordinate search (see _search_unit_classes) chooses them."""
     from hetc.placement import solve
 
-    problem = built.problem
     accelerators = sorted(d.name for d in problem.devices if d.accelerator)
     if not built.units or not accelerators:  # a unit of CPU-only work needs no choice of class
         return solve(problem, solver)
@@ -149,7 +342,7 @@ def solve_placement(built: BuiltProblem, solver: str):
 
     def plan(combo: tuple[str, ...]):
         if combo not in results:
-            results[combo] = solve(_units_on(built, dict(zip(units, combo, strict=True))), solver)
+            results[combo] = solve(_units_on(built, problem, dict(zip(units, combo, strict=True))), solver)
         return results[combo]
 
     if len(accelerators) ** len(units) <= MAX_UNIT_COMBINATIONS:
@@ -180,19 +373,19 @@ def _search_unit_classes(units: list[str], accelerators: list[str], plan) -> Non
             return
 
 
-def _units_on(built: BuiltProblem, chosen: dict[str, str]):
+def _units_on(built: BuiltProblem, problem, chosen: dict[str, str]):
     """The problem with each unit's accelerator ops restricted to candidates on its chosen class."""
     from dataclasses import replace
 
-    classes = {d.name: d.accelerator for d in built.problem.devices}
+    classes = {d.name: d.accelerator for d in problem.devices}
     unit_of = {op: unit for unit, ops in built.units.items() for op in ops}
     ops = []
-    for op in built.problem.ops:
+    for op in problem.ops:
         unit = unit_of.get(op.id)
         if unit is not None and any(classes[c.device] for c in op.candidates):
             op = replace(op, candidates=[c for c in op.candidates if c.device == chosen[unit]])
         ops.append(op)
-    return replace(built.problem, ops=ops)
+    return replace(problem, ops=ops)
 
 
 def _transfer_ms(module, edge, src, dst) -> float:

@@ -19,7 +19,7 @@ from hetc.dialects import task as T
 from hetc.flow import analyse, payload_bytes, placeable, producers
 from hetc.frontend import arch_from_attr, value_from_attr
 from hetc.models import PRECISION_BYTES
-from hetc.tco import TcoParams, device_hour_usd
+from hetc.tco import COMPONENTS, TcoParams, device_hour_usd
 
 SCHEMA_VERSION = 1
 _STAGE_CHARS = re.compile(r"[^a-z0-9_.-]+")
@@ -53,7 +53,8 @@ def _engine(kind: str, device) -> str | None:
 
 
 def _is_stage(op) -> bool:
-    return placeable(op) or isinstance(op, (A.InputOp, T.KVTransferOp))
+    # a KV transfer is a stage once placed (with the op that reads the cache); an unplaced one is folded
+    return placeable(op) or isinstance(op, A.InputOp) or (isinstance(op, T.KVTransferOp) and op.placement() is not None)
 
 
 def _service(op, est: dict, device) -> dict:
@@ -85,43 +86,45 @@ def _concurrency(est: dict, latency_ms: float) -> int:
     return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
-def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict:
+def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict | None:
+    """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
+    None when the pipeline did not run place (the bundle then holds the IR only)."""
+    from hetc.placement_problem import output_tokens_per_request
+    from hetc.plan_schema import check_built_plan
+
+    if "place" not in pass_names:
+        return None
     graph = next(o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes)
-    summary = value_from_attr(module.attributes["hetc.placement"]) if "hetc.placement" in module.attributes else {}
+    summary = value_from_attr(module.attributes["hetc.placement"])
+    recorded = value_from_attr(module.attributes["hetc.hwdb"]) if "hetc.hwdb" in module.attributes else {}
     slo = value_from_attr(graph.attributes["hetc.slo"])
     traffic = value_from_attr(graph.attributes["hetc.traffic"])
     hardware = value_from_attr(graph.attributes["hetc.hardware"])
+    rate = summary["request_rate_rps"]
     plan = {
         "schema_version": SCHEMA_VERSION,
         "name": spec.name,
         "pd": summary.get("pd") or None,
-        "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256, "hwdb": db.name,
-                       "hwdb_sha256": db.sha256, "solver": summary.get("solver", "none"),
-                       "pipeline": ",".join(pass_names)},
+        "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256,
+                       "hwdb": recorded.get("name", db.name), "hwdb_sha256": recorded.get("sha256", db.sha256),
+                       "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names)},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
                 "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms"),
-                "latency_percentiles_ms": dict(slo.get("latency_percentiles_ms") or {})},
-        "traffic": {"requests_per_s": traffic.get("requests_per_s"), "objective": traffic.get("objective")},
+                "latency_percentiles_ms": slo.get("percentiles") or {}},
+        "traffic": {"requests_per_s": traffic.get("requests_per_s"), "objective": traffic.get("objective"),
+                    "planned_requests_per_s": rate, "rate_basis": summary.get("rate_basis") or None,
+                    **{k: traffic.get(k) for k in ("tokens_per_day", "requests", "deadline_h")}},
         "stages": [], "edges": [], "paths": [], "paths_total": 0, "baselines": [], "devices": [],
-        "tco": {"usd_per_hour": 0.0, "usd_per_1m_requests": None, "usd_per_1m_tokens": None,
-                "capital_usd_per_hour": 0.0, "power_usd_per_hour": 0.0},
     }
-    if not summary:
-        return plan
-    rate = summary["request_rate_rps"]
     params = TcoParams.from_hwdb(db)
     pricing = hardware.get("pricing", "ownership")
-    inventory = hardware.get("inventory", {})
-    owned_left = {dev: int(v.get("count", 0)) for dev, v in inventory.items()}
-    sunk = {dev: bool(v.get("sunk", 0)) for dev, v in inventory.items()}
+    sunk = {dev: bool(v.get("sunk", 0)) for dev, v in hardware.get("inventory", {}).items()}
     flow = analyse(graph)
     priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
     estimates = {op.sym_name.data: value_from_attr(op.attributes["estimate"])
                  for op in graph.walk() if "estimate" in op.attributes}
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
-    capital_total = power_total = 0.0
-    tokens_per_request = 0.0
     for op in graph.walk():
         if not _is_stage(op) and not isinstance(op, A.OutputOp):
             continue
@@ -130,38 +133,52 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
             sid = f"{sid}-{len(used_ids)}"
         used_ids.add(sid)
         ids[op] = sid
-        stage = _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced, estimates)
-        plan["stages"].append(stage)
-        capital_total += stage["tco"]["capital_usd_per_hour"]
-        power_total += stage["tco"]["power_usd_per_hour"]
-        if isinstance(op, T.DecodeOp):
-            tokens_per_request += op.output_tokens.value.data * flow.load[op]
+        plan["stages"].append(_stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates))
     plan["edges"] = _edges(ids, priced)
     names = {op.sym_name.data: sid for op, sid in ids.items()}
     limit = slo.get("latency_ms")
+    targets = slo.get("percentiles") or {}
     plan["paths_total"] = summary["paths_total"]
     for path in summary["paths"]:
-        meets = limit is None or path["latency_ms"] <= limit + 1e-6
-        plan["paths"].append({"stages": [names[n] for n in path["path"]], "latency_ms": path["latency_ms"],
-                              "limit_ms": limit, "slack_ms": path.get("slack_ms"), "meets": meets})
-    tco = summary["tco_usd_per_hour"]
+        # a path meets the SLA when it meets every percentile target (the highest is latency_ms)
+        at = {p: {"latency_ms": ms, "limit_ms": targets[p], "meets": ms <= targets[p] + 1e-6}
+              for p, ms in sorted((path.get("percentiles") or {}).items())}
+        meets = (limit is None or path["latency_ms"] <= limit + 1e-6) and all(a["meets"] for a in at.values())
+        entry = {"stages": [names[n] for n in path["path"]], "latency_ms": path["latency_ms"], "limit_ms": limit,
+                 "slack_ms": path.get("slack_ms"), "meets": meets}
+        if at:
+            entry["percentiles"] = at
+        plan["paths"].append(entry)
+    # the plan's total is the sum of its stages (each the sum of its components): one source for every table
+    tco = {f"{name}_usd_per_hour": sum(s["tco"][f"{name}_usd_per_hour"] for s in plan["stages"])
+           for name in COMPONENTS}
+    total = sum(s["tco"]["usd_per_hour"] for s in plan["stages"])
+    tokens_per_request = output_tokens_per_request(flow)
     plan["tco"] = {
-        "usd_per_hour": tco,
-        "usd_per_1m_requests": tco / (rate * 3600) * 1e6,
-        "usd_per_1m_tokens": tco / (rate * tokens_per_request * 3600) * 1e6 if tokens_per_request else None,
-        "capital_usd_per_hour": capital_total, "power_usd_per_hour": power_total,
+        "usd_per_hour": total,
+        "usd_per_1m_requests": total / (rate * 3600) * 1e6 if rate else None,
+        "usd_per_1m_tokens": total / (rate * tokens_per_request * 3600) * 1e6 if rate and tokens_per_request else None,
+        "pricing": pricing, **tco,
     }
     for b in summary["baselines"]:
         cost = b.get("usd_per_hour")
         plan["baselines"].append({"device": b["device"], "usd_per_hour": cost, "feasible": bool(b["feasible"]),
-                                  "reason": b.get("reason"), "relative_cost": tco / cost if cost else None,
+                                  "reason": b.get("reason"), "relative_cost": total / cost if cost else None,
                                   "critical_path_ms": b.get("critical_path_ms")})
     plan["devices"] = [{"device": d["device"], "count": d["owned"] + d["bought"], "owned": d["owned"],
                         "bought": d["bought"]} for d in summary["devices"]]
-    return plan
+    return check_built_plan(plan)
 
 
-def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced, estimates) -> dict:
+def stage_cost(device, devices: int, owned: int, pricing: str, params: TcoParams, sunk: bool) -> dict[str, float]:
+    """A stage's $/hour by component: its owned devices at the owned price (no capital when sunk), the rest
+    at the bought price; the same hetc.tco figures the placement priced the device classes with."""
+    bought = device_hour_usd(device, pricing, params).components()
+    mine = device_hour_usd(device, pricing, params, sunk=sunk).components()
+    return {name: (devices - owned) * bought[name] + owned * mine[name] for name in COMPONENTS}
+
+
+def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
     est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
@@ -175,19 +192,10 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
     devices = replicas * per_replica if placeable(op) else 0
-    owned = 0
-    capital = power = 0.0
+    owned = int(est.get("owned_devices", 0)) if devices else 0
+    cost = {name: 0.0 for name in COMPONENTS}
     if device is not None and devices:
-        # owned devices are used first (as the placement does); sunk ones carry no capital charge
-        owned = min(devices, owned_left.get(device.id, 0))
-        owned_left[device.id] = owned_left.get(device.id, 0) - owned
-        bought = device_hour_usd(device, pricing, params)
-        mine = device_hour_usd(device, pricing, params, sunk=sunk.get(device.id, False))
-        # capex-proportional overheads (maintenance) count with capital; a cloud price is all capital
-        capital = (devices - owned) * (bought.capital + bought.overhead) + owned * (mine.capital + mine.overhead)
-        power = devices * bought.power
-        if pricing == "cloud":
-            capital = devices * bought.total
+        cost = stage_cost(device, devices, owned, pricing, params, sunk.get(device.id, False))
     load = flow.load.get(op, 1.0)
     throughput = est.get("peak_throughput_rps")  # the planning figure keeps utilisation headroom
     if isinstance(op, T.KVTransferOp):
@@ -214,7 +222,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
         "service": _service(op, est, device) if isinstance(op, T.TaskOp) else {"type": "none"},
         "predicted": predicted,
         "invocations": {"expected": load, "worst": flow.worst.get(op, 1.0)},
-        "tco": {"usd_per_hour": capital + power, "capital_usd_per_hour": capital, "power_usd_per_hour": power,
+        "tco": {"usd_per_hour": sum(cost.values()), **{f"{name}_usd_per_hour": cost[name] for name in COMPONENTS},
                 "devices": devices, "owned_devices": owned},
     }
 

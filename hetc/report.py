@@ -7,7 +7,8 @@ logs a CSP violation; tests/test_report.py checks there is none). Every string t
 coordinates rounded to 0.1 px, colours assigned to device classes in sorted order.
 
 Charts (each an <svg> with a stable id): chart-plan (stages as a graph, coloured by device class),
-chart-tco (capital vs power per stage), chart-baselines (homogeneous baselines), chart-pareto (cost vs
+chart-tco (each stage's cost by component: capital, power, overhead, cloud rental),
+chart-baselines (homogeneous baselines), chart-pareto (cost vs
 latency, with the non-dominated front), chart-sla (every path against its limit), and for a pair sweep
 chart-pd (TCO benefit of every P::D pair relative to the baseline pair).
 """
@@ -19,12 +20,15 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 
+from hetc.tco import shown_components
+
 # Okabe-Ito colour-blind-safe palette, then a few extra distinct hues; assigned to device ids in sorted order.
 DEVICE_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7F3C8D",
                   "#11A579", "#3969AC", "#F2B701", "#E73F74", "#80BA5A", "#E68310", "#008695", "#CF1C90")
 NO_DEVICE_COLOUR = "#9aa0a6"  # input and output stages
-CAPITAL_COLOUR = "#3969AC"
-POWER_COLOUR = "#F2B701"
+COMPONENT_COLOURS = {"capital": "#3969AC", "power": "#F2B701", "overhead": "#7F3C8D", "cloud": "#11A579"}
+COMPONENT_NOTES = {"capital": "capital (annuity on the purchase price; none for sunk devices)", "power": "power",
+                   "overhead": "overhead (yearly share of the purchase price)", "cloud": "cloud rental"}
 PLAN_COLOUR = "#24292f"  # not in DEVICE_PALETTE: the chosen plan never looks like a device
 OTHER_COLOUR = "#7f8c9a"
 LIMIT_COLOUR = "#c0392b"
@@ -241,6 +245,10 @@ def _x_axis(x0: float, x1: float, y: float, top: float, ticks: Sequence[float], 
     return "".join(parts)
 
 
+def _components(plan: dict, tco: dict) -> list[tuple[str, str, float]]:
+    return shown_components(tco, plan["tco"].get("pricing"))
+
+
 def tco_svg(plan: dict) -> str:
     stages = [s for s in plan["stages"] if s.get("device") and (s["tco"]["usd_per_hour"] or 0) > 0]
     if not stages:
@@ -256,15 +264,16 @@ def tco_svg(plan: dict) -> str:
     parts = [_x_axis(BAR_LEFT, BAR_LEFT + plot_w, axis_y, top, ticks, scale, "$")]
     for i, s in enumerate(stages):
         y = top + i * (BAR_H + BAR_GAP)
-        capital, power = s["tco"]["capital_usd_per_hour"], s["tco"]["power_usd_per_hour"]
         parts.append(_text(BAR_LEFT - 8, y + 14, _clip(f"{s['id']} ({s['device']})", 34), 12, "end"))
-        parts.append(_rect(BAR_LEFT, y, scale(capital) - BAR_LEFT, BAR_H, CAPITAL_COLOUR,
-                           f"{s['id']}: capital {_usd(capital)}/hour", ' class="bar capital"'))
-        parts.append(_rect(scale(capital), y, scale(capital + power) - scale(capital), BAR_H, POWER_COLOUR,
-                           f"{s['id']}: power {_usd(power)}/hour", ' class="bar power"'))
-        parts.append(_text(scale(capital + power) + 6, y + 14, f"{_usd(s['tco']['usd_per_hour'])}/h", 11))
+        start = 0.0
+        for name, label, value in _components(plan, s["tco"]):  # stacked in COMPONENTS order
+            parts.append(_rect(scale(start), y, scale(start + value) - scale(start), BAR_H, COMPONENT_COLOURS[name],
+                               f"{s['id']}: {label} {_usd(value)}/hour", f' class="bar {name}"'))
+            start += value
+        parts.append(_text(scale(start) + 6, y + 14, f"{_usd(s['tco']['usd_per_hour'])}/h", 11))
     parts.append(_text(BAR_LEFT + plot_w / 2, axis_y + 30, "$ per hour", 11, "middle", "#57606a"))
-    return _svg("chart-tco", CHART_W, axis_y + 40, "".join(parts), "TCO per stage: capital and power")
+    return _svg("chart-tco", CHART_W, axis_y + 40, "".join(parts),
+                "TCO per stage: " + ", ".join(label for _, label, _ in _components(plan, plan["tco"])))
 
 
 def baselines_svg(plan: dict, colours: dict[str, str]) -> str:
@@ -558,10 +567,10 @@ def _stage_table(plan: dict) -> str:
         rows.append([s["id"], s["kind"], s["device"], f"{s['replicas']} x {s['tp']}" + (f" x pp{s['pp']}" if s["pp"] > 1 else ""),
                      str(s["batch"]), _ms(s["predicted"]["latency_ms"]),
                      f"{s['invocations']['expected']:.2f} / {s['invocations']['worst']:g}",
-                     _usd(s["tco"]["capital_usd_per_hour"]), _usd(s["tco"]["power_usd_per_hour"]),
-                     _usd(s["tco"]["usd_per_hour"])])
+                     *[_usd(value) for _, _, value in _components(plan, s["tco"])], _usd(s["tco"]["usd_per_hour"])])
+    names = [f"{label} $/h" for _, label, _ in _components(plan, plan["tco"])]
     return _table(["stage", "kind", "device", "replicas x tp", "batch", "latency", "calls expected / worst",
-                   "capital $/h", "power $/h", "$/h"], rows, 3, "table-stages")
+                   *names, "$/h"], rows, 3, "table-stages")
 
 
 def _phase_table(plan: dict) -> str:
@@ -619,10 +628,12 @@ def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
     prov = plan.get("provenance", {})
     traffic = plan.get("traffic", {})
     load = (f"{traffic['requests_per_s']:g} requests/s" if traffic.get("requests_per_s") is not None
-            else f"offline ({traffic.get('objective') or '-'})")
-    sla_bits = [f"{name} {slo[key]:g} ms" for key, name in (("latency_ms", slo.get("percentile") or "p99"),
-                                                           ("ttft_ms", "TTFT"), ("tbt_ms", "TBT"))
-                if slo.get(key) is not None]
+            else f"offline ({traffic.get('objective') or '-'}), sized for {traffic.get('rate_basis') or 'an unstated rate'}")
+    targets = slo.get("latency_percentiles_ms") or (
+        {slo.get("percentile") or "p99": slo["latency_ms"]} if slo.get("latency_ms") is not None else {})
+    sla_bits = [f"{name} {value:g} ms" for name, value in sorted(targets.items())]
+    sla_bits += [f"{name} {slo[key]:g} ms" for key, name in (("ttft_ms", "TTFT"), ("tbt_ms", "TBT"))
+                 if slo.get(key) is not None]
     sub = (f"{load}; SLA {', '.join(sla_bits) or 'none'}; hardware database {prov.get('hwdb', '-')}; "
            f"solver {prov.get('solver', '-')}; hetc {prov.get('hetc_version', '-')}")
     body = [f"<h1>{_esc(plan['name'])}</h1><p class=\"sub\">{_esc(sub)}</p>",
@@ -630,8 +641,8 @@ def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
                                             for v, k in cards) + "</div>",
             "<section><h2>Plan</h2>" + _legend({d: c for d, c in colours.items() if d in stage_devices})
             + plan_graph_svg(plan, colours) + _stage_table(plan) + "</section>",
-            "<section><h2>TCO per stage: capital vs power</h2>"
-            + _legend({"capital (annuity on the purchase price)": CAPITAL_COLOUR, "power": POWER_COLOUR})
+            "<section><h2>TCO per stage: " + ", ".join(label for _, label, _ in _components(plan, tco)) + "</h2>"
+            + _legend({COMPONENT_NOTES[name]: COMPONENT_COLOURS[name] for name, _, _ in _components(plan, tco)})
             + tco_svg(plan) + f'<p class="note">{_esc(_tco_note(plan))}</p></section>',
             "<section><h2>Homogeneous baselines</h2><p class=\"note\">Every accelerator op on one device class "
             "(CPU-only ops stay on CPUs), each solved for minimum TCO under the same SLA.</p>"
@@ -653,8 +664,11 @@ def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
 
 def _tco_note(plan: dict) -> str:
     owned = [d for d in plan.get("devices", []) if d.get("owned")]
-    text = ("Capital is the purchase price recovered as an annuity over the ownership period; power is TDP x "
-            "utilisation x PUE x electricity price (hetc.tco).")
+    parts = ", ".join(f"{label} {_usd(value)}" for _, label, value in _components(plan, plan["tco"]))
+    text = (f"TCO {_usd(plan['tco']['usd_per_hour'])}/hour = {parts}. Capital is the purchase price recovered as an "
+            "annuity over the ownership period (none for sunk devices); power is TDP x utilisation x PUE x "
+            "electricity price; overhead is a yearly share of the purchase price; cloud rental is the whole "
+            "price under cloud pricing (hetc.tco, docs/cost-model.md).")
     if owned:
         text += " Owned devices: " + ", ".join(f"{d['owned']}x {d['device']}" for d in owned) + "."
     return text

@@ -405,7 +405,7 @@ class _Simulation:
             del self.joins[key]
             live = state[1]
         if live and not stage.top:
-            for loop, until in zip(stage.chain, stage.alive_until):
+            for loop, until in zip(stage.chain, stage.alive_until, strict=True):
                 if self.passes(request, loop) >= until:
                     live = False  # no later pass can use its result: the work is not done
                     break

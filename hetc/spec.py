@@ -81,6 +81,10 @@ class SLO:
 class Traffic:
     requests_per_s: float | None = None
     objective: str | None = None  # offline: "tokens_per_dollar"
+    # offline volume: generated tokens a day, or `requests` done within `deadline_h` hours
+    tokens_per_day: float | None = None
+    requests: float | None = None
+    deadline_h: float | None = None
     loc: Loc = Loc("")
 
 

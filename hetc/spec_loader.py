@@ -48,6 +48,7 @@ COMPUTE_OPS = ("none", "add", "mul", "relu", "gelu", "silu", "rmsnorm", "softmax
                "l2_normalize", "mean_pool", "dot", "cosine", "quantize_fp8", "quantize_int8")
 PERCENTILES = ("p50", "p90", "p95", "p99")
 OBJECTIVES = ("tokens_per_dollar",)
+OFFLINE_VOLUME_KEYS = ("tokens_per_day", "requests", "deadline_h")
 PRICING_MODES = ("ownership", "cloud")
 KV_CACHE_MODEL_KINDS = ("decoder", "encoder_decoder")  # models that keep a KV cache
 EMBED_MODEL_KINDS = KIND_FOR_NODE["embedding"]
@@ -74,6 +75,9 @@ MAX_VECTORS = Limit(1e12, "a trillion vectors; model a larger index as a tool se
 MAX_DIM = Limit(65_536, "no embedding model has vectors longer than 65536")
 MAX_TOP_K = Limit(100_000, "a retrieval returns at most 100000 results")
 MAX_RPS = Limit(1e9, "a billion requests per second")
+MAX_OFFLINE_REQUESTS = Limit(1e15, "a thousand trillion requests")
+MAX_TOKENS_PER_DAY = Limit(1e16, "ten quadrillion tokens a day")
+MAX_DEADLINE_H = Limit(8760, "one year")
 MAX_ITERATIONS = Limit(10_000, "the plan multiplies the loop body by this bound")
 MAX_DEVICES = Limit(1_000_000, "a million devices of one class")
 MAX_BYTES = Limit(1e12, "1 TB per request")
@@ -1008,9 +1012,10 @@ class _Loader:
         if ymap is None:
             return traffic
         traffic.loc = ymap.loc
-        found = self.keys(ymap, "in traffic", ("requests_per_s", "objective"))
+        found = self.keys(ymap, "in traffic", ("requests_per_s", "objective", *OFFLINE_VOLUME_KEYS))
         if ("requests_per_s" in found) == ("objective" in found):
             self.error(ymap.loc, "traffic needs exactly one of 'requests_per_s' (online) or 'objective' (offline)")
+        self.offline_volume(ymap, found, traffic)
         if "requests_per_s" in found:
             traffic.requests_per_s = self.number(found["requests_per_s"][1], FieldRule(
                 "requests_per_s", "number", unit="requests per second", limit=MAX_RPS))
@@ -1018,6 +1023,22 @@ class _Loader:
             traffic.objective = self.choice(found["objective"][1], FieldRule("objective", "choice",
                                                                             choices=OBJECTIVES))
         return traffic
+
+    def offline_volume(self, ymap: YamlMap, found: dict, traffic: Traffic) -> None:
+        """Offline work is sized by its volume: tokens_per_day, or requests within deadline_h hours."""
+        given = [k for k in OFFLINE_VOLUME_KEYS if k in found]
+        if "objective" not in found or "requests_per_s" in found:  # online (or already reported)
+            for key in given:
+                self.error(found[key][0].loc, f"'{key}' sizes offline work; it needs 'objective' (not requests_per_s)")
+            return
+        if given not in (["tokens_per_day"], ["requests", "deadline_h"]):
+            self.error(ymap.loc, "offline traffic needs its volume: 'tokens_per_day: N' (generated tokens a day), or "
+                                 "'requests: N' with 'deadline_h: H' (N requests done within H hours)")
+        rules = {"tokens_per_day": FieldRule("tokens_per_day", "number", unit="tokens", limit=MAX_TOKENS_PER_DAY),
+                 "requests": FieldRule("requests", "number", unit="requests", limit=MAX_OFFLINE_REQUESTS),
+                 "deadline_h": FieldRule("deadline_h", "number", unit="hours", limit=MAX_DEADLINE_H)}
+        for key in given:
+            setattr(traffic, key, self.number(found[key][1], rules[key]))
 
     def device(self, node: YamlNode, where: str) -> str | None:
         name = self.string(node, f"a device name in {where}")
@@ -1197,6 +1218,9 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
     slo = loader.slo(top["slo"][1] if "slo" in top else None)
     traffic = loader.traffic(top["traffic"][1] if "traffic" in top else None, root.loc)
     hardware = loader.hardware(top["hardware"][1] if "hardware" in top else None)
+    if traffic.tokens_per_day is not None and graph is not None and not _generates_tokens(graph):
+        loader.error(traffic.loc, "tokens_per_day sizes offline work by generated tokens, and no llm node generates "
+                                  "any (output_tokens > 0); give 'requests' and 'deadline_h' instead")
     if loader.diags:
         raise HetcError(loader.diags)
     return Spec(
@@ -1204,3 +1228,15 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
         traffic=traffic, hardware=hardware, source_sha256=hashlib.sha256(data).hexdigest(),
         description=description or "", included_sha256=dict(sorted(loader.included_sha256.items())),
     )
+
+
+def _generates_tokens(graph) -> bool:
+    """Whether an llm node of the graph or of its sub-agents generates output tokens."""
+    todo = [graph]
+    while todo:
+        for node in todo.pop().nodes.values():
+            if node.kind == "llm" and node.attrs.get("output_tokens", 0) > 0:
+                return True
+            if node.subgraph is not None:
+                todo.append(node.subgraph)
+    return False

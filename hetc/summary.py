@@ -6,10 +6,14 @@ from rich.console import Console
 from rich.table import Table
 
 from hetc.console import make_console, verdict
+from hetc.tco import shown_components
 
 SHOWN_STAGES = 40  # rows of the stage table; a larger plan shows its costliest stages
 SHOWN_PATHS = 5  # the slowest paths printed; plan.json and report.html have more
 ROUTE_ENDS = 4  # a longer route prints its first and last stages only
+EXPLAIN_BASIS = ("$/h in plan: the op's $/hour on the plan table's basis (owned devices first, sunk capital not "
+                 "charged); the chosen candidate's is its stage's $/hour, another's adds the plan's TCO change "
+                 "if only this op moved to it")
 
 
 def _route(stages: list[str]) -> str:
@@ -28,6 +32,9 @@ def _usd(value) -> str:
 
 def print_summary(plan: dict, output, explain: bool = False, result=None, console: Console | None = None) -> None:
     console = console or make_console()
+    if not plan:
+        console.print(f"no plan: the pass pipeline does not run place; bundle (IR only) written to {output}")
+        return
     stages = Table(title=f"{plan['name']}: plan  (P::D {plan.get('pd') or '-'})", title_justify="left")
     for col in ("stage", "device", "replicas x tp", "batch", "latency ms", "expected/worst", "$/hour"):
         stages.add_column(col, justify="right" if col not in ("stage", "device") else "left", overflow="fold")
@@ -44,12 +51,19 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
     console.print(stages)
     tco = plan["tco"]
     per_tokens = f", {_usd(tco['usd_per_1m_tokens'])} per 1M output tokens" if tco.get("usd_per_1m_tokens") else ""
-    console.print(f"TCO {_usd(tco['usd_per_hour'])}/hour (capital {_usd(tco['capital_usd_per_hour'])}, power "
-                  f"{_usd(tco['power_usd_per_hour'])}); {_usd(tco['usd_per_1m_requests'])} per 1M requests{per_tokens}")
+    parts = ", ".join(f"{label} {_usd(value)}" for _, label, value in shown_components(tco, tco.get("pricing")))
+    console.print(f"TCO {_usd(tco['usd_per_hour'])}/hour ({parts}); {_usd(tco['usd_per_1m_requests'])} per 1M "
+                  f"requests{per_tokens}")
+    basis = plan["traffic"].get("rate_basis")
+    if basis:
+        console.print(f"sized for {basis}")
     for path in plan["paths"][:SHOWN_PATHS]:
         limit = f" of {_ms(path['limit_ms'])} ms (slack {_ms(path['slack_ms'])} ms)" if path["limit_ms"] else ""
-        console.print(f"path {_route(path['stages'])}: {_ms(path['latency_ms'])} ms{limit}",
-                      verdict(path["meets"], "meets", "misses"))
+        lower = "".join(f"; {p} {_ms(a['latency_ms'])} ms of {_ms(a['limit_ms'])} ms"
+                        for p, a in (path.get("percentiles") or {}).items())
+        top = plan["slo"].get("percentile") if lower else ""
+        console.print(f"path {_route(path['stages'])}: {top + ' ' if top else ''}{_ms(path['latency_ms'])} ms{limit}"
+                      f"{lower}", verdict(path["meets"], "meets", "misses"))
     if plan["paths_total"] > SHOWN_PATHS:
         console.print(f"... and {plan['paths_total'] - SHOWN_PATHS:,} faster paths (plan.json lists the "
                       f"{len(plan['paths'])} slowest)")
@@ -71,12 +85,14 @@ def _print_explain(result, console: Console) -> None:
 
     attr = result.module.attributes.get("hetc.placement")
     rows = value_from_attr(attr).get("explain", []) if attr is not None else []
+    if rows:
+        console.print(EXPLAIN_BASIS)
     for op in rows:
         table = Table(title=f"{op['op']} ({op['kind']}): candidates", title_justify="left")
-        for col in ("candidate", "status", "replicas", "path ms", "$/hour", "delta $/h", "why"):
+        for col in ("candidate", "status", "replicas", "path ms", "$/h in plan", "plan delta $/h", "why"):
             table.add_column(col, overflow="fold")
         for c in op["candidates"]:
             delta = c.get("delta_tco_usd_per_hour")
             table.add_row(c["candidate"], c["status"], str(c["replicas"]), _ms(c["path_ms"]),
-                          _usd(c["usd_per_hour"]), "-" if delta is None else f"{delta:+,.2f}", c["reason"])
+                          _usd(c.get("usd_per_hour")), "-" if delta is None else f"{delta:+,.2f}", c["reason"])
         console.print(table)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from hetc.errors import HetcError, InfeasibleError, Loc
+from hetc.tco import COMPONENTS
 
 DECOMPOSE_PIPELINE = "inline-agents,decompose-llm,decompose-tools,decompose-nodes"
 DEFAULT_BASELINE_PAIR = "nvidia-h100-sxm::nvidia-h100-sxm"  # the paper's H100::H100 = 1.0
@@ -219,6 +220,11 @@ def _load(spec_path: str, options: SweepOptions):
     return db, load_spec(spec_path, db.aliases())
 
 
+# A row's cost columns, copied from the plan's tco (components as docs/cost-model.md names them).
+TCO_COLUMNS = ("usd_per_hour", *(f"{name}_usd_per_hour" for name in COMPONENTS), "usd_per_1m_requests",
+               "usd_per_1m_tokens")
+
+
 def _devices_text(plan: dict) -> str:
     return " + ".join(f"{d['count']}x {d['device']}" for d in plan.get("devices", []))
 
@@ -229,11 +235,7 @@ def _plan_row(plan: dict) -> dict:
     tco = plan["tco"]
     return {
         "status": "ok",
-        "usd_per_hour": tco["usd_per_hour"],
-        "capital_usd_per_hour": tco["capital_usd_per_hour"],
-        "power_usd_per_hour": tco["power_usd_per_hour"],
-        "usd_per_1m_requests": tco["usd_per_1m_requests"],
-        "usd_per_1m_tokens": tco["usd_per_1m_tokens"],
+        **{key: tco[key] for key in TCO_COLUMNS},  # the plan's own figures: one source for every table
         "critical_path_ms": critical["latency_ms"] if critical else None,
         "latency_limit_ms": plan["slo"]["latency_ms"],
         "slack_ms": critical["slack_ms"] if critical else None,
@@ -244,8 +246,7 @@ def _plan_row(plan: dict) -> dict:
 
 
 def _failed_row(status: str, exc: HetcError) -> dict:
-    return {"status": status, "usd_per_hour": None, "capital_usd_per_hour": None, "power_usd_per_hour": None,
-            "usd_per_1m_requests": None, "usd_per_1m_tokens": None, "critical_path_ms": None,
+    return {"status": status, **{key: None for key in TCO_COLUMNS}, "critical_path_ms": None,
             "latency_limit_ms": None, "slack_ms": None, "pd": None, "devices": "",
             "reason": "; ".join(d.message for d in exc.diagnostics)}
 
@@ -255,9 +256,11 @@ def compile_loaded(spec, db, options: SweepOptions) -> dict:
     from hetc.compiler import CompileOptions
     from hetc.frontend import spec_to_module
     from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun
+    from hetc.placement_problem import record_database
     from hetc.plan import build_plan
 
     module = spec_to_module(spec)
+    record_database(module, options.hwdb, options.hwdb_extra, db)
     run = PipelineRun(spec=DEFAULT_PIPELINE, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
                   "soft_sla": options.soft_sla}})
@@ -277,7 +280,7 @@ def compile_variant(job: tuple[str, dict[str, str], SweepOptions]) -> tuple[dict
         return _failed_row("infeasible", exc), None
     except HetcError as exc:
         return _failed_row("error", exc), None
-    if not plan.get("stages"):
+    if not plan or not plan.get("stages"):
         return _failed_row("error", HetcError("the pipeline placed nothing")), None
     return _plan_row(plan), plan
 
@@ -439,12 +442,12 @@ def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], optio
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
     from hetc.placement import solve
-    from hetc.placement_problem import build_problem
+    from hetc.placement_problem import build_problem, record_database
 
     module = spec_to_module(spec)
     PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
-    built = build_problem(module, main_graph(module), options.hwdb, list(options.hwdb_extra),
-                          options.soft_sla or None)
+    record_database(module, options.hwdb, options.hwdb_extra, db)
+    built = build_problem(module, main_graph(module), db, options.soft_sla or None)
     if not any(op.role == "prefill" for op in built.problem.ops) or not any(
             op.role == "decode" for op in built.problem.ops):
         raise HetcError("--pairs needs an llm node (a prefill and a decode phase) in the spec", Loc(spec.path))
@@ -510,8 +513,7 @@ def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequ
 
 # ------------------------------------------------------------------------------------------- outputs
 
-OVER_COLUMNS = ("index", "status", "usd_per_hour", "capital_usd_per_hour", "power_usd_per_hour",
-                "usd_per_1m_requests", "usd_per_1m_tokens", "critical_path_ms", "latency_limit_ms", "slack_ms",
+OVER_COLUMNS = ("index", "status", *TCO_COLUMNS, "critical_path_ms", "latency_limit_ms", "slack_ms",
                 "pd", "devices", "reason")
 PAIR_COLUMNS = ("index", "variant", "choice", "pair", "prefill_device", "decode_device", "status", "benefit",
                 "llm_usd_per_hour", "usd_per_hour", "prefill", "decode", "ttft_ms", "tbt_ms", "kv_transfer_ms",

@@ -17,6 +17,9 @@ from hetc.hwdb.schema import Device
 
 HOURS_PER_YEAR = 8760.0
 PRICINGS = ("ownership", "cloud")
+# The parts of a device-hour's cost, in the order every table prints them (plan.json: <name>_usd_per_hour).
+COMPONENTS = ("capital", "power", "overhead", "cloud")
+COMPONENT_LABELS = {"capital": "capital", "power": "power", "overhead": "overhead", "cloud": "cloud rental"}
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,26 @@ class TcoParams:
 
 @dataclass(frozen=True)
 class TcoBreakdown:
-    """Dollars per device-hour."""
+    """Dollars per device-hour, by component (the names docs/cost-model.md uses); total is their sum."""
 
     capital: float
     power: float
     overhead: float
     total: float
     pricing: str
+    cloud: float = 0.0  # the rental price under cloud pricing (then capital, power and overhead are 0)
+
+    def components(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+
+def shown_components(tco: dict, pricing: str | None) -> list[tuple[str, str, float]]:
+    """(component, label, $/hour) of a plan's or stage's `tco` (plan.json) as every table prints them:
+    capital, power and overhead under ownership pricing, cloud rental under cloud pricing (the others are 0
+    there). A plan written before overhead and cloud were separate components has capital and power only."""
+    names = ("cloud",) if pricing == "cloud" else ("capital", "power", "overhead")
+    return [(name, COMPONENT_LABELS[name], tco[f"{name}_usd_per_hour"]) for name in names
+            if f"{name}_usd_per_hour" in tco]
 
 
 def annuity_factor(rate: float, years: float) -> float:
@@ -84,7 +100,7 @@ def device_hour_usd(device: Device, pricing: str, params: TcoParams, sunk: bool 
             raise HetcError(f"device {device.id} has no cloud price (cloud_usd_per_hour); use ownership pricing "
                             "or give one with --hwdb-extra")
         price = device.cloud_usd_per_hour
-        return TcoBreakdown(capital=0.0, power=0.0, overhead=0.0, total=price, pricing=pricing)
+        return TcoBreakdown(capital=0.0, power=0.0, overhead=0.0, total=price, pricing=pricing, cloud=price)
     if device.capex_usd is None:
         raise HetcError(f"device {device.id} has no purchase price (capex_usd); use cloud pricing or give one "
                         "with --hwdb-extra")

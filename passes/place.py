@@ -26,7 +26,9 @@ from hetc.pipeline import op_loc
 @dataclass(frozen=True)
 class PlacePass(ModulePass):
     name = "place"
-    hwdb: str = "default"
+    # The hardware database: one per compile, recorded on the module (hetc.hwdb) by the compile driver; these
+    # options name it only for IR that records none (hetc opt), and must agree with the record otherwise.
+    hwdb: str = ""  # "" = the recorded one, else "default"
     hwdb_extra: str = ""  # comma-separated YAML files
     solver: str = "auto"
     soft_sla: float = 0.0  # lambda in $/hour per ms over the limit; 0 = hard SLA
@@ -34,18 +36,24 @@ class PlacePass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
-        from hetc.placement_problem import build_problem, solve_placement
+        from hetc.placement_problem import (
+            build_problem,
+            meet_percentiles,
+            module_database,
+            percentile_latencies,
+            solve_placement,
+        )
 
         graph = main_graph(op)
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
-        built = build_problem(op, graph, self.hwdb, [p for p in self.hwdb_extra.split(",") if p],
-                              self.soft_sla or None)
+        db = module_database(op, self.hwdb, [p for p in self.hwdb_extra.split(",") if p])
+        built = build_problem(op, graph, db, self.soft_sla or None)
         if not built.problem.ops:  # nothing to run (inputs wired straight to outputs): an empty plan
             op.attributes["hetc.placement"] = attr_from_value({
                 "solver": "none", "status": "empty", "tco_usd_per_hour": 0.0, "critical_path": [],
                 "critical_path_ms": 0.0, "pd": "", "request_rate_rps": built.problem.request_rate_rps,
-                "offline": built.offline, "devices": [], "paths": [], "paths_total": 0, "edges": [],
+                "rate_basis": built.rate_basis, "devices": [], "paths": [], "paths_total": 0, "edges": [],
                 "baselines": []})
             return
         result = solve_placement(built, self.solver)
@@ -59,21 +67,26 @@ class PlacePass(ModulePass):
             task_op.attributes["estimate"] = attr_from_value({
                 "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
                 "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
-                "usd_per_hour": placement.usd_per_hour, **dict(cand.metrics)})
+                "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
+                **dict(cand.metrics)})
         _place_followers(graph)
         for task_op in graph.walk():
             if isinstance(task_op, T.TaskOp) and task_op.placement() is not None:
                 device = built.db.devices[task_op.placement().device.data]
                 task_op.attributes["device_kind"] = StringAttr(device.kind)
-        baselines = homogeneous_baselines(built.problem, self.solver)
+        baselines = homogeneous_baselines(built.problem, self.solver,
+                                          solve_with=lambda problem, solve_one: meet_percentiles(built, problem, solve_one))
+        percentiles = {t.percentile: percentile_latencies(built.problem, result, t.invocations)
+                       for t in built.percentile_targets}
         summary = {
             "solver": result.solver, "status": result.status, "tco_usd_per_hour": result.tco_usd_per_hour,
             "critical_path": list(result.critical_path), "critical_path_ms": result.critical_path_ms,
             "gap": result.gap, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
-            "offline": built.offline,
+            "rate_basis": built.rate_basis,
             "devices": [{"device": d.device, "owned": d.owned, "bought": d.bought, "usd_per_hour": d.usd_per_hour}
                         for d in result.devices],
-            "paths": [{"sink": p.sink, "path": list(p.path), "latency_ms": p.latency_ms, "slack_ms": p.slack_ms}
+            "paths": [{"sink": p.sink, "path": list(p.path), "latency_ms": p.latency_ms, "slack_ms": p.slack_ms,
+                       "percentiles": {pct: at[p.sink] for pct, at in percentiles.items()}}
                       for p in result.paths],
             "paths_total": result.sinks,
             "edges": [{"src": e.src, "dst": e.dst, "src_device": e.src_device, "dst_device": e.dst_device,
@@ -119,12 +132,51 @@ def _place_followers(graph: A.GraphOp) -> None:
             phase = by_name.get(f"{o.node.data}.{o.phase.data}")
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
-    for o in graph.walk():
-        if isinstance(o, T.KVTransferOp):
-            # an LLM's KV transfer lands on its decode; a kv_cache node's on the op that reads the cache
+    _place_kv_transfers(graph, by_name)
+
+
+def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
+    """An LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
+    (through loops and branches: a cache read inside a loop is a block argument of the loop body), which may
+    be another KV transfer placed first; one read by no placed op lands with the op that writes it."""
+    from hetc.flow import producers
+
+    kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
+    readers = _kv_readers(graph)
+    for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
+        changed = False
+        for o in kv_ops:
+            if o.placement() is not None:
+                continue
             decode = by_name.get(f"{o.node.data}.decode")
-            readers = [decode] if decode is not None else [u.operation for u in o.result.uses]
-            placed = [r for r in readers if isinstance(r, T.TaskOp) and r.placement() is not None]
+            placed = [r for r in ([decode] if decode is not None else readers.get(o, []))
+                      if r is not None and r.placement() is not None]
             if placed:
                 o.attributes["placement"] = placed[0].placement()
+                changed = True
+        if not changed:
+            break
+    for o in kv_ops:
+        if o.placement() is None:
+            writers = [src for src, *_ in producers(o.inputs[0]) if src.placement() is not None]
+            if writers:
+                o.attributes["placement"] = writers[0].placement()
+
+
+def _kv_readers(graph: A.GraphOp) -> dict:
+    """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
+    from hetc.flow import placeable, producers
+
+    def stop(op) -> bool:
+        return isinstance(op, T.KVTransferOp) or placeable(op)
+
+    readers: dict = {}
+    for op in graph.walk():
+        if not stop(op):
+            continue
+        for operand in op.operands:
+            for src, *_ in producers(operand, stop=stop):
+                if isinstance(src, T.KVTransferOp) and src is not op and op not in readers.setdefault(src, []):
+                    readers[src].append(op)
+    return readers
 

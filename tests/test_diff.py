@@ -113,3 +113,18 @@ def test_bad_input_is_a_user_error(plans, tmp_path):
     assert proc.returncode == 2 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
     proc = _hetc("diff", str(plans["20"]), str(tmp_path / "missing"))
     assert proc.returncode == 2 and "cannot read plan" in proc.stderr
+
+
+def test_diff_totals_are_the_plans_own_figures(plans):
+    """The diff's totals are plan.json's (one source), with every cost component; planned_requests_per_s
+    is an output of the plan, not a changed input."""
+    from hetc.tco import COMPONENTS
+
+    a, b = _load_plan(plans["20"]), _load_plan(plans["40"])
+    totals = diff_plans(a, b)["totals"]
+    for key in ["usd_per_hour", *(f"{c}_usd_per_hour" for c in COMPONENTS), "usd_per_1m_requests"]:
+        assert totals[key]["a"] == a["tco"][key] and totals[key]["b"] == b["tco"][key], key
+    assert sum(totals[f"{c}_usd_per_hour"]["delta"] for c in COMPONENTS) == pytest.approx(
+        totals["usd_per_hour"]["delta"], abs=1e-9)
+    fields = [i["field"] for i in diff_plans(a, b)["inputs_changed"]]
+    assert "traffic.planned_requests_per_s" not in fields

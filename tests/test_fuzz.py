@@ -309,7 +309,9 @@ def valid_specs(draw, max_mid: int = 7) -> dict:
     if slo:
         spec["slo"] = slo
     spec["traffic"] = draw(st.one_of(st.builds(lambda r: {"requests_per_s": r}, st.floats(0.01, 200)),
-                                     st.just({"objective": "tokens_per_dollar"})))
+                                     st.builds(lambda n, h: {"objective": "tokens_per_dollar", "requests": n,
+                                                             "deadline_h": h}, st.integers(1, 10**6),
+                                               st.sampled_from([0.5, 8, 24]))))
     spec["models"] = {m: {"preset": p, "precision": draw(st.sampled_from(PRECISIONS))} for m, p in models.items()}
     spec["nodes"] = graph.nodes
     spec["edges"] = graph.edge_items()

@@ -10,6 +10,7 @@ to anything outside the page would show up as a CSP violation on the console.
 
 from __future__ import annotations
 
+import html
 import re
 import struct
 import subprocess
@@ -21,9 +22,8 @@ import pytest
 from conftest import system_tool
 
 from hetc.report import (
-    CAPITAL_COLOUR,
+    COMPONENT_COLOURS,
     PLAN_COLOUR,
-    POWER_COLOUR,
     device_colours,
     render_report,
 )
@@ -176,8 +176,8 @@ def test_report_screenshot_shows_the_charts(voice_plan, tmp_path):
     assert _console_lines(proc.stderr) == []
     image = _decode_png(shot.read_bytes())
     # solid fills of the stacked TCO bars, the chosen plan's bar, and every device class of the plan graph
-    assert _pixels_of(image, CAPITAL_COLOUR) > 100
-    assert _pixels_of(image, POWER_COLOUR) > 20
+    assert _pixels_of(image, COMPONENT_COLOURS['capital']) > 100
+    assert _pixels_of(image, COMPONENT_COLOURS['power']) > 20
     assert _pixels_of(image, PLAN_COLOUR) > 100
     colours = device_colours([s["device"] for s in voice_plan["stages"] if s.get("device")]
                              + [b["device"] for b in voice_plan["baselines"]])
@@ -228,3 +228,38 @@ def test_report_is_deterministic_and_self_contained(voice_plan, pair_rows):
     assert "Content-Security-Policy" in first
     assert not re.search(r"(src|href)=\"(https?:|//)", first)
     assert "<script" not in first
+
+
+@pytest.fixture(scope="module")
+def example_plans() -> dict[str, dict]:
+    from hetc.compiler import CompileOptions, compile_spec
+
+    return {p.stem: compile_spec(str(p), CompileOptions(codegen=False)).plan
+            for p in sorted((ROOT / "examples").glob("*.yaml"))}
+
+
+def test_summary_and_report_print_the_plans_own_figures(example_plans):
+    """One source: the summary line and the report show plan.json's total and components, labelled as
+    docs/cost-model.md names them (capital, power, overhead, cloud rental), for every example."""
+    import io
+
+    from rich.console import Console
+
+    from hetc.summary import _usd, print_summary
+    from hetc.tco import shown_components
+
+    for name, plan in example_plans.items():
+        out = io.StringIO()
+        print_summary(plan, "b", console=Console(file=out, width=400, highlight=False, color_system=None))
+        parts = shown_components(plan["tco"], plan["tco"]["pricing"])
+        assert sum(v for _, _, v in parts) == pytest.approx(plan["tco"]["usd_per_hour"], rel=1e-9), name
+        line = (f"TCO {_usd(plan['tco']['usd_per_hour'])}/hour ("
+                + ", ".join(f"{label} {_usd(value)}" for _, label, value in parts) + ")")
+        assert line in out.getvalue(), name
+        page = render_report(plan)
+        assert f"TCO {_usd(plan['tco']['usd_per_hour'])}/hour = " in page
+        for _, label, value in parts:
+            assert f"{label} $/h" in page and f"{label} {_usd(value)}" in page, (name, label)
+        if plan["traffic"].get("rate_basis"):  # offline work says what it was sized for, in both
+            assert plan["traffic"]["rate_basis"] in out.getvalue().replace("\n", " ")
+            assert html.escape(plan["traffic"]["rate_basis"]) in page

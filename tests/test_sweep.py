@@ -102,6 +102,13 @@ def test_override_sweep_parallel_equals_serial_and_records_infeasible():
     assert ok10["usd_per_hour"] < ok40["usd_per_hour"]  # a quarter of the traffic costs less
     assert serial.report_plan is serial.plans[ok10["index"]]  # the report shows the cheapest plan
     assert serial.plans[ok40["index"]]["traffic"]["requests_per_s"] == 40.0
+    from hetc.sweep import TCO_COLUMNS
+
+    for row in serial.rows:  # a row's costs are its plan's own figures (one source), components included
+        if row["status"] == "ok":
+            plan = serial.plans[row["index"]]
+            assert {k: row[k] for k in TCO_COLUMNS} == {k: plan["tco"][k] for k in TCO_COLUMNS}
+            assert "overhead_usd_per_hour" in TCO_COLUMNS and "cloud_usd_per_hour" in TCO_COLUMNS
 
 
 def _independent_llm_cost(prefill: str, decode: str, db, spec) -> float:

@@ -66,3 +66,22 @@ def test_per_million_helpers():
     assert usd_per_million_tokens(2.0, 1000) == pytest.approx(2.0 / 3.6)
     assert usd_per_million_requests(3.6, 1.0) == pytest.approx(1000.0)
     assert usd_per_million_tokens(1.0, 0) == float("inf")
+
+
+@pytest.mark.parametrize("pricing", ["ownership", "cloud"])
+@pytest.mark.parametrize("sunk", [False, True])
+def test_components_sum_to_the_total(pricing, sunk):
+    from hetc.tco import COMPONENTS
+
+    db = load_hwdb("default")
+    params = TcoParams.from_hwdb(db)
+    for device in db.devices.values():
+        if not device.has_price(pricing):
+            continue
+        cost = device_hour_usd(device, pricing, params, sunk=sunk)
+        assert set(cost.components()) == set(COMPONENTS)
+        assert sum(cost.components().values()) == pytest.approx(cost.total, rel=1e-12)
+        if pricing == "cloud":  # a rental is not capital (was: printed as "capital $26.80")
+            assert cost.cloud == cost.total == device.cloud_usd_per_hour and cost.capital == 0
+        elif sunk:
+            assert cost.capital == 0 and cost.overhead > 0  # the overhead on the purchase price stays
