@@ -48,6 +48,7 @@ class Record:
     split: str
     source: str
     loc: Loc
+    engine: str = "vllm"
 
 
 def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
@@ -105,7 +106,7 @@ def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
             kv_precision=str(raw.get("kv_precision", raw["precision"])), tp=int(raw["tp"]), batch=batch,
             input_tokens=int(raw["input_tokens"]), output_tokens=int(raw.get("output_tokens") or 1),
             metric=raw["metric"], value=float(value), split=str(raw.get("split", "train")),
-            source=str(raw["source"]), loc=loc))
+            source=str(raw["source"]), loc=loc, engine=str(raw.get("engine", "vllm"))))
     if errors:
         raise HetcError(errors)
     return records
@@ -225,3 +226,92 @@ def write_overlay(result: CalibrationResult, output: str | Path, measurements: s
                         "eff_bw": device.eff_bw, "sources": {"eff_compute": source, "eff_bw": source}})
     header = "# hwdb overlay written by `hetc calibrate`; use it with --hwdb-extra.\n"
     Path(output).write_text(header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120))
+
+
+# ---------------------------------------------------------------------------------------------- cross-validation
+# Device families: devices of one generation share kernels and software maturity, so residuals are pooled
+# per family for the error bands and reported per family by bench/costmodel_accuracy.py.
+_FAMILIES = (("nvidia-a100", "nvidia-ampere"), ("nvidia-a40", "nvidia-ampere"), ("nvidia-h1", "nvidia-hopper"),
+             ("nvidia-h200", "nvidia-hopper"), ("nvidia-gh200", "nvidia-hopper"), ("nvidia-b", "nvidia-blackwell"),
+             ("nvidia-gb", "nvidia-blackwell"), ("nvidia-l4", "nvidia-ada"), ("amd-mi", "amd-cdna3"),
+             ("intel-gaudi", "intel-gaudi"), ("intel-xeon", "cpu"), ("amd-epyc", "cpu"))
+
+
+def device_family(device_id: str) -> str:
+    for prefix, family in _FAMILIES:
+        if device_id.startswith(prefix):
+            return family
+    return device_id
+
+
+def metric_group(metric: str) -> str:
+    """TTFT, TBT or throughput (per replica and per device are one metric)."""
+    return {"ttft_ms": "TTFT", "tbt_ms": "TBT"}.get(metric, "throughput")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (nan for no values)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(math.floor(pos))
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One record predicted in-sample and by a model calibrated without its device."""
+
+    record: Record
+    in_sample: float
+    held_out: float
+    band: tuple[float, float] | None  # p10-p90 of the held-out prediction
+
+    @property
+    def in_sample_error(self) -> float:
+        return abs(self.in_sample - self.record.value) / self.record.value
+
+    @property
+    def held_out_error(self) -> float:
+        return abs(self.held_out - self.record.value) / self.record.value
+
+    @property
+    def in_band(self) -> bool | None:
+        return None if self.band is None else self.band[0] <= self.record.value <= self.band[1]
+
+
+def _log_ratio_band(ratios: list[float]) -> tuple[float, float] | None:
+    """p10 and p90 of log(measured / predicted)."""
+    if len(ratios) < 3:
+        return None
+    return quantile(ratios, 0.1), quantile(ratios, 0.9)
+
+
+def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
+    """In-sample and leave-one-device-out predictions for every record, with held-out p10-p90 bands.
+
+    The band of a held-out record comes from the held-out residuals of the *other* devices (same metric,
+    same family when that family has five such records, else all families, else all metrics), so it is never fitted to
+    the record it is checked against."""
+    whole = fit(records, db)
+    devices = sorted({r.device_id for r in records})
+    held: dict[str, float] = {}
+    for dev_id in devices:
+        rest = [r for r in records if r.device_id != dev_id]
+        model = fit(rest, db)
+        for r in records:
+            if r.device_id == dev_id:
+                held[r.id] = predict(r, model.after[r.device_id])
+    out = []
+    for r in records:
+        others = [o for o in records if o.device_id != r.device_id and metric_group(o.metric) == metric_group(r.metric)]
+        family = [o for o in others if device_family(o.device_id) == device_family(r.device_id)]
+        pool = family if len(family) >= 5 else others if len(others) >= 5 else \
+            [o for o in records if o.device_id != r.device_id]
+        band = _log_ratio_band([math.log(o.value / held[o.id]) for o in pool])
+        prediction = held[r.id]
+        out.append(Checked(r, predict(r, whole.after[r.device_id]), prediction,
+                           None if band is None else (prediction * math.exp(band[0]), prediction * math.exp(band[1]))))
+    return out
