@@ -112,24 +112,25 @@ def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
     return records
 
 
-def predict(record: Record, device: Device) -> float:
-    """The model's value for the record's metric."""
-    arch, p, kv = record.arch, record.precision, record.kv_precision
+def predict(record: Record, device: Device, tuning: cm.Tuning | None = None) -> float:
+    """The model's value for the record's metric, under the record's engine."""
+    arch, p, kv, eng = record.arch, record.precision, record.kv_precision, record.engine
     if record.metric == "ttft_ms":
         batch = 1 if record.batch == "max" else record.batch
-        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv).latency_s * 1e3
+        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv, eng, tuning).latency_s * 1e3
     batch = record.batch
     if batch == "max":
-        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv))
+        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv,
+                                    engine=eng, tuning=tuning))
     if record.metric == "tbt_ms":
         return cm.decode(arch, device, p, kv, record.tp, 1, batch, record.input_tokens,
-                         record.output_tokens).tbt_s * 1e3
-    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens)
+                         record.output_tokens, eng, tuning).tbt_s * 1e3
+    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens, eng, tuning)
     return est.tokens_per_s if record.metric == "output_tokens_per_s" else est.tokens_per_s_per_device
 
 
-def relative_errors(records: list[Record], devices: dict[str, Device]) -> list[float]:
-    return [abs(predict(r, devices[r.device_id]) - r.value) / r.value for r in records]
+def relative_errors(records: list[Record], devices: dict[str, Device], tuning: cm.Tuning | None = None) -> list[float]:
+    return [abs(predict(r, devices[r.device_id], tuning) - r.value) / r.value for r in records]
 
 
 def median(values: list[float]) -> float:
@@ -228,6 +229,41 @@ def write_overlay(result: CalibrationResult, output: str | Path, measurements: s
     Path(output).write_text(header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120))
 
 
+# ---------------------------------------------------------------------------------------------- shared fit
+# What fit_shared may move, and how far: (lower, upper) bounds on each costmodel.Tuning field. The prior
+# pulls each towards its default (log-normal, PRIOR_LOG_SD) so that a field the records barely touch
+# (gemm_4 has few FP4 records) stays near its documented value.
+SHARED_BOUNDS = {
+    "gemm_16": (0.3, 1.6), "gemm_8": (0.3, 1.6), "gemm_4": (0.3, 1.6), "bw": (0.6, 1.2),
+    "attention_bw": (0.2, 1.0), "attention_compute": (0.1, 1.0), "gemm_half_m": (1.0, 512.0),
+    "overhead_scale": (0.2, 10.0), "allreduce_s": (1e-6, 200e-6),
+}
+
+
+def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning | None = None) -> cm.Tuning:
+    """The Tuning (parameters shared by every device) minimising the squared log error of `records`."""
+    from dataclasses import asdict
+
+    from scipy.optimize import least_squares  # heavy: only when calibrating
+
+    start = start or cm.Tuning()
+    names = sorted(SHARED_BOUNDS)
+    x0 = [math.log(min(max(asdict(start)[n], SHARED_BOUNDS[n][0]), SHARED_BOUNDS[n][1])) for n in names]
+    low = [math.log(SHARED_BOUNDS[n][0]) for n in names]
+    high = [math.log(SHARED_BOUNDS[n][1]) for n in names]
+
+    def tuning_of(x) -> cm.Tuning:
+        return replace(start, **{n: float(math.exp(v)) for n, v in zip(names, x)})
+
+    def residuals(x):
+        tuning = tuning_of(x)
+        fit_terms = [math.log(predict(r, db.devices[r.device_id], tuning) / r.value) for r in records]
+        return fit_terms + [(v - v0) / PRIOR_LOG_SD for v, v0 in zip(x, x0)]
+
+    solution = least_squares(residuals, x0, bounds=(low, high), diff_step=1e-3, max_nfev=400)
+    return replace(start, **{n: float(f"{math.exp(v):.4g}") for n, v in zip(names, solution.x)})
+
+
 # ---------------------------------------------------------------------------------------------- cross-validation
 # Device families: devices of one generation share kernels and software maturity, so residuals are pooled
 # per family for the error bands and reported per family by bench/costmodel_accuracy.py.
@@ -295,15 +331,13 @@ def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
     The band of a held-out record comes from the held-out residuals of the *other* devices (same metric,
     same family when that family has five such records, else all families, else all metrics), so it is never fitted to
     the record it is checked against."""
-    whole = fit(records, db)
-    devices = sorted({r.device_id for r in records})
+    whole = fit_shared(records, db)
     held: dict[str, float] = {}
-    for dev_id in devices:
-        rest = [r for r in records if r.device_id != dev_id]
-        model = fit(rest, db)
+    for dev_id in sorted({r.device_id for r in records}):
+        tuning = fit_shared([r for r in records if r.device_id != dev_id], db)
         for r in records:
             if r.device_id == dev_id:
-                held[r.id] = predict(r, model.after[r.device_id])
+                held[r.id] = predict(r, db.devices[dev_id], tuning)
     out = []
     for r in records:
         others = [o for o in records if o.device_id != r.device_id and metric_group(o.metric) == metric_group(r.metric)]
@@ -312,6 +346,6 @@ def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
             [o for o in records if o.device_id != r.device_id]
         band = _log_ratio_band([math.log(o.value / held[o.id]) for o in pool])
         prediction = held[r.id]
-        out.append(Checked(r, predict(r, whole.after[r.device_id]), prediction,
+        out.append(Checked(r, predict(r, db.devices[r.device_id], whole), prediction,
                            None if band is None else (prediction * math.exp(band[0]), prediction * math.exp(band[1]))))
     return out

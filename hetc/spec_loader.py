@@ -204,6 +204,16 @@ ARCH_RULES: dict[str, FieldRule] = {r.name: r for r in (
     FieldRule("tied_embeddings", "bool"),
     FieldRule("params_override", "int", unit="parameters", allow_zero=True, limit=MAX_PARAMS),
     FieldRule("source", "string"),
+    FieldRule("head_dim_override", "int", unit="head size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("moe_d_ff", "int", unit="MLP width", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("n_shared_experts", "int", unit="experts", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("first_dense_layers", "int", unit="layers", allow_zero=True, limit=MAX_LAYERS),
+    FieldRule("kv_lora_rank", "int", unit="latent size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("qk_rope_head_dim", "int", unit="head size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("sliding_window", "int", unit="tokens", allow_zero=True, limit=MAX_TOKENS),
+    FieldRule("sliding_layers", "int", unit="layers", allow_zero=True, limit=MAX_LAYERS),
+    FieldRule("gated_mlp", "bool"),
+    FieldRule("hf_repo", "string"),
 )}
 assert set(ARCH_RULES) == {f.name for f in dc_fields(ModelArch)}
 ARCH_REQUIRED = ("kind", "n_layers", "d_model", "n_heads", "d_ff", "vocab_size")
