@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hetc.hwdb.loader import load_hwdb
 
-from hetc.calibrate import cross_validate, device_family, load_measurements, metric_group, quantile
+from hetc.calibrate import band_table, cross_validate, device_family, load_measurements, metric_group, quantile
 
 DEFAULT = Path(__file__).resolve().parent.parent / "hetc" / "data" / "measured-llm.yaml"
 
@@ -33,6 +33,7 @@ def _row(label: str, n: int, in_sample: list[float], held_out: list[float]) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measurements", default=str(DEFAULT))
+    parser.add_argument("--write-bands", metavar="YAML", help="write the held-out error bands (hetc/data/error-bands.yaml)")
     args = parser.parse_args(argv)
     db = load_hwdb()
     records = load_measurements(args.measurements, db)
@@ -62,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted({metric_group(r.record.metric) for r in results}):
         subset = [r.in_band for r in results if metric_group(r.record.metric) == name and r.in_band is not None]
         print(f"  {name:<12} {sum(subset)}/{len(subset)} = {sum(subset) / max(1, len(subset)):.0%}")
+    if args.write_bands:
+        import yaml
+        header = ("# p10-p90 error bands of the cost model: quantiles of log(measured / predicted) over held-out\n"
+                  "# (leave-one-device-out) predictions of hetc/data/measured-llm.yaml, per metric and device family\n"
+                  "# ('all' for families without five measured records). Written by bench/costmodel_accuracy.py\n"
+                  "# --write-bands; read by hetc/bands.py.\n")
+        Path(args.write_bands).write_text(header + yaml.safe_dump(band_table(results), sort_keys=True))
     return 0
 
 

@@ -240,13 +240,20 @@ SHARED_BOUNDS = {
 }
 
 
-def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning | None = None) -> cm.Tuning:
+# Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
+# they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
+# rows, the engines' overheads as listed, 10 us per all-reduce). Never the fitted defaults in
+# costmodel.TUNING: a fold of the cross-validation must not start from a fit that saw its held-out device.
+PRIOR_TUNING = cm.Tuning(gemm_16=1.0, gemm_8=1.0, gemm_4=1.0, bw=1.0, attention_bw=0.7, attention_compute=0.6,
+                         gemm_half_m=64.0, overhead_scale=1.0, allreduce_s=10e-6)
+
+
+def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning = PRIOR_TUNING) -> cm.Tuning:
     """The Tuning (parameters shared by every device) minimising the squared log error of `records`."""
     from dataclasses import asdict
 
     from scipy.optimize import least_squares  # heavy: only when calibrating
 
-    start = start or cm.Tuning()
     names = sorted(SHARED_BOUNDS)
     x0 = [math.log(min(max(asdict(start)[n], SHARED_BOUNDS[n][0]), SHARED_BOUNDS[n][1])) for n in names]
     low = [math.log(SHARED_BOUNDS[n][0]) for n in names]
@@ -329,8 +336,8 @@ def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
     """In-sample and leave-one-device-out predictions for every record, with held-out p10-p90 bands.
 
     The band of a held-out record comes from the held-out residuals of the *other* devices (same metric,
-    same family when that family has five such records, else all families, else all metrics), so it is never fitted to
-    the record it is checked against."""
+    all families: one family's few devices give too narrow a band; all metrics when fewer than five), so it
+    is never fitted to the record it is checked against."""
     whole = fit_shared(records, db)
     held: dict[str, float] = {}
     for dev_id in sorted({r.device_id for r in records}):
@@ -341,11 +348,24 @@ def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
     out = []
     for r in records:
         others = [o for o in records if o.device_id != r.device_id and metric_group(o.metric) == metric_group(r.metric)]
-        family = [o for o in others if device_family(o.device_id) == device_family(r.device_id)]
-        pool = family if len(family) >= 5 else others if len(others) >= 5 else \
-            [o for o in records if o.device_id != r.device_id]
+        pool = others if len(others) >= 5 else [o for o in records if o.device_id != r.device_id]
         band = _log_ratio_band([math.log(o.value / held[o.id]) for o in pool])
         prediction = held[r.id]
         out.append(Checked(r, predict(r, db.devices[r.device_id], whole), prediction,
                            None if band is None else (prediction * math.exp(band[0]), prediction * math.exp(band[1]))))
     return out
+
+
+def band_table(checked: list[Checked]) -> dict[str, dict[str, list[float]]]:
+    """p10 and p90 of log(measured / predicted) of the held-out predictions, per metric group, for every
+    family and for "all" (what a device of an unmeasured family gets)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for group in sorted({metric_group(c.record.metric) for c in checked}):
+        rows = [c for c in checked if metric_group(c.record.metric) == group]
+        table[group] = {}
+        for family in ["all"] + sorted({device_family(c.record.device_id) for c in rows}):
+            chosen = [c for c in rows if family in ("all", device_family(c.record.device_id))]
+            band = _log_ratio_band([math.log(c.record.value / c.held_out) for c in chosen])
+            if band is not None and len(chosen) >= 5:
+                table[group][family] = [round(band[0], 4), round(band[1], 4)]
+    return table

@@ -8,6 +8,7 @@ n_experts copies of the MLP. Norms and biases are ignored (< 0.1 % of the total)
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 MODEL_KINDS = ("decoder", "encoder", "encoder_decoder", "tts")
 
@@ -182,8 +183,18 @@ KIND_FOR_NODE = {
 
 
 def resolve_preset(name: str) -> ModelArch | None:
+    """A preset, a bundled Hugging Face config (short name or repo id, hetc/data/hf-configs), or a path to a
+    config.json; None when it is none of these."""
     key = name.strip().lower()
-    return PRESETS.get(ALIASES.get(key, key))
+    arch = PRESETS.get(ALIASES.get(key, key))
+    if arch is not None:
+        return arch
+    from hetc.hf_config import bundled, load_config  # reads JSON: only when a name is not a preset
+    if key in bundled():
+        return bundled()[key]
+    if name.strip().endswith(".json") and Path(name.strip()).is_file():
+        return load_config(name.strip())
+    return None
 
 
 # Bytes per element of each precision we plan for.

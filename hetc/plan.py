@@ -160,6 +160,14 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     return plan
 
 
+def _bands(device_id: str, predicted: dict) -> dict:
+    """p10-p90 of each LLM figure from held-out calibration residuals (hetc/bands.py)."""
+    from hetc.bands import band
+    metric = {"latency_ms": "ttft_ms" if "ttft_ms" in predicted else "tbt_ms", "ttft_ms": "ttft_ms", "tbt_ms": "tbt_ms"}
+    return {key: band(device_id, metric[key], predicted[key]) for key in ("latency_ms", "ttft_ms", "tbt_ms")
+            if predicted.get(key) is not None}
+
+
 def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
@@ -201,6 +209,8 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
         kv = priced.get((op.sym_name.data, f"{op.node.data}.decode"))
         decode = estimates.get(f"{op.node.data}.decode", {})
         predicted["ttft_ms"] = est["latency_ms"] + (kv["path_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
+    if kind in ("prefill", "decode") and device is not None:
+        predicted["band_p10_p90"] = _bands(device.id, predicted)
     return {
         "id": sid, "node": op.node.data if "node" in op.properties else op.sym_name.data, "kind": kind,
         "device": device.id if device else None, "vendor": device.vendor if device else None,
