@@ -153,9 +153,10 @@ def _positive(name: str, value: float | None) -> None:
 @click.command("estimate")
 @click.option("--model", required=True, help="Model preset (e.g. llama-3-70b), bundled Hugging Face repo id "
                                               "(e.g. Qwen/Qwen3-8B) or a path to a config.json.")
-@click.option("--engine", default="vllm", show_default=True,
+@click.option("--engine", default=None,
               type=click.Choice(["vllm", "sglang", "trtllm", "vllm-gaudi", "lmdeploy", "gpt-fast"]),
-              help="Serving engine profile (per-step overhead, memory reserve, batch cap).")
+              help="Serving engine profile (per-step overhead, memory reserve, batch cap); default: what the "
+                   "deployment launches (vllm-gaudi on Gaudi, vllm elsewhere).")
 @click.option("--precision", default="fp16", show_default=True, help="Weight/compute precision.")
 @click.option("--kv-precision", default=None, help="KV-cache precision (default: --precision).")
 @click.option("--device", required=True, help="Device id or alias (e.g. nvidia-h100-sxm, h100).")
@@ -174,7 +175,7 @@ def _positive(name: str, value: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @hwdb_options
 @_user_errors
-def estimate(model: str, engine: str, precision: str, kv_precision: str | None, device: str, tp: int | None, pp: int,
+def estimate(model: str, engine: str | None, precision: str, kv_precision: str | None, device: str, tp: int | None, pp: int,
              batch: int, input_tokens: int, output_tokens: int, ttft_ms: float | None, tbt_ms: float | None,
              max_throughput: bool, objective: str, pricing: str, as_json: bool, hwdb: str,
              hwdb_extra: tuple[str, ...]) -> None:
@@ -192,6 +193,8 @@ def estimate(model: str, engine: str, precision: str, kv_precision: str | None, 
     cm.precision_bytes(kv_precision)
     db = _load(hwdb, hwdb_extra)
     dev = db.get(device)
+    from hetc.engines import default_engine
+    engine = engine or default_engine(dev)
     usd_per_hour = (device_hour_usd(dev, pricing, TcoParams.from_hwdb(db)).total
                     if dev.has_price(pricing) else None)
 

@@ -56,15 +56,15 @@ class Tuning:
     defaults below are its fit on hetc/data/measured-llm.yaml (docs/cost-model.md#accuracy)."""
 
     # multipliers on the hwdb efficiency of large GEMMs, per precision class (16-bit, 8-bit, 4-bit)
-    gemm_16: float = 1.063
-    gemm_8: float = 0.901
-    gemm_4: float = 0.4991  # FP4 GEMMs reach about half the efficiency hwdb assumes (few published kernels)
-    bw: float = 0.816  # multiplier on hwdb eff_bw for weight reads
-    attention_bw: float = 0.9567  # decode attention reads KV at this share of the GEMMs' achieved bandwidth
-    attention_compute: float = 0.6134  # prefill attention FLOP rate as a share of the GEMMs'
-    gemm_half_m: float = 72.69  # GEMM rows (tokens) at which a GEMM reaches half its large-shape efficiency
+    gemm_16: float = 1.061
+    gemm_8: float = 0.8955
+    gemm_4: float = 0.6094  # FP4 GEMMs reach about 60 % the efficiency hwdb assumes (few published kernels)
+    bw: float = 0.8181  # multiplier on hwdb eff_bw for weight reads
+    attention_bw: float = 0.9752  # decode attention reads KV at this share of the GEMMs' achieved bandwidth
+    attention_compute: float = 0.6232  # prefill attention FLOP rate as a share of the GEMMs'
+    gemm_half_m: float = 72.04  # GEMM rows (tokens) at which a GEMM reaches half its large-shape efficiency
     overhead_scale: float = 1.034  # multiplier on the engine's per-step overhead
-    allreduce_s: float = 1.165e-05  # fixed cost of one all-reduce (kernel launch and synchronisation)
+    allreduce_s: float = 1.178e-05  # fixed cost of one all-reduce (kernel launch and synchronisation)
 
 
 TUNING = Tuning()
@@ -201,7 +201,7 @@ def usable_memory_bytes(device: Device, engine: str | EngineProfile | None = Non
     """Bytes per device the engine lets weights, KV cache and activations use. A fraction of the whole device
     (vLLM, SGLang), or the weights plus a fraction of what they leave free (TensorRT-LLM); either way less
     RUNTIME_RESERVED_BYTES."""
-    eng = engine_profile(engine)
+    eng = engine_profile(engine, device)
     total = device.mem_gb * GIB - RUNTIME_RESERVED_BYTES
     if eng.of_free:
         return weights_bytes + eng.memory_fraction * max(0.0, total - weights_bytes)
@@ -334,7 +334,7 @@ def prefill(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, b
     chunked prefill the tokens go through in chunks, each re-reading the weights and paying the step
     overhead."""
     _check_parallelism(device, tp, pp, batch)
-    tuning, eng = tuning or TUNING, engine_profile(engine)
+    tuning, eng = tuning or TUNING, engine_profile(engine, device)
     kv_precision = kv_precision or precision
     rate, used = compute_rate(device, precision, tuning)
     attention_rate = compute_rate(device, kv_precision, tuning)[0] * tuning.attention_compute
@@ -418,7 +418,7 @@ def decode(arch: ModelArch, device: Device, precision: str, kv_precision: str | 
     _check_parallelism(device, tp, pp, batch)
     if output_tokens < 1 or input_tokens < 0:
         raise HetcError(f"output_tokens must be >= 1 and input_tokens >= 0 (got {output_tokens}, {input_tokens})")
-    tuning, eng = tuning or TUNING, engine_profile(engine)
+    tuning, eng = tuning or TUNING, engine_profile(engine, device)
     kv_precision = kv_precision or precision
     _, used = compute_rate(device, precision, tuning)
     context = input_tokens + output_tokens / 2
@@ -465,7 +465,7 @@ def max_batch(arch: ModelArch, device: Device, precision: str, tp: int, pp: int,
     prefill latency of the whole batch <= ttft_s for phase="prefill". 0 when not even one sequence does."""
     if phase not in ("decode", "prefill"):
         raise HetcError(f"phase must be decode or prefill, got {phase!r}")
-    eng = engine_profile(engine)
+    eng = engine_profile(engine, device)
     limit = min(limit or eng.max_batch, eng.max_batch)
 
     def ok(batch: int) -> bool:
@@ -492,7 +492,7 @@ def min_tp(arch: ModelArch, device: Device, precision: str, kv_precision: str | 
            engine: str | EngineProfile | None = None) -> int | None:
     """Smallest valid tensor-parallel degree whose memory fits the batch; None if none."""
     kv_precision = kv_precision or precision
-    eng = engine_profile(engine)
+    eng = engine_profile(engine, device)
     for tp in valid_tp(device, arch):
         held = memory_per_device(arch, precision, kv_precision, tp, pp, batch,
                                  _held_context(eng, input_tokens, output_tokens), max(batch, input_tokens), eng)

@@ -2,9 +2,9 @@
 
 The engine is part of the performance: per-step overhead (scheduler, sampling, kernel launches; lower with
 CUDA/HPU graphs), memory reserved (utilisation fraction of the whole device, or of what the weights leave),
-the batch cap (max sequences scheduled at once), chunked prefill and the KV block size. A spec's
-`engine:` or `hetc estimate --engine` picks a profile; the default is vLLM, what the deployment launches
-(hetc/deploy_k8s.py, hetc/deploy_ray.py serve with vLLM). lmdeploy and gpt-fast exist for the published
+the batch cap (max sequences scheduled at once), chunked prefill and the KV block size. `hetc estimate
+--engine` picks a profile; the default is what the deployment launches (plan.json's stage engine): the
+vLLM Gaudi fork on Gaudi, vLLM elsewhere. lmdeploy and gpt-fast exist for the published
 measurements the model is calibrated on (docs/cost-model.md#engines).
 """
 
@@ -74,10 +74,17 @@ ENGINES: dict[str, EngineProfile] = {
 DEFAULT_ENGINE = "vllm"
 
 
-def engine_profile(engine: str | EngineProfile | None) -> EngineProfile:
+def default_engine(device=None) -> str:
+    """What the deployment launches on the device (hetc/plan.py's stage engine): vllm-gaudi on Gaudi,
+    vLLM elsewhere."""
+    return "vllm-gaudi" if device is not None and getattr(device, "target", "") == "gaudi" else DEFAULT_ENGINE
+
+
+def engine_profile(engine: str | EngineProfile | None, device=None) -> EngineProfile:
+    """The named profile; None = the default for `device`."""
     if isinstance(engine, EngineProfile):
         return engine
-    name = (engine or DEFAULT_ENGINE).strip().lower()
+    name = (engine or default_engine(device)).strip().lower()
     try:
         return ENGINES[name]
     except KeyError:

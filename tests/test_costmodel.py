@@ -243,3 +243,11 @@ def test_decode_attention_reads_kv_below_gemm_bandwidth(db):
 def test_small_m_gemm_efficiency_rises_with_rows():
     assert cm.gemm_shape_factor(1) < cm.gemm_shape_factor(64) < cm.gemm_shape_factor(4096) < 1
     assert cm.gemm_shape_factor(cm.TUNING.gemm_half_m) == pytest.approx(0.5)
+
+
+def test_default_engine_is_what_the_deployment_launches(db):
+    gaudi, h100 = db.get("gaudi3"), db.get("h100")
+    assert cm.decode(L8, gaudi, "bf16", "bf16", 1, 1, 4, 128, 128).tbt_s == \
+        cm.decode(L8, gaudi, "bf16", "bf16", 1, 1, 4, 128, 128, engine="vllm-gaudi").tbt_s
+    assert cm.decode(L8, h100, "bf16", "bf16", 1, 1, 4, 128, 128).tbt_s == \
+        cm.decode(L8, h100, "bf16", "bf16", 1, 1, 4, 128, 128, engine="vllm").tbt_s
