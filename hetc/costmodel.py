@@ -334,7 +334,7 @@ def prefill(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, b
     chunked prefill the tokens go through in chunks, each re-reading the weights and paying the step
     overhead."""
     _check_parallelism(device, tp, pp, batch)
-    tuning, eng = tuning or TUNING, engine_profile(engine, device)
+    tuning, eng = tuning or TUNING, engine_profile(engine or arch.engine, device)
     kv_precision = kv_precision or precision
     rate, used = compute_rate(device, precision, tuning)
     attention_rate = compute_rate(device, kv_precision, tuning)[0] * tuning.attention_compute
@@ -418,7 +418,7 @@ def decode(arch: ModelArch, device: Device, precision: str, kv_precision: str | 
     _check_parallelism(device, tp, pp, batch)
     if output_tokens < 1 or input_tokens < 0:
         raise HetcError(f"output_tokens must be >= 1 and input_tokens >= 0 (got {output_tokens}, {input_tokens})")
-    tuning, eng = tuning or TUNING, engine_profile(engine, device)
+    tuning, eng = tuning or TUNING, engine_profile(engine or arch.engine, device)
     kv_precision = kv_precision or precision
     _, used = compute_rate(device, precision, tuning)
     context = input_tokens + output_tokens / 2
@@ -465,7 +465,7 @@ def max_batch(arch: ModelArch, device: Device, precision: str, tp: int, pp: int,
     prefill latency of the whole batch <= ttft_s for phase="prefill". 0 when not even one sequence does."""
     if phase not in ("decode", "prefill"):
         raise HetcError(f"phase must be decode or prefill, got {phase!r}")
-    eng = engine_profile(engine, device)
+    eng = engine_profile(engine or arch.engine, device)
     limit = min(limit or eng.max_batch, eng.max_batch)
 
     def ok(batch: int) -> bool:
@@ -492,7 +492,7 @@ def min_tp(arch: ModelArch, device: Device, precision: str, kv_precision: str | 
            engine: str | EngineProfile | None = None) -> int | None:
     """Smallest valid tensor-parallel degree whose memory fits the batch; None if none."""
     kv_precision = kv_precision or precision
-    eng = engine_profile(engine, device)
+    eng = engine_profile(engine or arch.engine, device)
     for tp in valid_tp(device, arch):
         held = memory_per_device(arch, precision, kv_precision, tp, pp, batch,
                                  _held_context(eng, input_tokens, output_tokens), max(batch, input_tokens), eng)

@@ -2,10 +2,10 @@
 
 The engine is part of the performance: per-step overhead (scheduler, sampling, kernel launches; lower with
 CUDA/HPU graphs), memory reserved (utilisation fraction of the whole device, or of what the weights leave),
-the batch cap (max sequences scheduled at once), chunked prefill and the KV block size. `hetc estimate
---engine` picks a profile; the default is what the deployment launches (plan.json's stage engine): the
-vLLM Gaudi fork on Gaudi, vLLM elsewhere. lmdeploy and gpt-fast exist for the published
-measurements the model is calibrated on (docs/cost-model.md#engines).
+the batch cap (max sequences scheduled at once), chunked prefill and the KV block size. A spec model's
+`engine:` (ModelArch.engine) or `hetc estimate --engine` picks a profile; the default is what the deployment
+launches (plan.json's stage engine): the vLLM Gaudi fork on Gaudi, vLLM elsewhere. lmdeploy and gpt-fast
+exist for the published measurements the model is calibrated on (docs/cost-model.md#engines).
 """
 
 from __future__ import annotations

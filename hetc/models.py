@@ -46,6 +46,7 @@ class ModelArch:
     sliding_layers: int = 0
     gated_mlp: bool = True  # SwiGLU/GeGLU (3 matrices) or a plain 2-matrix MLP (BERT, Whisper, gpt2-style)
     hf_repo: str = ""
+    engine: str = ""  # serving engine (a profile in hetc/engines.py); "" = what the device runs by default
 
     @property
     def head_dim(self) -> int:

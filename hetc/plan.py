@@ -175,10 +175,13 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
     kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
     if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
         kind = "tool_compute"
-    model = None
+    model, spec_engine = None, None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
-        model = {"id": ref.sym_name.data, "name": value_from_attr(ref.arch)["name"], "precision": ref.precision.data}
+        arch = value_from_attr(ref.arch)
+        model = {"id": ref.sym_name.data, "name": arch["name"], "precision": ref.precision.data}
+        spec_engine = arch.get("engine") or None  # the engine the spec chose for this model, if any
+    engine = (spec_engine or _engine(kind, device)) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
     devices = replicas * per_replica if placeable(op) else 0
@@ -218,7 +221,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, owned_left, sunk, 
         "target": _target(device) if placeable(op) or isinstance(op, T.KVTransferOp) else "none",
         "replicas": replicas, "tp": place.tp.data if place else 1, "pp": place.pp.data if place else 1,
         "batch": place.batch.data if place else 1, "devices_per_replica": per_replica if placeable(op) else 0,
-        "engine": _engine(kind, device) if placeable(op) else None, "model": model,
+        "engine": engine, "model": model,
         "kernels": list(kernels.get(op.sym_name.data, [])) if isinstance(op, T.TaskOp) else [],
         "service": _service(op, est, device) if isinstance(op, T.TaskOp) else {"type": "none"},
         "predicted": predicted,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -90,3 +91,24 @@ def test_bad_config_is_a_located_error(tmp_path):
     result = CliRunner().invoke(estimate, ["--model", str(bad), "--device", "h100"])
     assert result.exit_code == 2 and "cannot read a Hugging Face config.json" in result.output
     assert "Traceback" not in result.output
+
+
+def test_spec_models_take_a_bundled_config_and_an_engine(tmp_path):
+    from hetc.hwdb.loader import load_hwdb
+
+    from hetc import costmodel as cm
+    from hetc.spec_loader import load_spec
+    text = (Path(__file__).parent.parent / "examples" / "voice-agent.yaml").read_text()
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(text.replace("chat: {preset: llama-3-70b, precision: fp8}",
+                                      "chat: {preset: Qwen/Qwen3-32B, precision: fp8, engine: trtllm}"))
+    chat = load_spec(spec_path).models["chat"]
+    assert chat.arch.name == "qwen3-32b" and chat.arch.head_dim == 128 and chat.arch.engine == "trtllm"
+    h100 = load_hwdb().get("h100")
+    # the model's engine is what the cost model uses when the caller names none
+    assert cm.decode(chat.arch, h100, "fp8", "fp8", 1, 1, 8, 512, 512).tbt_s == \
+        cm.decode(chat.arch.with_overrides(engine=""), h100, "fp8", "fp8", 1, 1, 8, 512, 512, engine="trtllm").tbt_s
+    spec_path.write_text(text.replace("chat: {preset: llama-3-70b, precision: fp8}",
+                                      "chat: {preset: llama-3-70b, precision: fp8, engine: tgi}"))
+    with pytest.raises(HetcError, match="expected one of .*trtllm.* for 'engine'"):
+        load_spec(spec_path)
