@@ -195,6 +195,9 @@ def estimate(model: str, engine: str | None, precision: str, kv_precision: str |
     dev = db.get(device)
     from hetc.engines import default_engine
     engine = engine or default_engine(dev)
+    if arch.kind in ("encoder", "encoder_decoder"):
+        _estimate_encoder(arch, dev, precision, batch, input_tokens, output_tokens, as_json)
+        return
     usd_per_hour = (device_hour_usd(dev, pricing, TcoParams.from_hwdb(db)).total
                     if dev.has_price(pricing) else None)
 
@@ -240,6 +243,30 @@ def estimate(model: str, engine: str | None, precision: str, kv_precision: str |
         click.echo(json.dumps(row, indent=2, sort_keys=True))
         return
     _print_estimate(row)
+
+
+def _estimate_encoder(arch, dev, precision: str, batch: int, input_tokens: int, output_tokens: int,
+                      as_json: bool) -> None:
+    """Embedders and rerankers: one bidirectional pass over the input; Whisper-style models: the encoder
+    over input_tokens frames and the transcript decode of output_tokens (no TBT of their own)."""
+    from hetc import costmodel as cm
+    from hetc.bands import band
+    est = cm.encoder_model(arch, dev, precision, max(1, input_tokens), batch,
+                           output_tokens if arch.kind == "encoder_decoder" else 0)
+    row = {"device": dev.id, "model": arch.name, "kind": arch.kind, "precision": precision, "batch": batch,
+           "input_tokens": input_tokens, "output_tokens": output_tokens if arch.kind == "encoder_decoder" else 0,
+           "latency_ms": est.latency_s * 1e3, "items_per_s": batch / est.latency_s, "bound": est.bound,
+           "memory_gb": est.memory_bytes / 1e9, "fits": est.fits,
+           "band_p10_p90": {"latency_ms": band(dev.id, "ttft_ms", est.latency_s * 1e3)}}
+    if as_json:
+        click.echo(json.dumps(row, indent=2, sort_keys=True))
+        return
+    low, high = row["band_p10_p90"]["latency_ms"]
+    click.echo(f"{arch.name} ({arch.kind}) {precision} on {dev.id}: batch {batch}, {input_tokens} positions in"
+               + (f", {output_tokens} tokens out" if arch.kind == "encoder_decoder" else "") + "\n"
+               f"  latency         {row['latency_ms']:10.2f} ms   (bound: {est.bound}; p10-p90 {low:g}-{high:g} ms)\n"
+               f"  items/s         {row['items_per_s']:10.1f}\n"
+               f"  memory          {row['memory_gb']:10.2f} GB ({'fits' if est.fits else 'DOES NOT FIT'})")
 
 
 def _print_estimate(row: dict[str, Any]) -> None:

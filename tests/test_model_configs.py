@@ -65,14 +65,16 @@ def test_tied_embeddings_and_encoders():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_estimate_works_for_every_bundled_config(path):
     arch = load_config(path)
-    if arch.kind != "decoder":
-        pytest.skip("estimate covers LLM decoders; encoders are priced by the embedding/speech operators")
     result = CliRunner().invoke(estimate, ["--model", str(path), "--device", "b200", "--precision", "fp8",
                                            "--input-tokens", "256", "--output-tokens", "64", "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)
-    low, high = row["band_p10_p90"]["tbt_ms"]
-    assert low < row["tbt_ms"] < high and row["engine"] == "vllm"
+    if arch.kind == "decoder":
+        low, high = row["band_p10_p90"]["tbt_ms"]
+        assert low < row["tbt_ms"] < high and row["engine"] == "vllm"
+    else:  # embedders, rerankers, Whisper: one pass (plus the transcript decode), no TBT
+        low, high = row["band_p10_p90"]["latency_ms"]
+        assert low < row["latency_ms"] < high and "tbt_ms" not in row and row["kind"] == arch.kind
 
 
 def test_estimate_engine_changes_the_figures():
@@ -112,3 +114,13 @@ def test_spec_models_take_a_bundled_config_and_an_engine(tmp_path):
                                       "chat: {preset: llama-3-70b, precision: fp8, engine: tgi}"))
     with pytest.raises(HetcError, match="expected one of .*trtllm.* for 'engine'"):
         load_spec(spec_path)
+
+
+@pytest.mark.parametrize("preset, config", [
+    ("llama-3-8b", "meta-llama/llama-3.1-8b-instruct"), ("llama-3-70b", "meta-llama/llama-3.3-70b-instruct"),
+    ("llama-3.1-405b", "meta-llama/llama-3.1-405b-instruct"), ("mixtral-8x7b", "mistralai/mixtral-8x7b-instruct-v0.1"),
+    ("whisper-large-v3", "openai/whisper-large-v3"), ("bge-large-en-v1.5", "baai/bge-large-en-v1.5")])
+def test_presets_agree_with_their_bundled_configs(preset, config):
+    a, b = resolve_preset(preset), bundled()[config]
+    assert (a.kind, a.params(), a.active_params(), a.kv_bytes_per_token(2)) == \
+        (b.kind, b.params(), b.active_params(), b.kv_bytes_per_token(2))
