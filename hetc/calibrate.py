@@ -48,6 +48,7 @@ class Record:
     split: str
     source: str
     loc: Loc
+    engine: str = "vllm"
 
 
 def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
@@ -105,30 +106,31 @@ def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
             kv_precision=str(raw.get("kv_precision", raw["precision"])), tp=int(raw["tp"]), batch=batch,
             input_tokens=int(raw["input_tokens"]), output_tokens=int(raw.get("output_tokens") or 1),
             metric=raw["metric"], value=float(value), split=str(raw.get("split", "train")),
-            source=str(raw["source"]), loc=loc))
+            source=str(raw["source"]), loc=loc, engine=str(raw.get("engine", "vllm"))))
     if errors:
         raise HetcError(errors)
     return records
 
 
-def predict(record: Record, device: Device) -> float:
-    """The model's value for the record's metric."""
-    arch, p, kv = record.arch, record.precision, record.kv_precision
+def predict(record: Record, device: Device, tuning: cm.Tuning | None = None) -> float:
+    """The model's value for the record's metric, under the record's engine."""
+    arch, p, kv, eng = record.arch, record.precision, record.kv_precision, record.engine
     if record.metric == "ttft_ms":
         batch = 1 if record.batch == "max" else record.batch
-        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv).latency_s * 1e3
+        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv, eng, tuning).latency_s * 1e3
     batch = record.batch
     if batch == "max":
-        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv))
+        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv,
+                                    engine=eng, tuning=tuning))
     if record.metric == "tbt_ms":
         return cm.decode(arch, device, p, kv, record.tp, 1, batch, record.input_tokens,
-                         record.output_tokens).tbt_s * 1e3
-    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens)
+                         record.output_tokens, eng, tuning).tbt_s * 1e3
+    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens, eng, tuning)
     return est.tokens_per_s if record.metric == "output_tokens_per_s" else est.tokens_per_s_per_device
 
 
-def relative_errors(records: list[Record], devices: dict[str, Device]) -> list[float]:
-    return [abs(predict(r, devices[r.device_id]) - r.value) / r.value for r in records]
+def relative_errors(records: list[Record], devices: dict[str, Device], tuning: cm.Tuning | None = None) -> list[float]:
+    return [abs(predict(r, devices[r.device_id], tuning) - r.value) / r.value for r in records]
 
 
 def median(values: list[float]) -> float:
@@ -227,3 +229,145 @@ def write_overlay(result: CalibrationResult, output: str | Path, measurements: s
     from hetc.bundle import write_file
 
     write_file(output, (header + yaml.safe_dump({"devices": devices}, sort_keys=False, width=120)).encode())
+
+
+# ---------------------------------------------------------------------------------------------- shared fit
+# What fit_shared may move, and how far: (lower, upper) bounds on each costmodel.Tuning field. The prior
+# pulls each towards its default (log-normal, PRIOR_LOG_SD) so that a field the records barely touch
+# (gemm_4 has few FP4 records) stays near its documented value.
+SHARED_BOUNDS = {
+    "gemm_16": (0.3, 1.6), "gemm_8": (0.3, 1.6), "gemm_4": (0.3, 1.6), "bw": (0.6, 1.2),
+    "attention_bw": (0.2, 1.0), "attention_compute": (0.1, 1.0), "gemm_half_m": (1.0, 512.0),
+    "overhead_scale": (0.2, 10.0), "allreduce_s": (1e-6, 200e-6),
+}
+
+
+# Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
+# they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
+# rows, the engines' overheads as listed, 10 us per all-reduce). Never the fitted defaults in
+# costmodel.TUNING: a fold of the cross-validation must not start from a fit that saw its held-out device.
+PRIOR_TUNING = cm.Tuning(gemm_16=1.0, gemm_8=1.0, gemm_4=1.0, bw=1.0, attention_bw=0.7, attention_compute=0.6,
+                         gemm_half_m=64.0, overhead_scale=1.0, allreduce_s=10e-6)
+
+
+def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning = PRIOR_TUNING) -> cm.Tuning:
+    """The Tuning (parameters shared by every device) minimising the squared log error of `records`."""
+    from dataclasses import asdict
+
+    from scipy.optimize import least_squares  # heavy: only when calibrating
+
+    names = sorted(SHARED_BOUNDS)
+    x0 = [math.log(min(max(asdict(start)[n], SHARED_BOUNDS[n][0]), SHARED_BOUNDS[n][1])) for n in names]
+    low = [math.log(SHARED_BOUNDS[n][0]) for n in names]
+    high = [math.log(SHARED_BOUNDS[n][1]) for n in names]
+
+    def tuning_of(x) -> cm.Tuning:
+        return replace(start, **{n: float(math.exp(v)) for n, v in zip(names, x, strict=True)})
+
+    def residuals(x):
+        tuning = tuning_of(x)
+        fit_terms = [math.log(predict(r, db.devices[r.device_id], tuning) / r.value) for r in records]
+        return fit_terms + [(v - v0) / PRIOR_LOG_SD for v, v0 in zip(x, x0, strict=True)]
+
+    solution = least_squares(residuals, x0, bounds=(low, high), diff_step=1e-3, max_nfev=400)
+    return replace(start, **{n: float(f"{math.exp(v):.4g}") for n, v in zip(names, solution.x, strict=True)})
+
+
+# ---------------------------------------------------------------------------------------------- cross-validation
+# Device families: devices of one generation share kernels and software maturity, so residuals are pooled
+# per family for the error bands and reported per family by bench/costmodel_accuracy.py.
+_FAMILIES = (("nvidia-a100", "nvidia-ampere"), ("nvidia-a40", "nvidia-ampere"), ("nvidia-h1", "nvidia-hopper"),
+             ("nvidia-h200", "nvidia-hopper"), ("nvidia-gh200", "nvidia-hopper"), ("nvidia-b", "nvidia-blackwell"),
+             ("nvidia-gb", "nvidia-blackwell"), ("nvidia-l4", "nvidia-ada"), ("amd-mi", "amd-cdna3"),
+             ("intel-gaudi", "intel-gaudi"), ("intel-xeon", "cpu"), ("amd-epyc", "cpu"))
+
+
+def device_family(device_id: str) -> str:
+    for prefix, family in _FAMILIES:
+        if device_id.startswith(prefix):
+            return family
+    return device_id
+
+
+def metric_group(metric: str) -> str:
+    """TTFT, TBT or throughput (per replica and per device are one metric)."""
+    return {"ttft_ms": "TTFT", "tbt_ms": "TBT"}.get(metric, "throughput")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (nan for no values)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(math.floor(pos))
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One record predicted in-sample and by a model calibrated without its device."""
+
+    record: Record
+    in_sample: float
+    held_out: float
+    band: tuple[float, float] | None  # p10-p90 of the held-out prediction
+
+    @property
+    def in_sample_error(self) -> float:
+        return abs(self.in_sample - self.record.value) / self.record.value
+
+    @property
+    def held_out_error(self) -> float:
+        return abs(self.held_out - self.record.value) / self.record.value
+
+    @property
+    def in_band(self) -> bool | None:
+        return None if self.band is None else self.band[0] <= self.record.value <= self.band[1]
+
+
+def _log_ratio_band(ratios: list[float]) -> tuple[float, float] | None:
+    """p10 and p90 of log(measured / predicted)."""
+    if len(ratios) < 3:
+        return None
+    return quantile(ratios, 0.1), quantile(ratios, 0.9)
+
+
+def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
+    """In-sample and leave-one-device-out predictions for every record, with held-out p10-p90 bands.
+
+    The band of a held-out record comes from the held-out residuals of the *other* devices (same metric,
+    all families: one family's few devices give too narrow a band; all metrics when fewer than five), so it
+    is never fitted to the record it is checked against."""
+    whole = fit_shared(records, db)
+    held: dict[str, float] = {}
+    for dev_id in sorted({r.device_id for r in records}):
+        tuning = fit_shared([r for r in records if r.device_id != dev_id], db)
+        for r in records:
+            if r.device_id == dev_id:
+                held[r.id] = predict(r, db.devices[dev_id], tuning)
+    out = []
+    for r in records:
+        others = [o for o in records if o.device_id != r.device_id and metric_group(o.metric) == metric_group(r.metric)]
+        pool = others if len(others) >= 5 else [o for o in records if o.device_id != r.device_id]
+        band = _log_ratio_band([math.log(o.value / held[o.id]) for o in pool])
+        prediction = held[r.id]
+        out.append(Checked(r, predict(r, db.devices[r.device_id], whole), prediction,
+                           None if band is None else (prediction * math.exp(band[0]), prediction * math.exp(band[1]))))
+    return out
+
+
+def band_table(checked: list[Checked]) -> dict[str, dict[str, list[float]]]:
+    """p10 and p90 of log(measured / predicted) of the held-out predictions, per metric group, for every
+    family and for "all" (what a device of an unmeasured family gets)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for group in sorted({metric_group(c.record.metric) for c in checked}):
+        rows = [c for c in checked if metric_group(c.record.metric) == group]
+        table[group] = {}
+        for family in ["all"] + sorted({device_family(c.record.device_id) for c in rows}):
+            chosen = [c for c in rows if family in ("all", device_family(c.record.device_id))]
+            band = _log_ratio_band([math.log(c.record.value / c.held_out) for c in chosen])
+            if band is not None and len(chosen) >= 5:
+                table[group][family] = [round(band[0], 4), round(band[1], 4)]
+    return table

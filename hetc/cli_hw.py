@@ -101,15 +101,17 @@ def _resolve_model(name: str):
     from hetc.models import PRESETS, resolve_preset
     arch = resolve_preset(name)
     if arch is None:
-        raise HetcError(f"--model: unknown model {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        raise HetcError(f"--model: unknown model {name!r}; expected a preset ({', '.join(sorted(PRESETS))}), a "
+                        "bundled Hugging Face repo id or name (docs/cost-model.md#model-configs) or a config.json path")
     return arch
 
 
 def _estimate_row(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens,
-                  usd_per_hour: float | None) -> dict[str, Any]:
+                  usd_per_hour: float | None, engine: str) -> dict[str, Any]:
     from hetc import costmodel as cm
+    from hetc.bands import band
     from hetc.tco import usd_per_million_tokens
-    est = cm.serve(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens)
+    est = cm.serve(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens, engine)
     replica_usd = None if usd_per_hour is None else usd_per_hour * est.devices
     return {
         "device": device.id, "model": arch.name, "precision": precision, "kv_precision": kv_precision,
@@ -123,7 +125,10 @@ def _estimate_row(arch, device, precision, kv_precision, tp, pp, batch, input_to
         "memory_gb_per_device": est.decode.memory_bytes / 1e9,
         "memory_capacity_gb_per_device": est.decode.capacity_bytes / 1e9, "fits": est.fits,
         "bound": {"prefill": est.prefill.bound, "decode": est.decode.bound},
-        "usd_per_device_hour": usd_per_hour,
+        "usd_per_device_hour": usd_per_hour, "engine": engine,
+        "band_p10_p90": {"ttft_ms": band(device.id, "ttft_ms", est.ttft_s * 1e3),
+                         "tbt_ms": band(device.id, "tbt_ms", est.tbt_s * 1e3),
+                         "tokens_per_s": band(device.id, "tokens_per_s", est.tokens_per_s)},
         "usd_per_million_tokens": None if replica_usd is None else usd_per_million_tokens(replica_usd,
                                                                                           est.tokens_per_s),
     }
@@ -146,7 +151,12 @@ def _positive(name: str, value: float | None) -> None:
 
 
 @click.command("estimate")
-@click.option("--model", required=True, help="Model preset (e.g. llama-3-70b).")
+@click.option("--model", required=True, help="Model preset (e.g. llama-3-70b), bundled Hugging Face repo id "
+                                              "(e.g. Qwen/Qwen3-8B) or a path to a config.json.")
+@click.option("--engine", default=None,
+              type=click.Choice(["vllm", "sglang", "trtllm", "vllm-gaudi", "lmdeploy", "gpt-fast"]),
+              help="Serving engine profile (per-step overhead, memory reserve, batch cap); default: what the "
+                   "deployment launches (vllm-gaudi on Gaudi, vllm elsewhere).")
 @click.option("--precision", default="fp16", show_default=True, help="Weight/compute precision.")
 @click.option("--kv-precision", default=None, help="KV-cache precision (default: --precision).")
 @click.option("--device", required=True, help="Device id or alias (e.g. nvidia-h100-sxm, h100).")
@@ -166,7 +176,7 @@ def _positive(name: str, value: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @hwdb_options
 @_user_errors
-def estimate(model: str, precision: str, kv_precision: str | None, device: str, tp: int | None, pp: int,
+def estimate(model: str, engine: str | None, precision: str, kv_precision: str | None, device: str, tp: int | None, pp: int,
              batch: int, input_tokens: int, output_tokens: int, ttft_ms: float | None, tbt_ms: float | None,
              max_throughput: bool, objective: str, pricing: str, as_json: bool, hwdb: str,
              hwdb_extra: tuple[str, ...]) -> None:
@@ -184,6 +194,11 @@ def estimate(model: str, precision: str, kv_precision: str | None, device: str, 
     cm.precision_bytes(kv_precision)
     db = _load(hwdb, hwdb_extra)
     dev = db.get(device)
+    from hetc.engines import default_engine
+    engine = engine or default_engine(dev)
+    if arch.kind in ("encoder", "encoder_decoder"):
+        _estimate_encoder(arch, dev, precision, batch, input_tokens, output_tokens, as_json)
+        return
     usd_per_hour = (device_hour_usd(dev, pricing, TcoParams.from_hwdb(db)).total
                     if dev.has_price(pricing) else None)
 
@@ -193,11 +208,11 @@ def estimate(model: str, precision: str, kv_precision: str | None, device: str, 
             if tp is not None and degree != tp:
                 continue
             top = cm.max_batch(arch, dev, precision, degree, pp, input_tokens, output_tokens, kv_precision,
-                               tbt_s=None if tbt_ms is None else tbt_ms / 1e3)
+                               tbt_s=None if tbt_ms is None else tbt_ms / 1e3, engine=engine)
             if top == 0:
                 continue
             row = _estimate_row(arch, dev, precision, kv_precision, degree, pp, top, input_tokens, output_tokens,
-                                usd_per_hour)
+                                usd_per_hour, engine)
             if _meets(row, ttft_ms, tbt_ms):
                 continue
             if objective == "per-dollar":
@@ -214,12 +229,12 @@ def estimate(model: str, precision: str, kv_precision: str | None, device: str, 
         row = best
     else:
         if tp is None:
-            tp = cm.min_tp(arch, dev, precision, kv_precision, pp, batch, input_tokens, output_tokens)
+            tp = cm.min_tp(arch, dev, precision, kv_precision, pp, batch, input_tokens, output_tokens, engine)
             if tp is None:
                 raise HetcError(f"{arch.name} with batch {batch} does not fit on one {dev.id} chassis "
                                 f"({dev.max_tp} x {dev.mem_gb:g} GB) at any tensor-parallel degree")
         row = _estimate_row(arch, dev, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens,
-                            usd_per_hour)
+                            usd_per_hour, engine)
     row["meets_targets"] = not _meets(row, ttft_ms, tbt_ms)
     row["missed"] = _meets(row, ttft_ms, tbt_ms)
     row["hwdb"] = db.name
@@ -231,11 +246,35 @@ def estimate(model: str, precision: str, kv_precision: str | None, device: str, 
     _print_estimate(row)
 
 
+def _estimate_encoder(arch, dev, precision: str, batch: int, input_tokens: int, output_tokens: int,
+                      as_json: bool) -> None:
+    """Embedders and rerankers: one bidirectional pass over the input; Whisper-style models: the encoder
+    over input_tokens frames and the transcript decode of output_tokens (no TBT of their own)."""
+    from hetc import costmodel as cm
+    from hetc.bands import band
+    est = cm.encoder_model(arch, dev, precision, max(1, input_tokens), batch,
+                           output_tokens if arch.kind == "encoder_decoder" else 0)
+    row = {"device": dev.id, "model": arch.name, "kind": arch.kind, "precision": precision, "batch": batch,
+           "input_tokens": input_tokens, "output_tokens": output_tokens if arch.kind == "encoder_decoder" else 0,
+           "latency_ms": est.latency_s * 1e3, "items_per_s": batch / est.latency_s, "bound": est.bound,
+           "memory_gb": est.memory_bytes / 1e9, "fits": est.fits,
+           "band_p10_p90": {"latency_ms": band(dev.id, "ttft_ms", est.latency_s * 1e3)}}
+    if as_json:
+        click.echo(json.dumps(row, indent=2, sort_keys=True))
+        return
+    low, high = row["band_p10_p90"]["latency_ms"]
+    click.echo(f"{arch.name} ({arch.kind}) {precision} on {dev.id}: batch {batch}, {input_tokens} positions in"
+               + (f", {output_tokens} tokens out" if arch.kind == "encoder_decoder" else "") + "\n"
+               f"  latency         {row['latency_ms']:10.2f} ms   (bound: {est.bound}; p10-p90 {low:g}-{high:g} ms)\n"
+               f"  items/s         {row['items_per_s']:10.1f}\n"
+               f"  memory          {row['memory_gb']:10.2f} GB ({'fits' if est.fits else 'DOES NOT FIT'})")
+
+
 def _print_estimate(row: dict[str, Any]) -> None:
     lines = [
         f"{row['model']} {row['precision']} (KV {row['kv_precision']}) on {row['device']}: tp={row['tp']} "
         f"pp={row['pp']} batch={row['batch']} ({row['devices']} devices), {row['input_tokens']} in / "
-        f"{row['output_tokens']} out",
+        f"{row['output_tokens']} out, engine {row['engine']}",
         f"  TTFT            {row['ttft_ms']:10.2f} ms   (prefill bound: {row['bound']['prefill']}; whole batch "
         f"{row['prefill_batch_ms']:.1f} ms)",
         f"  TBT             {row['tbt_ms']:10.2f} ms   (decode bound: {row['bound']['decode']}; step = "
@@ -245,6 +284,10 @@ def _print_estimate(row: dict[str, Any]) -> None:
         f"  memory          {row['memory_gb_per_device']:10.1f} GB of {row['memory_capacity_gb_per_device']:.1f} GB "
         f"usable per device ({'fits' if row['fits'] else 'DOES NOT FIT'})",
     ]
+    b = row["band_p10_p90"]
+    lines.append(f"  p10-p90 band    TTFT {b['ttft_ms'][0]:g}-{b['ttft_ms'][1]:g} ms, TBT {b['tbt_ms'][0]:g}-"
+                 f"{b['tbt_ms'][1]:g} ms, {b['tokens_per_s'][0]:g}-{b['tokens_per_s'][1]:g} tokens/s "
+                 "(held-out error of published measurements)")
     if row["usd_per_million_tokens"] is not None:
         lines.append(f"  cost            {row['usd_per_million_tokens']:10.3f} $/1M output tokens "
                      f"({row['pricing']}, {row['usd_per_device_hour']:.3f} $/device-hour)")

@@ -16,22 +16,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hetc.engines import EngineProfile, engine_profile
 from hetc.errors import HetcError
 from hetc.hwdb.schema import Device
 from hetc.models import PRECISION_BYTES, ModelArch
 
 # ---------------------------------------------------------------------------------------------- constants
-# Paged attention allocates the KV cache in blocks of 16 tokens (vLLM's default --block-size 16;
-# https://docs.vllm.ai/en/latest/serving/engine_args.html).
-KV_BLOCK_TOKENS = 16
-# Share of device memory an engine lets itself use; the rest is CUDA context, allocator slack, graphs.
-# vLLM's default --gpu-memory-utilization is 0.9 (same page; also
-# https://huggingface.co/neuralmagic/Mistral-7B-Instruct-v0.3-GPTQ-4bit/discussions/1).
-ENGINE_MEMORY_FRACTION = 0.90
-# Fixed time per forward pass (kernel launches, sampling, scheduler): "tens to hundreds of microseconds"
-# (reference/llm-perf-model.md). 200 us is the middle of that range for engines with CUDA graphs; it is
-# the intercept calibration fits against (docs/cost-model.md#overheads).
-STEP_OVERHEAD_S = 200e-6
+# Vendors' "80 GB" of HBM are binary gigabytes: an H100 80GB reports 81,559 MiB total in nvidia-smi
+# (https://docs.nvidia.com/datacenter/tesla/pdf/Hopper-Architecture-Whitepaper.pdf: 80 GB HBM3 = 5 stacks
+# of 16 GiB). hwdb's mem_gb is read as GiB for capacity.
+GIB = 2 ** 30
+# Memory outside any engine's fraction: CUDA/HIP context, NCCL buffers, allocator slack, about 1 GiB per
+# device (estimate: vLLM's profiler reports 0.5-1.5 GiB of "non-torch memory" on H100s).
+RUNTIME_RESERVED_BYTES = 1.0 * GIB
 # Activations are kept in 16 bits by every engine we model (bf16/fp16 residual stream), whatever the
 # weight precision (FP8/INT8/FP4 checkpoints quantise weights and GEMM inputs, not the residual stream).
 ACTIVATION_BYTES = 2.0
@@ -46,8 +43,34 @@ TTS_FRAMES_PER_S = 80.0
 # One dependent random access to DRAM (graph-index traversal such as HNSW): about 100 ns on current
 # server CPUs and GPUs (estimate; typical load-to-use latency of DDR5/HBM without cache hits).
 RANDOM_ACCESS_S = 100e-9
+# Fixed time of one non-LLM forward pass (embedding, speech, TTS, vector scan): kernel launches and host
+# sync, "tens to hundreds of microseconds" (reference/llm-perf-model.md); 200 us, the middle of that range.
+OP_OVERHEAD_S = 200e-6
 # HNSW visits about ef * log2(N) nodes per query (reference/llm-perf-model.md; Malkov & Yashunin,
 # https://arxiv.org/abs/1603.09320), each needing one distance of dim multiply-adds.
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The few parameters calibrated on published measurements, shared by every device (so a device
+    nobody measured is predicted from its datasheet): `hetc.calibrate.fit_shared` fits them, the
+    defaults below are its fit on hetc/data/measured-llm.yaml (docs/cost-model.md#accuracy)."""
+
+    # multipliers on the hwdb efficiency of large GEMMs, per precision class (16-bit, 8-bit, 4-bit)
+    gemm_16: float = 1.061
+    gemm_8: float = 0.8955
+    gemm_4: float = 0.6094  # FP4 GEMMs reach about 60 % the efficiency hwdb assumes (few published kernels)
+    bw: float = 0.8181  # multiplier on hwdb eff_bw for weight reads
+    attention_bw: float = 0.9752  # decode attention reads KV at this share of the GEMMs' achieved bandwidth
+    attention_compute: float = 0.6232  # prefill attention FLOP rate as a share of the GEMMs'
+    gemm_half_m: float = 72.04  # GEMM rows (tokens) at which a GEMM reaches half its large-shape efficiency
+    overhead_scale: float = 1.034  # multiplier on the engine's per-step overhead
+    allreduce_s: float = 1.178e-05  # fixed cost of one all-reduce (kernel launch and synchronisation)
+
+
+TUNING = Tuning()
+# Calibrated multipliers never push an efficiency beyond this share of peak.
+MAX_EFFICIENCY = 0.95
 
 # If a device has no peak for a precision, the work runs at the next wider format it supports: weight-only
 # quantisation upcasts weights to 16-bit GEMM inputs (e.g. FP8 checkpoints on A100, FP16 on Gaudi = BF16).
@@ -141,29 +164,54 @@ def precision_bytes(precision: str) -> float:
         raise HetcError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISION_BYTES)}") from None
 
 
-def compute_rate(device: Device, precision: str) -> tuple[float, str]:
-    """Achievable FLOP/s for GEMMs in `precision` (peak x efficiency), and the precision actually used."""
+def _gemm_multiplier(tuning: Tuning, precision: str) -> float:
+    if precision in ("fp4", "int4"):
+        return tuning.gemm_4
+    if precision in ("fp8", "int8"):
+        return tuning.gemm_8
+    return tuning.gemm_16
+
+
+def compute_rate(device: Device, precision: str, tuning: Tuning | None = None) -> tuple[float, str]:
+    """Achievable FLOP/s of large GEMMs in `precision` (peak x efficiency), and the precision actually used."""
+    tuning = tuning or TUNING
     precision_bytes(precision)  # reject unknown names first
     for candidate in _COMPUTE_FALLBACK.get(precision, ()):
         peak = device.peak_tflops.get(candidate)
         if peak:
-            return peak * 1e12 * device.eff_compute.get(candidate, 0.5), candidate
+            eff = device.eff_compute.get(candidate, 0.5) * _gemm_multiplier(tuning, candidate)
+            return peak * 1e12 * min(MAX_EFFICIENCY, eff), candidate
     raise HetcError(f"device {device.id} cannot compute in {precision!r} (peaks: "
                     + ", ".join(k for k, v in device.peak_tflops.items() if v) + ")")
 
 
-def memory_rate(device: Device) -> float:
-    """Achievable memory bandwidth, B/s."""
-    return device.mem_bw_gbs * 1e9 * device.eff_bw
+def gemm_shape_factor(rows: float, tuning: Tuning | None = None) -> float:
+    """Share of the large-GEMM rate a GEMM with `rows` tokens reaches: rows / (rows + half_m). Small-M decode
+    GEMMs leave tensor cores idle (tile quantisation, too few thread blocks to fill the device)."""
+    tuning = tuning or TUNING
+    return rows / (rows + tuning.gemm_half_m)
 
 
-def usable_memory_bytes(device: Device) -> float:
-    return device.mem_gb * 1e9 * ENGINE_MEMORY_FRACTION
+def memory_rate(device: Device, tuning: Tuning | None = None) -> float:
+    """Achievable memory bandwidth of weight-streaming GEMMs, B/s."""
+    tuning = tuning or TUNING
+    return device.mem_bw_gbs * 1e9 * min(MAX_EFFICIENCY, device.eff_bw * tuning.bw)
 
 
-def paged_tokens(tokens: float) -> float:
-    """KV slots a sequence occupies: whole blocks of KV_BLOCK_TOKENS."""
-    return math.ceil(tokens / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+def usable_memory_bytes(device: Device, engine: str | EngineProfile | None = None, weights_bytes: float = 0.0) -> float:
+    """Bytes per device the engine lets weights, KV cache and activations use. A fraction of the whole device
+    (vLLM, SGLang), or the weights plus a fraction of what they leave free (TensorRT-LLM); either way less
+    RUNTIME_RESERVED_BYTES."""
+    eng = engine_profile(engine, device)
+    total = device.mem_gb * GIB - RUNTIME_RESERVED_BYTES
+    if eng.of_free:
+        return weights_bytes + eng.memory_fraction * max(0.0, total - weights_bytes)
+    return device.mem_gb * GIB * eng.memory_fraction - RUNTIME_RESERVED_BYTES
+
+
+def paged_tokens(tokens: float, block_tokens: int = 16) -> float:
+    """KV slots a sequence occupies: whole blocks of the engine's block size."""
+    return math.ceil(tokens / block_tokens) * block_tokens
 
 
 def valid_tp(device: Device, arch: ModelArch) -> list[int]:
@@ -184,10 +232,6 @@ def _check_parallelism(device: Device, tp: int, pp: int, batch: int) -> None:
                         "parallelism stays on the scale-up link")
 
 
-def _mlp_params(arch: ModelArch) -> int:
-    return (3 if arch.kind == "decoder" else 2) * arch.d_model * arch.d_ff
-
-
 def distinct_experts(arch: ModelArch, tokens: float) -> float:
     """Expected experts per layer touched by `tokens` routed uniformly to k of E: E * (1 - (1 - k/E)^B)."""
     e, k = arch.n_experts, arch.experts_per_token
@@ -195,26 +239,31 @@ def distinct_experts(arch: ModelArch, tokens: float) -> float:
 
 
 def weight_bytes_read(arch: ModelArch, weight_bytes: float, tokens: float) -> float:
-    """Weight bytes one forward pass over `tokens` tokens reads (MoE: only the experts it touches)."""
+    """Weight bytes one forward pass over `tokens` tokens reads (MoE: only the routed experts it touches)."""
     if not arch.is_moe:
         return arch.params() * weight_bytes
-    expert_total = arch.n_layers * arch.n_experts * _mlp_params(arch)
-    shared = arch.params() - expert_total
-    touched = arch.n_layers * distinct_experts(arch, tokens) * _mlp_params(arch)
-    return (shared + touched) * weight_bytes
+    expert = arch.expert_params()
+    routed_total = arch.moe_layers() * arch.n_experts * expert
+    touched = arch.moe_layers() * distinct_experts(arch, tokens) * expert
+    return (arch.params() - routed_total + touched) * weight_bytes
 
 
 def _kv_split(arch: ModelArch, tp: int) -> int:
-    # KV heads are sharded across tp; beyond n_kv_heads they are replicated.
-    return min(tp, arch.n_kv_heads)
+    # KV heads are sharded across tp; beyond n_kv_heads they are replicated (MLA's latent: always).
+    return 1 if arch.kv_lora_rank else min(tp, arch.n_kv_heads)
 
 
-def _allreduce_s(device: Device, tp: int, message_bytes: float) -> float:
-    """Ring all-reduce: 2(p-1)/p of the buffer over each device's link plus 2(p-1) hop latencies."""
+def _allreduce_s(device: Device, tp: int, message_bytes: float, tuning: Tuning | None = None) -> float:
+    """One all-reduce: a fixed launch/synchronisation cost (calibrated), the fabric's hop latency over
+    2 * log2(p) steps (NCCL's tree/NVLS and RCCL/HCCL's small-message algorithms), and 2(p-1)/p of the
+    buffer over each device's link (ring bandwidth term)."""
     if tp == 1:
         return 0.0
+    tuning = tuning or TUNING
     link = device.scaleup_gbs * 1e9
-    return 2 * (tp - 1) / tp * message_bytes / link + 2 * (tp - 1) * device.scaleup_latency_us * 1e-6
+    hops = 2 * math.ceil(math.log2(tp))
+    return (tuning.allreduce_s + hops * (device.scaleup_latency_us or 0.0) * 1e-6
+            + 2 * (tp - 1) / tp * message_bytes / link)
 
 
 def _handoff_s(device: Device, tp: int, pp: int, message_bytes: float) -> float:
@@ -239,114 +288,168 @@ def _bound(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) 
     return max(parts, key=lambda k: (parts[k], k == "compute"))
 
 
+def _step_overhead_s(engine: EngineProfile, tuning: Tuning) -> float:
+    return engine.step_overhead_s * tuning.overhead_scale
+
+
 # ---------------------------------------------------------------------------------------------- LLM phases
 def prefill_flops(arch: ModelArch, batch: int, input_tokens: int) -> float:
-    """2 * P_active * tokens + causal attention 2 * L * h * d_h * T^2 per sequence."""
-    tokens = batch * input_tokens
-    attention = 2 * arch.n_layers * arch.n_heads * arch.head_dim * input_tokens ** 2 * batch
-    return 2 * arch.active_params() * tokens + attention
+    """2 * P_active * tokens + causal attention (2 * L * h * d_h * T^2 per sequence, windows capped)."""
+    return 2 * arch.active_params() * batch * input_tokens + batch * arch.prefill_attention_flops(input_tokens)
 
 
 def decode_step_flops(arch: ModelArch, batch: int, context_tokens: float) -> float:
-    """2 * P_active per token + attention over the context: 4 * L * h * d_h * C."""
-    return batch * (2 * arch.active_params() + 4 * arch.n_layers * arch.n_heads * arch.head_dim * context_tokens)
+    """2 * P_active per token + attention over the context: 4 * L * h * d_h * C (windows capped)."""
+    return batch * (2 * arch.active_params() + arch.decode_attention_flops(context_tokens))
 
 
 def decode_step_bytes(arch: ModelArch, precision: str, kv_precision: str, batch: int,
                       context_tokens: float) -> float:
     """Weights once per step (experts touched, for MoE) + every sequence's KV cache."""
-    kv = arch.kv_bytes_per_token(precision_bytes(kv_precision))
-    return weight_bytes_read(arch, precision_bytes(precision), batch) + batch * context_tokens * kv
+    kv = arch.kv_cache_bytes(context_tokens, precision_bytes(kv_precision))
+    return weight_bytes_read(arch, precision_bytes(precision), batch) + batch * kv
 
 
 def memory_per_device(arch: ModelArch, precision: str, kv_precision: str, tp: int, pp: int, batch: int,
-                      context_tokens: float, tokens_in_flight: float) -> float:
+                      context_tokens: float, tokens_in_flight: float,
+                      engine: str | EngineProfile | None = None) -> float:
     """Weights/(tp*pp) + paged KV of the batch at `context_tokens` + activations of the tokens in flight."""
+    eng = engine_profile(engine)
     weights = arch.params() * precision_bytes(precision) / (tp * pp)
-    kv = arch.kv_bytes_per_token(precision_bytes(kv_precision))
-    kv_cache = batch * paged_tokens(context_tokens) * kv / (_kv_split(arch, tp) * pp)
+    kv = arch.kv_cache_bytes(paged_tokens(context_tokens, eng.kv_block_tokens), precision_bytes(kv_precision))
+    kv_cache = batch * kv / (_kv_split(arch, tp) * pp)
     return weights + kv_cache + _activation_bytes(arch, tokens_in_flight, tp)
 
 
+def _capacity(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, engine: EngineProfile) -> float:
+    return usable_memory_bytes(device, engine, arch.params() * precision_bytes(precision) / (tp * pp))
+
+
 def prefill(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, batch: int,
-            input_tokens: int, kv_precision: str | None = None) -> PhaseEstimate:
-    """Prefill of `batch` prompts of `input_tokens` tokens on one replica (tp x pp devices)."""
+            input_tokens: int, kv_precision: str | None = None, engine: str | EngineProfile | None = None,
+            tuning: Tuning | None = None) -> PhaseEstimate:
+    """Prefill of `batch` prompts of `input_tokens` tokens on one replica (tp x pp devices).
+
+    Two operators per layer: the GEMMs (2 * P_active FLOPs per token at the rate of a GEMM with that many
+    rows, or the weight read, whichever is longer) and attention (its own FLOPs at a lower rate). With
+    chunked prefill the tokens go through in chunks, each re-reading the weights and paying the step
+    overhead."""
     _check_parallelism(device, tp, pp, batch)
+    tuning, eng = tuning or TUNING, engine_profile(engine or arch.engine, device)
     kv_precision = kv_precision or precision
-    rate, used = compute_rate(device, precision)
+    rate, used = compute_rate(device, precision, tuning)
+    attention_rate = compute_rate(device, kv_precision, tuning)[0] * tuning.attention_compute
     tokens = batch * input_tokens
-    flops = prefill_flops(arch, batch, input_tokens)
-    kv = arch.kv_bytes_per_token(precision_bytes(kv_precision))
-    traffic = weight_bytes_read(arch, precision_bytes(precision), tokens) + tokens * kv
+    chunks = max(1, math.ceil(tokens / eng.prefill_chunk_tokens)) if eng.prefill_chunk_tokens else 1
+    rows = tokens / chunks
+    gemm_flops = 2 * arch.active_params() * tokens
+    attention_flops = batch * arch.prefill_attention_flops(input_tokens)
+    kv_written = tokens * arch.kv_cache_bytes(1, precision_bytes(kv_precision))
+    weights = weight_bytes_read(arch, precision_bytes(precision), rows)
+    bw = memory_rate(device, tuning)
+    gemm_compute_s = gemm_flops / (tp * rate * gemm_shape_factor(rows, tuning))
+    attention_s = attention_flops / (tp * attention_rate)
+    weights_s = chunks * weights / (tp * bw)
+    memory_s = weights_s + kv_written / (tp * bw)
     # the layers run one stage after another, so pp adds capacity, not speed, for one batch
-    compute_s = flops / (tp * rate)
-    memory_s = traffic / (tp * memory_rate(device))
     message = tokens * arch.d_model * ACTIVATION_BYTES
-    comm_s = 2 * arch.n_layers * _allreduce_s(device, tp, message) + _handoff_s(device, tp, pp, message)
-    latency = max(compute_s, memory_s) + comm_s + STEP_OVERHEAD_S
-    held = memory_per_device(arch, precision, kv_precision, tp, pp, batch, input_tokens, tokens)
-    capacity = usable_memory_bytes(device)
+    comm_s = (2 * arch.n_layers * (chunks - 1) * _allreduce_s(device, tp, 0.0, tuning)
+              + 2 * arch.n_layers * _allreduce_s(device, tp, message, tuning) + _handoff_s(device, tp, pp, message))
+    overhead_s = chunks * _step_overhead_s(eng, tuning)
+    latency = max(gemm_compute_s, weights_s) + attention_s + comm_s + overhead_s
+    held = memory_per_device(arch, precision, kv_precision, tp, pp, batch, input_tokens, rows, eng)
+    capacity = _capacity(arch, device, precision, tp, pp, eng)
+    compute_s = gemm_compute_s + attention_s
     return PhaseEstimate(
-        latency_s=latency, flops=flops, bytes=traffic, compute_s=compute_s, memory_s=memory_s, comm_s=comm_s,
-        bound=_bound(compute_s, memory_s, comm_s, STEP_OVERHEAD_S), memory_bytes=held, capacity_bytes=capacity,
-        fits=held <= capacity, devices=tp * pp, compute_precision=used)
+        latency_s=latency, flops=gemm_flops + attention_flops, bytes=chunks * weights + kv_written,
+        compute_s=compute_s, memory_s=memory_s, comm_s=comm_s, bound=_bound(compute_s, memory_s, comm_s, overhead_s),
+        memory_bytes=held, capacity_bytes=capacity, fits=held <= capacity, devices=tp * pp, compute_precision=used)
+
+
+@dataclass(frozen=True)
+class _Step:
+    time_s: float
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+    flops: float
+    bytes: float
+
+
+def _decode_step(arch: ModelArch, device: Device, precision: str, kv_precision: str, tp: int, pp: int,
+                 batch: float, context: float, eng: EngineProfile, tuning: Tuning) -> _Step:
+    """One decode step for `batch` sequences at `context` tokens: GEMMs (compute at the small-M rate, or the
+    weight read) then attention (its FLOPs, or the KV read at the attention kernels' lower bandwidth), two
+    all-reduces per layer, hand-offs and the engine's per-step overhead."""
+    rate, _ = compute_rate(device, precision, tuning)
+    attention_rate = compute_rate(device, kv_precision, tuning)[0] * tuning.attention_compute
+    bw = memory_rate(device, tuning)
+    gemm_flops = 2 * arch.active_params() * batch
+    attention_flops = batch * arch.decode_attention_flops(context)
+    weights = weight_bytes_read(arch, precision_bytes(precision), batch)
+    kv = batch * arch.kv_cache_bytes(context, precision_bytes(kv_precision))
+    gemm_compute_s = gemm_flops / (tp * rate * gemm_shape_factor(batch, tuning))
+    weights_s = weights / (tp * bw)
+    attention_compute_s = attention_flops / (tp * attention_rate)
+    kv_s = kv / (_kv_split(arch, tp) * bw * tuning.attention_bw)
+    message = batch * arch.d_model * ACTIVATION_BYTES
+    comm_s = 2 * arch.n_layers * _allreduce_s(device, tp, message, tuning) + _handoff_s(device, tp, pp, message)
+    overhead_s = _step_overhead_s(eng, tuning)
+    time_s = max(gemm_compute_s, weights_s) + max(attention_compute_s, kv_s) + comm_s + overhead_s
+    return _Step(time_s, gemm_compute_s + attention_compute_s, weights_s + kv_s, comm_s, overhead_s,
+                 gemm_flops + attention_flops, weights + kv)
+
+
+def _held_context(eng: EngineProfile, input_tokens: int, output_tokens: int) -> float:
+    """Context each sequence holds in KV for the memory check: the full input + output under static
+    batching (every sequence reaches it together); under continuous batching sequences are spread over
+    their generation, so on average input + output / 2 (engines admit and preempt by free blocks)."""
+    return input_tokens + (output_tokens / 2 if eng.continuous_batching else output_tokens)
 
 
 def decode(arch: ModelArch, device: Device, precision: str, kv_precision: str | None, tp: int, pp: int,
-           batch: int, input_tokens: int, output_tokens: int) -> DecodeEstimate:
+           batch: int, input_tokens: int, output_tokens: int, engine: str | EngineProfile | None = None,
+           tuning: Tuning | None = None) -> DecodeEstimate:
     """Decode with `batch` sequences in flight, each between input_tokens and input+output of context.
 
-    TBT is the step time at the average context (input + output/2); memory is checked at the full context
-    (input + output) since every sequence reaches it. Under pp the batch is split into pp micro-batches
-    that keep every stage busy: the step time is that of the whole model, throughput is batch / step.
-    """
+    TBT is the step time at the average context (input + output/2). Under pp the batch is split into pp
+    micro-batches that keep every stage busy: the step time is that of the whole model, throughput is
+    batch / step. step_s_base + step_s_per_seq * batch is the tangent at this batch (finite difference)."""
     _check_parallelism(device, tp, pp, batch)
     if output_tokens < 1 or input_tokens < 0:
         raise HetcError(f"output_tokens must be >= 1 and input_tokens >= 0 (got {output_tokens}, {input_tokens})")
+    tuning, eng = tuning or TUNING, engine_profile(engine or arch.engine, device)
     kv_precision = kv_precision or precision
-    rate, used = compute_rate(device, precision)
-    bw = memory_rate(device)
+    _, used = compute_rate(device, precision, tuning)
     context = input_tokens + output_tokens / 2
-    kv = arch.kv_bytes_per_token(precision_bytes(kv_precision))
-    weights_read = weight_bytes_read(arch, precision_bytes(precision), batch)
-
-    flops_per_seq = 2 * arch.active_params() + 4 * arch.n_layers * arch.n_heads * arch.head_dim * context
-    compute_per_seq = flops_per_seq / (tp * rate)
-    memory_base = weights_read / (tp * bw)
-    memory_per_seq = context * kv / (_kv_split(arch, tp) * bw)
-    message_per_seq = arch.d_model * ACTIVATION_BYTES
-    comm_base = 2 * arch.n_layers * _allreduce_s(device, tp, 0.0) + _handoff_s(device, tp, pp, 0.0)
-    comm_per_seq = (2 * arch.n_layers * (_allreduce_s(device, tp, message_per_seq) - _allreduce_s(device, tp, 0.0))
-                    + _handoff_s(device, tp, pp, message_per_seq) - _handoff_s(device, tp, pp, 0.0))
-
-    compute_s = compute_per_seq * batch
-    memory_s = memory_base + memory_per_seq * batch
-    comm_s = comm_base + comm_per_seq * batch
-    tbt = max(compute_s, memory_s) + comm_s + STEP_OVERHEAD_S
-    if compute_s > memory_s:
-        base, per_seq = comm_base + STEP_OVERHEAD_S, compute_per_seq + comm_per_seq
-    else:
-        base, per_seq = memory_base + comm_base + STEP_OVERHEAD_S, memory_per_seq + comm_per_seq
-    tokens_per_s = batch / tbt
+    step = _decode_step(arch, device, precision, kv_precision, tp, pp, batch, context, eng, tuning)
+    other = _decode_step(arch, device, precision, kv_precision, tp, pp, batch + 1, context, eng, tuning)
+    per_seq = other.time_s - step.time_s
+    tokens_per_s = batch / step.time_s
     devices = tp * pp
-    held = memory_per_device(arch, precision, kv_precision, tp, pp, batch, input_tokens + output_tokens, batch)
-    capacity = usable_memory_bytes(device)
+    held = memory_per_device(arch, precision, kv_precision, tp, pp, batch,
+                             _held_context(eng, input_tokens, output_tokens), batch, eng)
+    capacity = _capacity(arch, device, precision, tp, pp, eng)
     return DecodeEstimate(
-        tbt_s=tbt, step_s_base=base, step_s_per_seq=per_seq, tokens_per_s=tokens_per_s,
-        tokens_per_s_per_device=tokens_per_s / devices, requests_per_s=tokens_per_s / output_tokens,
-        flops_per_step=flops_per_seq * batch, bytes_per_step=weights_read + batch * context * kv,
-        compute_s=compute_s, memory_s=memory_s, comm_s=comm_s, bound=_bound(compute_s, memory_s, comm_s,
-                                                                              STEP_OVERHEAD_S),
+        tbt_s=step.time_s, step_s_base=step.time_s - per_seq * batch, step_s_per_seq=per_seq,
+        tokens_per_s=tokens_per_s, tokens_per_s_per_device=tokens_per_s / devices,
+        requests_per_s=tokens_per_s / output_tokens, flops_per_step=step.flops, bytes_per_step=step.bytes,
+        compute_s=step.compute_s, memory_s=step.memory_s, comm_s=step.comm_s,
+        bound=_bound(step.compute_s, step.memory_s, step.comm_s, step.overhead_s),
         memory_bytes=held, capacity_bytes=capacity, fits=held <= capacity, devices=devices, batch=batch,
         context_tokens=context, compute_precision=used)
 
 
 def serve(arch: ModelArch, device: Device, precision: str, kv_precision: str | None, tp: int, pp: int,
-          batch: int, input_tokens: int, output_tokens: int) -> ServeEstimate:
-    """Prefill and decode on the same replica: each request's prefill is paid once per output run."""
-    first = prefill(arch, device, precision, tp, pp, 1, input_tokens, kv_precision)
-    whole = prefill(arch, device, precision, tp, pp, batch, input_tokens, kv_precision)
-    steps = decode(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens)
+          batch: int, input_tokens: int, output_tokens: int, engine: str | EngineProfile | None = None,
+          tuning: Tuning | None = None) -> ServeEstimate:
+    """Prefill and decode on the same replica. Each of the `batch` requests is prefilled once per output
+    run: static batching waits for the whole batch's prefill, then decodes; continuous batching interleaves
+    the prefill chunks into decode steps, so the same prefill work lands between the steps (interference)."""
+    first = prefill(arch, device, precision, tp, pp, 1, input_tokens, kv_precision, engine, tuning)
+    whole = prefill(arch, device, precision, tp, pp, batch, input_tokens, kv_precision, engine, tuning)
+    steps = decode(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens, engine, tuning)
     cycle_s = whole.latency_s + output_tokens * steps.tbt_s
     tokens_per_s = batch * output_tokens / cycle_s
     return ServeEstimate(
@@ -357,17 +460,21 @@ def serve(arch: ModelArch, device: Device, precision: str, kv_precision: str | N
 
 def max_batch(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, input_tokens: int,
               output_tokens: int, kv_precision: str | None = None, tbt_s: float | None = None,
-              ttft_s: float | None = None, phase: str = "decode", limit: int = 8192) -> int:
-    """Largest batch that fits memory and meets the target: TBT for phase="decode", the prefill latency of
-    the whole batch <= ttft_s for phase="prefill". 0 when not even one sequence does."""
+              ttft_s: float | None = None, phase: str = "decode", limit: int | None = None,
+              engine: str | EngineProfile | None = None, tuning: Tuning | None = None) -> int:
+    """Largest batch that fits memory, the engine's batch cap and the target: TBT for phase="decode", the
+    prefill latency of the whole batch <= ttft_s for phase="prefill". 0 when not even one sequence does."""
     if phase not in ("decode", "prefill"):
         raise HetcError(f"phase must be decode or prefill, got {phase!r}")
+    eng = engine_profile(engine or arch.engine, device)
+    limit = min(limit or eng.max_batch, eng.max_batch)
 
     def ok(batch: int) -> bool:
         if phase == "decode":
-            est = decode(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens)
+            est = decode(arch, device, precision, kv_precision, tp, pp, batch, input_tokens, output_tokens, eng,
+                         tuning)
             return est.fits and (tbt_s is None or est.tbt_s <= tbt_s)
-        est = prefill(arch, device, precision, tp, pp, batch, input_tokens, kv_precision)
+        est = prefill(arch, device, precision, tp, pp, batch, input_tokens, kv_precision, eng, tuning)
         return est.fits and (ttft_s is None or est.latency_s <= ttft_s)
 
     if not ok(1):
@@ -382,14 +489,15 @@ def max_batch(arch: ModelArch, device: Device, precision: str, tp: int, pp: int,
 
 
 def min_tp(arch: ModelArch, device: Device, precision: str, kv_precision: str | None = None, pp: int = 1,
-           batch: int = 1, input_tokens: int = 0, output_tokens: int = 1) -> int | None:
-    """Smallest valid tensor-parallel degree whose memory fits the batch at full context; None if none."""
+           batch: int = 1, input_tokens: int = 0, output_tokens: int = 1,
+           engine: str | EngineProfile | None = None) -> int | None:
+    """Smallest valid tensor-parallel degree whose memory fits the batch; None if none."""
     kv_precision = kv_precision or precision
-    capacity = usable_memory_bytes(device)
+    eng = engine_profile(engine or arch.engine, device)
     for tp in valid_tp(device, arch):
-        held = memory_per_device(arch, precision, kv_precision, tp, pp, batch, input_tokens + output_tokens,
-                                 max(batch, input_tokens))
-        if held <= capacity:
+        held = memory_per_device(arch, precision, kv_precision, tp, pp, batch,
+                                 _held_context(eng, input_tokens, output_tokens), max(batch, input_tokens), eng)
+        if held <= _capacity(arch, device, precision, tp, pp, eng):
             return tp
     return None
 
@@ -397,7 +505,7 @@ def min_tp(arch: ModelArch, device: Device, precision: str, kv_precision: str | 
 # ---------------------------------------------------------------------------------------------- KV transfer
 def kv_bytes(arch: ModelArch, kv_precision: str, tokens: float, batch: int = 1) -> float:
     """Paper §6: 2 * L * d_model * (h_kv / h) * tokens * batch * bytes_per_element."""
-    return arch.kv_bytes_per_token(precision_bytes(kv_precision)) * tokens * batch
+    return arch.kv_cache_bytes(tokens, precision_bytes(kv_precision)) * batch
 
 
 def kv_transfer_s(arch: ModelArch, kv_precision: str, tokens: float, src: Device, dst: Device,
@@ -430,13 +538,13 @@ def kv_ingress_gbps(arch: ModelArch, kv_precision: str, input_tokens: float, tbt
 def _dense_pass(device: Device, precision: str, flops: float, traffic: float, held: float) -> OpEstimate:
     rate, _ = compute_rate(device, precision)
     compute_s, memory_s = flops / rate, traffic / memory_rate(device)
-    return OpEstimate(latency_s=max(compute_s, memory_s) + STEP_OVERHEAD_S, flops=flops, bytes=traffic,
-                      bound=_bound(compute_s, memory_s, 0.0, STEP_OVERHEAD_S), memory_bytes=held,
+    return OpEstimate(latency_s=max(compute_s, memory_s) + OP_OVERHEAD_S, flops=flops, bytes=traffic,
+                      bound=_bound(compute_s, memory_s, 0.0, OP_OVERHEAD_S), memory_bytes=held,
                       fits=held <= usable_memory_bytes(device))
 
 
 def _encoder_params(arch: ModelArch) -> int:
-    return arch.encoder_layers * (4 * arch.d_model ** 2 + _mlp_params(arch))
+    return arch.encoder_layers * (4 * arch.d_model ** 2 + arch._mlp_params())
 
 
 def encoder_model(arch: ModelArch, device: Device, precision: str, tokens: int, batch: int = 1,

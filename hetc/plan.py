@@ -178,6 +178,14 @@ def stage_cost(device, devices: int, owned: int, pricing: str, params: TcoParams
     return {name: (devices - owned) * bought[name] + owned * mine[name] for name in COMPONENTS}
 
 
+def _bands(device_id: str, predicted: dict) -> dict:
+    """p10-p90 of each LLM figure from held-out calibration residuals (hetc/bands.py)."""
+    from hetc.bands import band
+    metric = {"latency_ms": "ttft_ms" if "ttft_ms" in predicted else "tbt_ms", "ttft_ms": "ttft_ms", "tbt_ms": "tbt_ms"}
+    return {key: band(device_id, metric[key], predicted[key]) for key in ("latency_ms", "ttft_ms", "tbt_ms")
+            if predicted.get(key) is not None}
+
+
 def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
@@ -185,10 +193,13 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
     if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
         kind = "tool_compute"
-    model = None
+    model, spec_engine = None, None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
-        model = {"id": ref.sym_name.data, "name": value_from_attr(ref.arch)["name"], "precision": ref.precision.data}
+        arch = value_from_attr(ref.arch)
+        model = {"id": ref.sym_name.data, "name": arch["name"], "precision": ref.precision.data}
+        spec_engine = arch.get("engine") or None  # the engine the spec chose for this model, if any
+    engine = (spec_engine or _engine(kind, device)) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
     devices = replicas * per_replica if placeable(op) else 0
@@ -210,6 +221,8 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
         kv = priced.get((op.sym_name.data, f"{op.node.data}.decode"))
         decode = estimates.get(f"{op.node.data}.decode", {})
         predicted["ttft_ms"] = est["latency_ms"] + (kv["path_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
+    if kind in ("prefill", "decode") and device is not None:
+        predicted["band_p10_p90"] = _bands(device.id, predicted)
     return {
         "id": sid, "node": op.node.data if "node" in op.properties else op.sym_name.data, "kind": kind,
         "device": device.id if device else None, "vendor": device.vendor if device else None,
@@ -217,7 +230,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
         "target": _target(device) if placeable(op) or isinstance(op, T.KVTransferOp) else "none",
         "replicas": replicas, "tp": place.tp.data if place else 1, "pp": place.pp.data if place else 1,
         "batch": place.batch.data if place else 1, "devices_per_replica": per_replica if placeable(op) else 0,
-        "engine": _engine(kind, device) if placeable(op) else None, "model": model,
+        "engine": engine, "model": model,
         "kernels": list(kernels.get(op.sym_name.data, [])) if isinstance(op, T.TaskOp) else [],
         "service": _service(op, est, device) if isinstance(op, T.TaskOp) else {"type": "none"},
         "predicted": predicted,

@@ -213,6 +213,17 @@ ARCH_RULES: dict[str, FieldRule] = {r.name: r for r in (
     FieldRule("tied_embeddings", "bool"),
     FieldRule("params_override", "int", unit="parameters", allow_zero=True, limit=MAX_PARAMS),
     FieldRule("source", "string"),
+    FieldRule("head_dim_override", "int", unit="head size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("moe_d_ff", "int", unit="MLP width", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("n_shared_experts", "int", unit="experts", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("first_dense_layers", "int", unit="layers", allow_zero=True, limit=MAX_LAYERS),
+    FieldRule("kv_lora_rank", "int", unit="latent size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("qk_rope_head_dim", "int", unit="head size", allow_zero=True, limit=MAX_WIDTH),
+    FieldRule("sliding_window", "int", unit="tokens", allow_zero=True, limit=MAX_TOKENS),
+    FieldRule("sliding_layers", "int", unit="layers", allow_zero=True, limit=MAX_LAYERS),
+    FieldRule("gated_mlp", "bool"),
+    FieldRule("hf_repo", "string"),
+    FieldRule("engine", "choice", choices=("", "vllm", "sglang", "trtllm", "vllm-gaudi", "lmdeploy", "gpt-fast")),
 )}
 assert set(ARCH_RULES) == {f.name for f in dc_fields(ModelArch)}
 ARCH_REQUIRED = ("kind", "n_layers", "d_model", "n_heads", "d_ff", "vocab_size")
@@ -511,7 +522,7 @@ class _Loader:
         ymap = self.mapping(node, f"model '{model_id}'")
         if ymap is None:
             return None
-        found = self.keys(ymap, context, ("preset", "arch", "overrides", "precision", "kv_precision"))
+        found = self.keys(ymap, context, ("preset", "arch", "overrides", "precision", "kv_precision", "engine"))
         ok = True
         if ("preset" in found) == ("arch" in found):
             self.error(ymap.loc, f"model '{model_id}' needs exactly one of 'preset' (a known model) or 'arch' "
@@ -535,6 +546,9 @@ class _Loader:
                 arch = self.arch_fields(found["overrides"][1], f"in model '{model_id}' overrides", arch, model_id)
         elif ok:
             arch = self.arch_fields(found["arch"][1], f"in model '{model_id}' arch", None, model_id)
+        if arch is not None and "engine" in found:  # the serving engine is costed with the model
+            engine = self.choice(found["engine"][1], ARCH_RULES["engine"])
+            arch = None if engine is None else arch.with_overrides(engine=engine)
         if arch is None or not precision or not kv_precision:
             return None
         return ModelRef(model_id, arch, precision, kv_precision, key_node.loc)

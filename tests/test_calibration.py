@@ -112,3 +112,37 @@ def test_measurement_errors_are_user_errors(tmp_path):
     path.write_text("records: 3\n")
     with pytest.raises(HetcError, match="records"):
         load_measurements(path, load_hwdb())
+
+
+# ------------------------------------------------------------------------ shared fit, LODO and error bands
+MEASURED = Path(__file__).parent.parent / "hetc" / "data" / "measured-llm.yaml"
+
+
+def test_measured_set_loads_with_engines_and_sources():
+    records = load_measurements(MEASURED, load_hwdb())
+    assert len(records) >= 150 and all(r.source.startswith("https://") for r in records)
+    assert {r.engine for r in records} >= {"trtllm", "vllm", "vllm-gaudi"}
+
+
+def test_leave_one_device_out_predicts_without_the_device():
+    from hetc.calibrate import cross_validate, fit_shared, predict
+    db = load_hwdb()
+    records = [r for r in load_measurements(MEASURED, db)
+               if r.device_id in ("nvidia-a100-80gb", "intel-gaudi2") and r.metric in ("ttft_ms", "tbt_ms")]
+    checked = cross_validate(records, db)
+    gaudi = [c for c in checked if c.record.device_id == "intel-gaudi2"]
+    # the held-out Gaudi figures come from a fit on the A100 records only
+    without = fit_shared([r for r in records if r.device_id != "intel-gaudi2"], db)
+    assert [c.held_out for c in gaudi] == [predict(c.record, db.devices["intel-gaudi2"], without) for c in gaudi]
+    # bands come from the other device's held-out residuals: a band, not necessarily around the estimate
+    assert all(c.band is not None and c.band[0] < c.band[1] for c in checked)
+    assert all(c.in_band in (True, False) for c in checked)
+
+
+def test_bands_bracket_every_estimate_and_widen_from_the_table():
+    from hetc.bands import band, band_factors
+    for device, metric in (("nvidia-h100-sxm", "tbt_ms"), ("intel-gaudi3", "ttft_ms"), ("amd-mi325x", "tokens_per_s")):
+        low, high = band(device, metric, 100.0)
+        assert low < 100.0 < high
+    # a family without its own row gets the all-family band
+    assert band_factors("amd-mi325x", "tokens_per_s") == band_factors("some-new-device", "tokens_per_s")

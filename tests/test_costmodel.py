@@ -33,8 +33,13 @@ def test_prefill_flops_and_bytes_llama3_8b(db):
     # fp16 weights 16,059,990,016 B read once + KV written 512 * 131,072 B
     assert est.bytes == 16_059_990_016 + 67_108_864
     assert est.bound == "compute" and est.fits and est.devices == 1
-    # compute time = FLOPs / (989.4 TFLOPS * 0.6) for this device's default efficiency
-    assert est.compute_s == pytest.approx(8_291_434_364_928 / (989.4e12 * 0.6))
+    # two operators: GEMMs at the large-GEMM rate (989.4 TFLOPS * 0.6 * the calibrated fp16 multiplier)
+    # scaled for 512 rows, and attention at its own lower rate
+    gemm_rate = 989.4e12 * 0.6 * cm.TUNING.gemm_16
+    assert cm.compute_rate(db.get("h100"), "fp16")[0] == pytest.approx(gemm_rate)
+    shape = 512 / (512 + cm.TUNING.gemm_half_m)
+    attention = 68_719_476_736 / (gemm_rate * cm.TUNING.attention_compute)
+    assert est.compute_s == pytest.approx(8_222_714_888_192 / (gemm_rate * shape) + attention)
 
 
 def test_prefill_flops_llama3_70b_batch(db):
@@ -79,8 +84,8 @@ def test_tensor_parallel_cuts_latency_and_adds_allreduce(db):
     one = cm.decode(L70, h100, "fp8", "fp8", 1, 1, 1, 512, 512)
     four = cm.decode(L70, h100, "fp8", "fp8", 4, 1, 1, 512, 512)
     assert one.comm_s == 0 and four.comm_s > 0 and four.tbt_s < one.tbt_s
-    # two all-reduces per layer; small messages: 2(p-1) hops of the link latency dominate
-    expected = 2 * 80 * (2 * 3 / 4 * 8192 * 2 / 450e9 + 2 * 3 * 2e-6)
+    # two all-reduces per layer; small messages: the fixed cost and 2 log2(p) hops of the link latency dominate
+    expected = 2 * 80 * (cm.TUNING.allreduce_s + 2 * 2 * 2e-6 + 2 * 3 / 4 * 8192 * 2 / 450e9)
     assert four.comm_s == pytest.approx(expected)
     # the same degree over PCIe (A40) costs more communication
     assert cm.decode(L8, a40, "fp16", "fp16", 4, 1, 64, 512, 512).comm_s > \
@@ -102,14 +107,16 @@ def test_pipeline_adds_handoffs_and_capacity(db):
 def test_memory_capacity_paged_attention_and_min_tp(db):
     assert cm.paged_tokens(17) == 32 and cm.paged_tokens(16) == 16
     h100, b200, l4 = db.get("h100"), db.get("b200"), db.get("l4")
-    # 70B fp16 weights 141 GB: two 80 GB H100s (72 GB usable each), one 180 GB B200, eight 24 GB L4s
+    # 70B fp16 weights 141 GB: two 80 GiB H100s (vLLM: 90 % less 1 GiB, 76.2 GB usable each), one 180 GB
+    # B200, eight 24 GB L4s
     assert cm.min_tp(L70, h100, "fp16", input_tokens=512, output_tokens=512) == 2
     assert cm.min_tp(L70, b200, "fp16", input_tokens=512, output_tokens=512) == 1
     assert cm.min_tp(L70, l4, "fp16", input_tokens=512, output_tokens=512) == 8
     assert cm.min_tp(L405, l4, "fp16", input_tokens=512, output_tokens=512) is None
+    assert cm.usable_memory_bytes(h100) == pytest.approx(80 * 2 ** 30 * 0.9 - 2 ** 30)
     est = cm.decode(L70, h100, "fp16", "fp16", 2, 1, 1, 512, 512)
     weights = 141_104_775_168 / 2
-    kv = 1024 * 327_680 / 2
+    kv = 768 * 327_680 / 2  # continuous batching: sequences hold input + output / 2 on average
     assert est.memory_bytes == pytest.approx(weights + kv + 1 * (4 * 8192 + 2 * 28672 / 2) * 2)
 
 
@@ -186,7 +193,7 @@ def test_non_llm_operators(db):
     assert voice.flops == pytest.approx(2 * 82e6 * 5 * 80)
     flat = cm.vector_search(1_000_000, 768, 4, cpu, "flat")
     assert flat.bytes == 3_072_000_000 and flat.bound == "memory"
-    assert flat.latency_s == pytest.approx(3.072e9 / (614.4e9 * 0.7) + cm.STEP_OVERHEAD_S)
+    assert flat.latency_s == pytest.approx(3.072e9 / cm.memory_rate(cpu) + cm.OP_OVERHEAD_S)
     hnsw = cm.vector_search(1_000_000, 768, 4, cpu, "hnsw", ef=64)
     assert hnsw.latency_s < flat.latency_s / 10
     assert cm.cpu_compute(12.5) == 0.0125
@@ -200,3 +207,47 @@ def test_serve_combines_phases(db):
     assert est.ttft_s < est.prefill.latency_s  # one request vs the whole batch
     assert est.tokens_per_s == pytest.approx(64 * 4096 / (est.prefill.latency_s + 4096 * est.tbt_s))
     assert est.tokens_per_s < est.decode.tokens_per_s
+
+
+def test_70b_fp8_on_one_h100_leaves_room_for_dozens_of_sequences(db):
+    # TensorRT-LLM keeps 90 % of the memory the FP8 weights (70.6 GB) leave on an 80 GiB H100 for KV: at
+    # 128 in / 2048 out (FP8 KV, 160 KiB per token) dozens of sequences fit; the old model fitted none
+    h100 = db.get("h100")
+    best = cm.max_batch(L70, h100, "fp8", 1, 1, 128, 2048, "fp8", engine="trtllm")
+    assert 40 <= best <= 80  # (85.9e9 - 1 GiB - 70.6e9) * 0.9 / (1,152 tokens * 160 KiB) = 68, less activations
+    assert cm.max_batch(L70, h100, "fp8", 1, 1, 128, 2048, "fp8", engine="vllm") < best
+
+
+def test_engine_profiles_change_overhead_caps_and_memory(db):
+    h100 = db.get("h100")
+    trt = cm.decode(L8, h100, "fp8", "fp8", 1, 1, 1, 128, 128, engine="trtllm")
+    gaudi_style = cm.decode(L8, h100, "fp8", "fp8", 1, 1, 1, 128, 128, engine="vllm-gaudi")
+    assert gaudi_style.tbt_s - trt.tbt_s == pytest.approx((1500e-6 - 300e-6) * cm.TUNING.overhead_scale)
+    # vLLM schedules at most 256 sequences (--max-num-seqs), TensorRT-LLM up to 2048
+    assert cm.max_batch(L8, h100, "fp8", 1, 1, 128, 128, "fp8") == 256
+    assert cm.max_batch(L8, h100, "fp8", 1, 1, 128, 128, "fp8", engine="trtllm") > 256
+    with pytest.raises(HetcError, match="unknown engine 'tgi'"):
+        cm.decode(L8, h100, "fp8", "fp8", 1, 1, 1, 128, 128, engine="tgi")
+
+
+def test_decode_attention_reads_kv_below_gemm_bandwidth(db):
+    # a long-context step: the KV read runs at attention_bw of the weight-read bandwidth
+    h100 = db.get("h100")
+    tuning = cm.Tuning(attention_bw=0.5)
+    slow = cm.decode(L8, h100, "fp16", "fp16", 1, 1, 64, 8000, 2, tuning=tuning)
+    fast = cm.decode(L8, h100, "fp16", "fp16", 1, 1, 64, 8000, 2, tuning=cm.Tuning(attention_bw=1.0))
+    kv_s = 64 * 8001 * 131_072 / cm.memory_rate(h100, tuning)
+    assert slow.tbt_s - fast.tbt_s == pytest.approx(kv_s, rel=1e-6)
+
+
+def test_small_m_gemm_efficiency_rises_with_rows():
+    assert cm.gemm_shape_factor(1) < cm.gemm_shape_factor(64) < cm.gemm_shape_factor(4096) < 1
+    assert cm.gemm_shape_factor(cm.TUNING.gemm_half_m) == pytest.approx(0.5)
+
+
+def test_default_engine_is_what_the_deployment_launches(db):
+    gaudi, h100 = db.get("gaudi3"), db.get("h100")
+    assert cm.decode(L8, gaudi, "bf16", "bf16", 1, 1, 4, 128, 128).tbt_s == \
+        cm.decode(L8, gaudi, "bf16", "bf16", 1, 1, 4, 128, 128, engine="vllm-gaudi").tbt_s
+    assert cm.decode(L8, h100, "bf16", "bf16", 1, 1, 4, 128, 128).tbt_s == \
+        cm.decode(L8, h100, "bf16", "bf16", 1, 1, 4, 128, 128, engine="vllm").tbt_s
