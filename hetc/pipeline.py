@@ -274,10 +274,15 @@ def parse_ir_file(path: str):
     except ParseError as exc:
         # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
         lines = str(exc).splitlines()
-        where = re.match(r"^.*:(\d+):(\d+)$", lines[0]) if lines else None
+        where = re.match(r"^.*:([0-9]+):([0-9]+)$", lines[0]) if lines else None
         message = " ".join(line.strip() for line in lines[3:]) or "cannot parse the IR"
         loc = Loc(path, int(where.group(1)), int(where.group(2))) if where else Loc(path)
         raise HetcError(message, loc) from None
+    except ValueError:
+        # xDSL's lexer takes any character str.isdigit() accepts ('²') as a digit, then int() refuses it
+        where = next((i for i, c in enumerate(text) if c.isdigit() and not "0" <= c <= "9"), 0)
+        raise HetcError("cannot parse the IR: a number with a digit other than 0-9",
+                        Loc(path, *_line_col(text, where))) from None
     except VerifyException as exc:
         # A custom-form op whose string holds hex-escaped bytes above 0x7F (hetc prints those characters as
         # UTF-8, so this is hand-written IR): xDSL reads them as bytes and the op's format rejects them.

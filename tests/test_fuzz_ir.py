@@ -132,6 +132,8 @@ def opt_error(tmp_path: Path, text: str, passes: str = DEFAULT_PIPELINE) -> str:
     ("requests_per_s = 1.000000e+02", "requests_per_s = -1.0", r"hetc.traffic: requests_per_s must be > 0"),
     ("latency_ms = 1.500000e+04", "latency_ms = 0x7FF0000000000000", r"hetc.slo: latency_ms must be a finite"),
     ("top_k = 8", "top_k = 0", r"agent.memory_lookup @retrieve: top_k must be > 0"),
+    # found by the fuzz: xDSL's lexer reads '\u00b2' as a digit and int() refuses it (was an internal error)
+    ("top_k = 8", "top_k =\u00b2 8", r"bad.mlir:\d+:\d+: .*a number with a digit other than 0-9"),
     ('index = "hnsw"', 'index = "btree"', r"index must be one of flat\|hnsw, got 'btree'"),
     ("%3 = agent.llm @answer_llm(%2) {model = @chat,",
      '%3 = agent.call @answer_llm(%2) {callee = @nothing} : (!agent.documents) -> !agent.text\n'
