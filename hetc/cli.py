@@ -29,6 +29,7 @@ COMMANDS = {
     "schema": ("hetc.cli_deploy", "schema_group", "Print a JSON Schema (plan)."),
     "sweep": ("hetc.cli_study", "sweep", "Compile every combination of options; table and report."),
     "diff": ("hetc.cli_study", "diff", "Compare two plans: what moved, cost and latency deltas."),
+    "uncertainty": ("hetc.cli_uncertainty", "uncertainty", "Monte Carlo: win probabilities, regret, the robust plan."),
     "import": ("hetc.importers.cli", "import_group", "Write a spec from a framework's agent graph (LangGraph)."),
 }
 
