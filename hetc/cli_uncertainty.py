@@ -8,7 +8,7 @@ import json
 import click
 
 from hetc.cli_options import hwdb_options
-from hetc.errors import HetcError, Loc
+from hetc.errors import Diagnostic, InfeasibleError, Loc
 
 DEFAULT_SAMPLES = 1000
 MAX_SAMPLES = 100_000
@@ -42,11 +42,11 @@ def uncertainty(spec, samples, seed, uncertainty_file, pairs, objective, risk, s
     result["recommended"] = result["robust_plan" if objective == "robust" else "nominal_plan"]
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True, allow_nan=False))
-        return
-    for line in text_lines(result):
-        click.echo(line)
+    else:
+        for line in text_lines(result):
+            click.echo(line)
     if result["nominal_plan"] is None:
-        raise HetcError("no alternative meets the SLA at nominal inputs", Loc(spec))
+        raise InfeasibleError([Diagnostic(Loc(spec), "no alternative meets the SLA at nominal inputs")])
 
 
 def _usd(value) -> str:
