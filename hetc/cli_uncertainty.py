@@ -56,7 +56,7 @@ def _usd(value) -> str:
 def text_lines(result: dict) -> list[str]:
     lines = [f"{result['samples']} samples, seed {result['seed']}, uncertainty: {result['uncertainty']}",
              "", f"{'plan':40} {'nominal $/h':>11} {'P(cheapest)':>11} {'p10':>8} {'p50':>8} {'p90':>8} "
-                 f"{'feasible' if result['mode'] == 'pairs' else 'SLA met':>8}"]
+                 f"{'feasible' if result['rows'] == 'alternatives' else 'SLA met':>8}"]
     for row in sorted(result["alternatives"], key=lambda r: (-r["p_cheapest"], r["nominal_usd_per_hour"] or 1e300)):
         lines.append(f"{row['plan']:40} {_usd(row['nominal_usd_per_hour']):>11} {row['p_cheapest']:>11.1%} "
                      f"{_usd(row['p10_usd_per_hour']):>8} {_usd(row['p50_usd_per_hour']):>8} "

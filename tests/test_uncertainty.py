@@ -171,6 +171,16 @@ def test_zero_uncertainty_free_problem_with_owned_devices_gives_the_nominal_plan
     assert result["resolves"] == {"heuristic": 5, "total": 5}
 
 
+def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_tries_them():
+    from hetc.placement_problem import solve_placement
+
+    path = str(ROOT / "examples" / "supervisor.yaml")
+    result = analyse(path, samples=3, seed=0, uncertainty=UncertaintySpec(scale=0.0))
+    assert result["rows"] == "alternatives" and all(" on " in r["plan"] for r in result["alternatives"])
+    expected = solve_placement(build(path, None)[2], "heuristic")
+    assert result["nominal_plan"]["nominal_usd_per_hour"] == pytest.approx(expected.tco_usd_per_hour, rel=1e-12)
+
+
 # ------------------------------------------------------------------------------- inputs and defaults
 
 
@@ -238,6 +248,7 @@ def test_zero_scale_file_gives_the_nominal_plan_from_the_cli(tmp_path):
     ("pue: {lognormal: -1}\n", 1, 18, "lognormal sigma must be a number from 0 to 3"),
     ("traffic:\n  triangular: [1.2, 1.5]\n", 2, 15, "0 < LOW <= 1 <= HIGH"),
     ("capex:\n  default: 0.1\n  nvidia-h900: 0.2\n", 3, 16, "unknown device or family 'nvidia-h900'"),
+    ("capex:\n  b200: {triangular: [0.9, 0.95]}\n", 2, 22, "capex.b200: triangular takes [LOW, HIGH]"),
     ("model_error:\n  nvidia: {prefill: 0.2, warmup: 0.1}\n", 2, 34, "unknown phase 'warmup'"),
     ("scale: lots\n", 1, 8, "scale: expected a number from 0 to 10"),
     ("- 1\n- 2\n", 1, 1, "expected a mapping of uncertain inputs"),

@@ -39,17 +39,38 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     built = build_problem(module, main_graph(module), hwdb, list(hwdb_extra), None)
     problem = built.problem
     if not pairs:
-        return db, spec, built, [("free", None)]
+        return db, spec, built, _unit_alternatives(built, spec_path)
     if not any(op.role == "prefill" for op in problem.ops) or not any(op.role == "decode" for op in problem.ops):
         raise HetcError("--pairs needs an llm node (a prefill and a decode phase) in the spec", Loc(spec_path))
-    alternatives = []
-    for p in devices:
-        for d in devices:
-            restricted = _restrict(problem, p, d)
-            allowed = [np.array([any(c is kept for kept in r.candidates) for c in op.candidates], dtype=bool)
-                       for op, r in zip(problem.ops, restricted.ops)]
-            alternatives.append((f"{p}{PAIR_SEPARATOR}{d}", allowed))
+    alternatives = [(f"{p}{PAIR_SEPARATOR}{d}", _masks(problem, _restrict(problem, p, d)))
+                    for p in devices for d in devices]
     return db, spec, built, alternatives
+
+
+def _masks(problem, restricted) -> list[np.ndarray]:
+    """Per op, which of its candidates a restricted copy of the problem kept (the same objects)."""
+    return [np.array([any(c is kept for kept in r.candidates) for c in op.candidates], dtype=bool)
+            for op, r in zip(problem.ops, restricted.ops)]
+
+
+def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
+    """The free problem; with sub-agents planned as a unit, one alternative per combination of their
+    accelerator classes, as hetc.placement_problem.solve_placement tries them."""
+    import itertools
+
+    from hetc.placement_problem import MAX_UNIT_COMBINATIONS, _units_on
+
+    accelerators = sorted(d.name for d in built.problem.devices if d.accelerator)
+    if not built.units or not accelerators:
+        return [("free", None)]
+    units = sorted(built.units)
+    if len(accelerators) ** len(units) > MAX_UNIT_COMBINATIONS:
+        raise HetcError(f"{len(units)} sub-agents planned as a unit on {len(accelerators)} accelerator classes make "
+                        f"more than {MAX_UNIT_COMBINATIONS} combinations; hetc uncertainty compares at most that "
+                        "many (use --pairs, or a smaller pool)", Loc(spec_path))
+    return [(", ".join(f"{u} on {c}" for u, c in zip(units, combo)),
+             _masks(built.problem, _units_on(built, dict(zip(units, combo)))))
+            for combo in itertools.product(accelerators, repeat=len(units))]
 
 
 def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | None = None,

@@ -233,10 +233,7 @@ def load_uncertainty(path: str, db) -> UncertaintySpec:
             if dist is not None:
                 changes[key] = dist
         elif key in ("capex", "cloud_price"):
-            table = _per_device(value, where, key, db, err, allow=("default",))
-            if table is not None:
-                changes[key] = {**getattr(spec, key), **{k: _dist(v, where + (k,), f"{key}.{k}", err)
-                                                         for k, v in table.items()}}
+            changes[key] = {**getattr(spec, key), **_prices(value, where, key, db, err)}
         else:
             changes[key] = _model_errors(value, where, db, err)
     if errors:
@@ -273,43 +270,47 @@ def _dist(value, where: tuple, what: str, err) -> Dist | None:
     return Dist("triangular", low=float(args[0]), high=float(args[1]))
 
 
-def _per_device(value, where: tuple, what: str, db, err, allow: tuple[str, ...] = ()) -> dict | None:
-    """A mapping keyed by device id or alias (resolved to ids), a family name, or an allowed word."""
+def _per_device(value, where: tuple, what: str, db, err, allow: tuple[str, ...]) -> list[tuple[str, str, object]]:
+    """(device id or allowed word, the key as written, value) for a mapping keyed by devices (ids or aliases)
+    or allowed words (families, "default")."""
     if not isinstance(value, dict):
-        err(where, f"{what}: expected a mapping of device (or {', '.join(allow) or 'family'}) to a distribution, "
+        err(where, f"{what}: expected a mapping of device (or {', '.join(allow)}) to a distribution, "
                    f"got {_shown(value)}")
-        return None
-    out = {}
+        return []
+    out = []
     for key, item in value.items():
-        name = str(key)
-        if name in allow:
-            out[name] = item
-            continue
-        dev = db.resolve(name)
-        if dev is None:
+        name = str(key) if str(key) in allow else db.resolve(str(key))
+        if name is None:
             err(where + (key,), f"{what}: unknown device or family {_shown(key)}; expected a device of the "
                                 f"hardware database or one of {', '.join(allow)}")
             continue
-        out[dev] = item
+        out.append((name, key, item))
+    return out
+
+
+def _prices(value, where: tuple, what: str, db, err) -> dict[str, Dist]:
+    out = {}
+    for name, key, item in _per_device(value, where, what, db, err, allow=("default",)):
+        dist = _dist(item, where + (key,), f"{what}.{key}", err)
+        if dist is not None:
+            out[name] = dist
     return out
 
 
 def _model_errors(value, where: tuple, db, err) -> dict[str, dict[str, Dist]]:
-    families = sorted({family(d) for d in db.devices.values()})
-    table = _per_device(value, where, "model_error", db, err, allow=tuple(families))
+    families = tuple(sorted({family(d) for d in db.devices.values()}))
     out: dict[str, dict[str, Dist]] = {}
-    for key, phases in (table or {}).items():
-        original = next((k for k in value if db.resolve(str(k)) == key or k == key), key)
+    for name, key, phases in _per_device(value, where, "model_error", db, err, allow=families):
         if not isinstance(phases, dict):
             phases = dict.fromkeys(PHASES, phases)  # one law for every phase
         for phase, law in phases.items():
             if phase not in PHASES:
-                err(where + (original, phase), f"model_error.{key}: unknown phase {_shown(phase)}; expected "
-                                               f"{', '.join(PHASES)}")
+                err(where + (key, phase), f"model_error.{key}: unknown phase {_shown(phase)}; expected "
+                                          f"{', '.join(PHASES)}")
                 continue
-            dist = _dist(law, where + (original, phase), f"model_error.{key}.{phase}", err)
+            dist = _dist(law, where + (key, phase), f"model_error.{key}.{phase}", err)
             if dist is not None:
-                out.setdefault(key, {})[phase] = dist
+                out.setdefault(name, {})[phase] = dist
     return out
 
 

@@ -117,11 +117,10 @@ def _fixed_plans(problem, compiled: Compiled, alts: list[Alternative], winner: n
             key = tuple(alts[winner[s]].choice[s])
             chosen[key] += 1
             first_seen.setdefault(key, s)
-    plans: list[tuple] = [tuple(a.nominal_choice) for a in alts if a.nominal_choice is not None]
-    plans += [tuple(m) for m in margin_plans if tuple(m) not in plans]
-    for key, _ in sorted(chosen.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))[:MAX_FIXED_PLANS]:
-        if key not in plans:
-            plans.append(key)
+    frequent = [key for key, _ in sorted(chosen.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))]
+    ordered = ([tuple(a.nominal_choice) for a in alts if a.nominal_choice is not None]
+               + [tuple(m) for m in margin_plans] + frequent[:MAX_FIXED_PLANS])
+    plans = list(dict.fromkeys(ordered))  # first occurrence wins: deterministic, no duplicates
     nominal_tco = {tuple(a.nominal_choice): a.nominal_tco for a in alts if a.nominal_choice is not None}
     out = []
     for key in plans:
@@ -158,7 +157,9 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     """Spearman rank correlation (average ranks for ties); None when either side is constant."""
     from scipy.stats import rankdata
 
-    if np.ptp(x) == 0 or np.ptp(y) == 0 or not np.isfinite(y).all():
+    finite = np.isfinite(y)  # samples where no alternative is feasible have no regret
+    x, y = x[finite], y[finite]
+    if len(y) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
     return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
@@ -249,7 +250,10 @@ def summary(study: Study) -> dict:
                  "risk": (robust["risk"] - nominal["risk"]) if robust["risk"] is not None
                  and nominal["risk"] is not None else None}
     return {"samples": len(study.best), "risk_measure": study.risk, "sla_share": study.sla_share,
-            "alternatives": alternative_rows(study), "nominal_plan": nominal, "robust_plan": robust,
+            "alternatives": alternative_rows(study),
+            # rows: re-solved alternatives (feasible share) or, for the free problem, fixed plans per P::D
+            "rows": "alternatives" if len(study.alternatives) > 1 else "plans_by_pd",
+            "nominal_plan": nominal, "robust_plan": robust,
             "price_of_robustness": price, "sensitivity": study.sensitivity,
             "fixed_plans": [fixed_row(study, i) for i in range(len(study.fixed))],
             "resolves": {"heuristic": sum(a.resolved for a in study.alternatives),
