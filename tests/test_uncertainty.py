@@ -263,6 +263,15 @@ def test_bad_uncertainty_files_exit_2_with_their_location(tmp_path, text, line, 
     assert "Traceback" not in proc.stderr
 
 
+def test_hostile_keys_are_not_echoed_raw(tmp_path):
+    path = tmp_path / "unc.yaml"
+    path.write_text('"\\e[31mred\\x07": 0.1\ncapex: {"\\e]0;title\\x07": 0.1}\n')
+    proc = _hetc("uncertainty", VOICE, "--samples", "5", "--uncertainty", str(path))
+    assert proc.returncode == 2
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    assert proc.stderr.count("error:") == 2
+
+
 def test_uncertainty_file_overrides_are_applied(tmp_path, db):
     from hetc.uncertainty.inputs import load_uncertainty
 
