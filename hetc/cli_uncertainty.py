@@ -8,7 +8,7 @@ import json
 import click
 
 from hetc.cli_options import hwdb_options
-from hetc.errors import Diagnostic, InfeasibleError, Loc
+from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 
 DEFAULT_SAMPLES = 1000
 MAX_SAMPLES = 100_000
@@ -24,6 +24,8 @@ MAX_SAMPLES = 100_000
               help="YAML overriding the default distributions (format in docs/uncertainty.md).")
 @click.option("--pairs", metavar="DEV1,DEV2,...",
               help="Compare every (prefill, decode) pair of these accelerators, as `hetc sweep --pairs` does.")
+@click.option("--over", "overs", multiple=True, metavar="KEY=VALUE",
+              help="A `hetc sweep --over` setting with one value (repeatable), e.g. tokens=512:4096.")
 @click.option("--objective", type=click.Choice(["nominal", "robust"]), default="nominal", show_default=True,
               help="Which plan the verdict recommends: the nominal optimum or the robust plan.")
 @click.option("--risk", type=click.Choice(["p90", "regret"]), default="p90", show_default=True,
@@ -32,12 +34,19 @@ MAX_SAMPLES = 100_000
               help="The robust plan meets the SLA in at least this share of samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @hwdb_options
-def uncertainty(spec, samples, seed, uncertainty_file, pairs, objective, risk, sla_share, as_json, hwdb, hwdb_extra):
+def uncertainty(spec, samples, seed, uncertainty_file, pairs, overs, objective, risk, sla_share, as_json, hwdb,
+                hwdb_extra):
     """Monte Carlo over SPEC's placement decision under uncertain cost-model errors, prices and traffic."""
+    from hetc.sweep import combinations, parse_over
     from hetc.uncertainty.analysis import analyse
 
+    parsed = [parse_over(text) for text in overs]
+    for over in parsed:
+        if len(over.values) != 1:
+            raise HetcError(f"--over {over.key}: give one value here (hetc sweep varies several)", Loc("--over"))
+    overrides = combinations(parsed)[0] if parsed else None
     result = analyse(spec, samples=samples, seed=seed, uncertainty_file=uncertainty_file, pairs=pairs,
-                     risk=risk, sla_share=sla_share, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra))
+                     risk=risk, sla_share=sla_share, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), overrides=overrides)
     result["objective"] = objective
     result["recommended"] = result["robust_plan" if objective == "robust" else "nominal_plan"]
     if as_json:
@@ -54,7 +63,8 @@ def _usd(value) -> str:
 
 
 def text_lines(result: dict) -> list[str]:
-    lines = [f"{result['samples']} samples, seed {result['seed']}, uncertainty: {result['uncertainty']}",
+    settings = "".join(f", {k}={v}" for k, v in result["overrides"].items())
+    lines = [f"{result['samples']} samples, seed {result['seed']}, uncertainty: {result['uncertainty']}{settings}",
              "", f"{'plan':40} {'nominal $/h':>11} {'P(cheapest)':>11} {'p10':>8} {'p50':>8} {'p90':>8} "
                  f"{'feasible' if result['rows'] == 'alternatives' else 'SLA met':>8}"]
     for row in sorted(result["alternatives"], key=lambda r: (-r["p_cheapest"], r["nominal_usd_per_hour"] or 1e300)):

@@ -234,6 +234,15 @@ def test_text_output_has_the_table_robust_plan_and_verdict():
     assert "recommended (robust):" in out
 
 
+def test_over_takes_one_sweep_setting_per_key():
+    proc = _hetc("uncertainty", VOICE, "--pairs", "b200,mi300x", "--samples", "10", "--over", "tokens=512:1024",
+                 "--over", "latency_ms=none", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"overrides": {\n    "latency_ms": "none",\n    "tokens": "512:1024"\n  }' in proc.stdout
+    proc = _hetc("uncertainty", VOICE, "--samples", "10", "--over", "tokens=512:1024,1024:512")
+    assert proc.returncode == 2 and "--over: error: --over tokens: give one value" in proc.stderr
+
+
 def test_zero_scale_file_gives_the_nominal_plan_from_the_cli(tmp_path):
     path = tmp_path / "zero.yaml"
     path.write_text("scale: 0\n")

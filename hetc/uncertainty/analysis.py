@@ -11,8 +11,10 @@ from hetc.uncertainty.sampling import draw, scenarios
 from hetc.uncertainty.study import run_study, summary
 
 
-def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: tuple[str, ...] = ()):
-    """(db, spec, BuiltProblem, [(label, allowed masks or None)]) for the free problem or the pair study."""
+def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (),
+          overrides: dict[str, str] | None = None):
+    """(db, spec, BuiltProblem, [(label, allowed masks or None)]) for the free problem or the pair study;
+    `overrides` are `hetc sweep --over` settings, one value each (e.g. {"tokens": "512:4096"})."""
     from hetc.frontend import spec_to_module
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
@@ -30,6 +32,10 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     )
 
     db, spec = _load(spec_path, SweepOptions(hwdb=hwdb, hwdb_extra=hwdb_extra))
+    if overrides:
+        if "pool" in overrides and pairs:
+            raise HetcError("--over pool cannot be combined with --pairs (the pairs define the pool)", Loc("--over"))
+        spec = apply_overrides(spec, overrides, db)
     devices = parse_devices(pairs, db) if pairs else []
     if pairs:  # the pair study's pool: the pairs' devices and the spec's CPUs, every device bought
         pool = sorted(set(devices) | set(_pool_cpus(spec, db)))
@@ -75,9 +81,10 @@ def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
 
 def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | None = None,
             pairs: str | None = None, risk: str = "p90", sla_share: float = 0.9, hwdb: str = "default",
-            hwdb_extra: tuple[str, ...] = (), uncertainty: UncertaintySpec | None = None) -> dict:
+            hwdb_extra: tuple[str, ...] = (), uncertainty: UncertaintySpec | None = None,
+            overrides: dict[str, str] | None = None) -> dict:
     """The JSON-ready results (hetc.uncertainty.study.summary plus the run's settings)."""
-    db, spec, built, alternatives = build(spec_path, pairs, hwdb, hwdb_extra)
+    db, spec, built, alternatives = build(spec_path, pairs, hwdb, hwdb_extra, overrides)
     if uncertainty is None:
         uncertainty = load_uncertainty(uncertainty_file, db) if uncertainty_file else UncertaintySpec()
     pricing = spec.hardware.pricing
@@ -88,7 +95,7 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
     study = run_study(problem, sc, alternatives, risk=risk, sla_share=sla_share, margin_plans=margins)
     result = summary(study)
     result.update({"seed": seed, "uncertainty": uncertainty.origin, "pricing": pricing,
-                   "mode": "pairs" if pairs else "free",
+                   "mode": "pairs" if pairs else "free", "overrides": dict(sorted((overrides or {}).items())),
                    "inputs": [{"input": i.name, "law": i.dist.describe()} for i in inputs]})
     return result
 
