@@ -272,8 +272,9 @@ def verdict(study: Study) -> str:
     text = f"{top['plan']} is cheapest in {top['p_cheapest']:.0%} of samples"
     if len(rows) == 1:
         return text + "."
-    if len(study.best) < MIN_SAMPLES_FOR_VERDICT:
-        return text + f" (only {len(study.best)} sample{'s' if len(study.best) > 1 else ''}: too few to call the ranking solid or not)."
+    n = len(study.best)
+    if n < MIN_SAMPLES_FOR_VERDICT:
+        return text + f" (only {n} sample{'s' if n > 1 else ''}: too few to call the ranking solid or not)."
     if top["p_cheapest"] >= 0.95:
         return text + f"; the runner-up {rows[1]['plan']} wins in {rows[1]['p_cheapest']:.0%}: a solid conclusion."
     lead = [r for r in rows[:3] if r["p10_usd_per_hour"] is not None]
