@@ -19,7 +19,7 @@ from hetc.uncertainty.analysis import analyse, build
 from hetc.uncertainty.fast import Compiled, solve_restricted
 from hetc.uncertainty.inputs import RESIDUAL_SIGMAS, Dist, UncertaintySpec, inputs_for, residual_sigmas
 from hetc.uncertainty.sampling import draw, perturbed_problem, scenarios
-from hetc.uncertainty.study import run_study
+from hetc.uncertainty.study import run_study, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")
@@ -71,6 +71,46 @@ def test_two_device_win_probability_matches_the_normal_cdf(db):
     observed = float(np.mean(study.winner == 0))
     assert abs(observed - expected) < 4 * math.sqrt(expected * (1 - expected) / samples)
     assert 0.55 < expected < 0.62  # the case is not degenerate
+
+
+def test_sla_violation_probability_and_robust_plan_match_the_closed_form(db):
+    """A prefill with two configurations on one device: the cheap one has TTFT 240 ms of a 250 ms limit, the
+    dear one 150 ms. With a lognormal error e on prefill time, a configuration of prefill latency L misses the
+    limit when e > 1 + (250 - TTFT) / L: P = 1 - Phi(log(1 + slack / L) / sigma). The robust plan (SLA met in
+    >= 90 % of samples) is the dear one; the price of robustness is the difference of their TCOs."""
+    dev = "nvidia-b200"
+    price = db.devices[dev].cloud_usd_per_hour
+    cheap = Candidate(dev, 200.0, 10.0, metrics={"ttft_ms": 240.0})
+    dear = Candidate(dev, 100.0, 10.0, tp=2, metrics={"ttft_ms": 150.0})
+    op = OpNode("llm.prefill", [cheap, dear], kind="prefill", role="prefill")
+    problem = PlacementProblem([op], [], [DeviceClass(dev, price)], 5.0, phase_limits={"ttft_ms": 250.0})
+    sigma = 0.3
+    spec = UncertaintySpec(scale=1.0, cloud_price={"default": Dist()}, traffic=Dist(),
+                           model_error={dev: {"prefill": Dist("lognormal", sigma)}})
+    samples = 20000
+    sc = _scenarios(db, problem, spec, samples, seed=2, pricing="cloud")
+    study = run_study(problem, sc, [("free", None)], sla_share=0.9)
+
+    def miss(slack_ms: float, latency_ms: float) -> float:
+        return 0.5 * (1.0 - math.erf(math.log(1.0 + slack_ms / latency_ms) / sigma / math.sqrt(2)))
+
+    nominal, robust = study.fixed[study.nominal], study.fixed[study.robust]
+    assert list(nominal.choice) == [0] and list(robust.choice) == [1]
+    for plan, expected in ((nominal, miss(10.0, 200.0)), (robust, miss(100.0, 100.0))):
+        observed = 1.0 - plan.ok.mean()
+        assert abs(observed - expected) < 4 * math.sqrt(expected * (1 - expected) / samples) + 1e-4
+    assert summary(study)["price_of_robustness"]["nominal_usd_per_hour"] == pytest.approx(price * 2 - price)
+
+
+def test_sensitivity_ranks_the_only_uncertain_input_first(db):
+    a, b = "amd-mi300x", "nvidia-b200"
+    op = OpNode("gen", [Candidate(a, 10.0, 1.0), Candidate(b, 10.0, 2.0)], kind="decode", role="decode")
+    problem = PlacementProblem([op], [], [DeviceClass(a, 2.0), DeviceClass(b, 6.0)], 10.0)
+    spec = UncertaintySpec(cloud_price={"default": Dist(), a: Dist("lognormal", 0.5)}, traffic=Dist(),
+                           model_error={d: dict.fromkeys(("prefill", "decode", "other"), Dist()) for d in (a, b)})
+    study = run_study(problem, _scenarios(db, problem, spec, 500, pricing="cloud"), [("free", None)])
+    assert [r["input"] for r in study.sensitivity] == [f"cloud_price.{a}"]
+    assert study.sensitivity[0]["rho_tco"] == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------------------- fast path = heuristic
