@@ -95,6 +95,15 @@ def text_lines(result: dict) -> list[str]:
             reg = "-" if row["rho_regret"] is None else f"{row['rho_regret']:+.2f}"
             tco = "-" if row["rho_tco"] is None else f"{row['rho_tco']:+.2f}"
             lines.append(f"  {row['input']:40} regret {reg:>6}  TCO {tco:>6}  ({row['law']})")
+    if result["tornado"]:
+        lines += ["", "one at a time (each input at its p10 / p90, the others nominal): nominal plan $/h; cheapest"]
+        for row in result["tornado"][:5]:
+            flip = "" if row["cheapest_p10"] == row["cheapest_p90"] else "  <- flips the decision"
+            both = row["nominal_plan_meets_sla_p10"] and row["nominal_plan_meets_sla_p90"]
+            sla = "" if both else " (misses the SLA at one end)"
+            lines.append(f"  {row['input']:40} {row['nominal_plan_usd_per_hour_p10']:.2f} / "
+                         f"{row['nominal_plan_usd_per_hour_p90']:.2f}{sla}; {row['cheapest_p10'] or '-'} / "
+                         f"{row['cheapest_p90'] or '-'}{flip}")
     resolves = result["resolves"]
     if resolves["heuristic"]:
         lines.append(f"({resolves['heuristic']} of {resolves['total']} re-solves ran the heuristic; "

@@ -20,6 +20,7 @@ from hetc.uncertainty.fast import Compiled, solve_restricted
 from hetc.uncertainty.inputs import RESIDUAL_SIGMAS, Dist, UncertaintySpec, inputs_for, residual_sigmas
 from hetc.uncertainty.sampling import draw, perturbed_problem, scenarios
 from hetc.uncertainty.study import run_study, summary
+from hetc.uncertainty.tornado import tornado
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")
@@ -111,6 +112,16 @@ def test_sensitivity_ranks_the_only_uncertain_input_first(db):
     study = run_study(problem, _scenarios(db, problem, spec, 500, pricing="cloud"), [("free", None)])
     assert [r["input"] for r in study.sensitivity] == [f"cloud_price.{a}"]
     assert study.sensitivity[0]["rho_tco"] == pytest.approx(1.0)
+    # one at a time: A's price at its p10 / p90 (exp(-+1.2816 * 0.5)); at p90 A costs 20 x 1.9 > B's 30
+    inputs = study.sc.inputs
+    alternatives = [("A", [np.array([True, False])]), ("B", [np.array([False, True])])]
+    (row,) = tornado(problem, inputs, db, "cloud", False, alternatives, study.fixed[study.nominal].choice)
+    assert row["input"] == f"cloud_price.{a}"
+    assert row["nominal_plan_usd_per_hour_p10"] == pytest.approx(20.0 * math.exp(-0.5 * 1.2815516), rel=1e-6)
+    assert row["nominal_plan_usd_per_hour_p90"] == pytest.approx(20.0 * math.exp(0.5 * 1.2815516), rel=1e-6)
+    assert (row["cheapest_p10"], row["cheapest_p90"]) == ("A", "B")
+    assert tornado(problem, [replace(i, dist=Dist()) for i in inputs], db, "cloud", False, alternatives,
+                   study.fixed[study.nominal].choice) == []
 
 
 # ------------------------------------------------------------------------------- fast path = heuristic
@@ -197,7 +208,7 @@ def test_zero_uncertainty_gives_the_nominal_plan_exactly():
     assert nominal["p10_usd_per_hour"] == nominal["p90_usd_per_hour"] == best["nominal_usd_per_hour"]
     assert result["robust_plan"]["plan"] == nominal["plan"]
     assert result["price_of_robustness"] == {"nominal_usd_per_hour": 0.0, "risk": 0.0}
-    assert result["sensitivity"] == []
+    assert result["sensitivity"] == [] and result["tornado"] == []
 
 
 def test_zero_uncertainty_free_problem_with_owned_devices_gives_the_nominal_plan():

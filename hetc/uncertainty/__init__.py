@@ -4,4 +4,6 @@
 - sampling: seeded draws of every input, and a perturbed copy of a PlacementProblem for one draw.
 - fast: the vectorised evaluation of fixed plans and of the cheapest feasible plan over all draws.
 - study: the Monte Carlo over the whole decision (pairs or the free problem), statistics, robust plan, verdict.
+- tornado: one-at-a-time sensitivity (each input at its p10 and p90).
+- analysis: from a spec file to the results (the problem as `hetc sweep` builds it).
 """

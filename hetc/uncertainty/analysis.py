@@ -9,6 +9,7 @@ from hetc.errors import HetcError, Loc
 from hetc.uncertainty.inputs import UncertaintySpec, inputs_for, load_uncertainty
 from hetc.uncertainty.sampling import draw, scenarios
 from hetc.uncertainty.study import run_study, summary
+from hetc.uncertainty.tornado import tornado
 
 
 def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (),
@@ -94,6 +95,8 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
     margins = margin_plans(problem, inputs, db, pricing, built.offline, alternatives, sla_share)
     study = run_study(problem, sc, alternatives, risk=risk, sla_share=sla_share, margin_plans=margins)
     result = summary(study)
+    result["tornado"] = (tornado(problem, inputs, db, pricing, built.offline, alternatives,
+                                 study.fixed[study.nominal].choice) if study.nominal >= 0 else [])
     result.update({"seed": seed, "uncertainty": uncertainty.origin, "pricing": pricing,
                    "mode": "pairs" if pairs else "free", "overrides": dict(sorted((overrides or {}).items())),
                    "inputs": [{"input": i.name, "law": i.dist.describe()} for i in inputs]})
