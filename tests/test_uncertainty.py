@@ -323,6 +323,24 @@ def test_bad_uncertainty_files_exit_2_with_their_location(tmp_path, text, line, 
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "dir", "big", "missing"])
+def test_an_uncertainty_file_that_is_not_a_small_regular_file_is_refused_unread(target, tmp_path):
+    import os
+
+    path = {"fifo": str(tmp_path / "fifo"), "dir": str(tmp_path), "big": str(tmp_path / "big.yaml"),
+            "missing": str(tmp_path / "none.yaml")}.get(target, target)
+    if target == "fifo":
+        os.mkfifo(path)
+    elif target == "big":
+        with open(path, "wb") as fh:
+            fh.write(b"scale: 1\n")
+            fh.truncate(8 << 20)
+    proc = _hetc("uncertainty", VOICE, "--samples", "5", "--uncertainty", path)
+    assert proc.returncode == 2, proc.stderr
+    expected = f"File '{path}' is a directory" if target == "dir" else f"{path}: error:"  # click says so
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_hostile_keys_are_not_echoed_raw(tmp_path):
     path = tmp_path / "unc.yaml"
     path.write_text('"\\e[31mred\\x07": 0.1\ncapex: {"\\e]0;title\\x07": 0.1}\n')
