@@ -183,7 +183,7 @@ def test_a_fixed_plan_evaluates_as_restrict_and_solve(db, voice_pairs):
     cost, ok = Compiled(problem, sc).evaluate(plan)
     assert 0 < ok.sum() < 12  # both outcomes are exercised
     for s in range(12):
-        only = [np.arange(len(op.candidates)) == k for op, k in zip(problem.ops, plan)]
+        only = [np.arange(len(op.candidates)) == k for op, k in zip(problem.ops, plan, strict=True)]
         tco, _ = solve_restricted(perturbed_problem(problem, sc, s), only)
         assert ok[s] == math.isfinite(tco)
         if ok[s]:
@@ -249,8 +249,8 @@ def test_error_factors_are_shared_by_every_op_on_a_device(db, voice_pairs):
     assert len(names) == len(set(names))
     assert sum(n.startswith("model_error.nvidia-b200.") for n in names) == 3
     perturbed = perturbed_problem(problem, sc, 0)
-    ratios = {round(p.latency_ms / c.latency_ms, 12) for op, pop in zip(problem.ops, perturbed.ops)
-              if op.id in ("stt", "tts") for c, p in zip(op.candidates, pop.candidates) if c.device == "nvidia-b200"}
+    ratios = {round(p.latency_ms / c.latency_ms, 12) for op, pop in zip(problem.ops, perturbed.ops, strict=True)
+              if op.id in ("stt", "tts") for c, p in zip(op.candidates, pop.candidates, strict=True) if c.device == "nvidia-b200"}
     assert len(ratios) == 1 and ratios != {1.0}
 
 

@@ -19,7 +19,7 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     from hetc.frontend import spec_to_module
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
-    from hetc.placement_problem import build_problem
+    from hetc.placement_problem import build_problem, record_database
     from hetc.sweep import (
         DECOMPOSE_PIPELINE,
         PAIR_SEPARATOR,
@@ -43,7 +43,8 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
         spec = apply_overrides(spec, {"pool": POOL_SEPARATOR.join(pool), "inventory": "none"}, db)
     module = spec_to_module(spec)
     PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
-    built = build_problem(module, main_graph(module), hwdb, list(hwdb_extra), None)
+    record_database(module, hwdb, tuple(hwdb_extra), db)  # as the compile driver does: one database
+    built = build_problem(module, main_graph(module), db, None)
     problem = built.problem
     if not pairs:
         return db, spec, built, _unit_alternatives(built, spec_path)
@@ -57,7 +58,7 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
 def _masks(problem, restricted) -> list[np.ndarray]:
     """Per op, which of its candidates a restricted copy of the problem kept (the same objects)."""
     return [np.array([any(c is kept for kept in r.candidates) for c in op.candidates], dtype=bool)
-            for op, r in zip(problem.ops, restricted.ops)]
+            for op, r in zip(problem.ops, restricted.ops, strict=True)]
 
 
 def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
@@ -75,8 +76,8 @@ def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
         raise HetcError(f"{len(units)} sub-agents planned as a unit on {len(accelerators)} accelerator classes make "
                         f"more than {MAX_UNIT_COMBINATIONS} combinations; hetc uncertainty compares at most that "
                         "many (use --pairs, or a smaller pool)", Loc(spec_path))
-    return [(", ".join(f"{u} on {c}" for u, c in zip(units, combo)),
-             _masks(built.problem, _units_on(built, dict(zip(units, combo)))))
+    return [(", ".join(f"{u} on {c}" for u, c in zip(units, combo, strict=True)),
+             _masks(built.problem, _units_on(built, built.problem, dict(zip(units, combo, strict=True)))))
             for combo in itertools.product(accelerators, repeat=len(units))]
 
 
@@ -90,12 +91,13 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
         uncertainty = load_uncertainty(uncertainty_file, db) if uncertainty_file else UncertaintySpec()
     pricing = spec.hardware.pricing
     problem = built.problem
-    inputs = inputs_for(uncertainty, [db.devices[d.name] for d in problem.devices], pricing, built.offline)
-    sc = scenarios(problem, inputs, draw(inputs, samples, seed), db, pricing, built.offline)
-    margins = margin_plans(problem, inputs, db, pricing, built.offline, alternatives, sla_share)
+    offline = bool(built.rate_basis)  # offline work: the rate follows from the job's volume
+    inputs = inputs_for(uncertainty, [db.devices[d.name] for d in problem.devices], pricing, offline)
+    sc = scenarios(problem, inputs, draw(inputs, samples, seed), db, pricing, offline)
+    margins = margin_plans(problem, inputs, db, pricing, offline, alternatives, sla_share)
     study = run_study(problem, sc, alternatives, risk=risk, sla_share=sla_share, margin_plans=margins)
     result = summary(study)
-    result["tornado"] = (tornado(problem, inputs, db, pricing, built.offline, alternatives,
+    result["tornado"] = (tornado(problem, inputs, db, pricing, offline, alternatives,
                                  study.fixed[study.nominal].choice) if study.nominal >= 0 else [])
     result.update({"seed": seed, "uncertainty": uncertainty.origin, "pricing": pricing,
                    "mode": "pairs" if pairs else "free", "overrides": dict(sorted((overrides or {}).items())),

@@ -66,7 +66,7 @@ class Study:
 def pd_of(problem: PlacementProblem, choice) -> str:
     """The P::D notation of a plan (prefill class(es) :: decode class(es))."""
     devices: dict[str, set[str]] = {"prefill": set(), "decode": set()}
-    for op, k in zip(problem.ops, choice):
+    for op, k in zip(problem.ops, choice, strict=True):
         if op.role in devices:
             devices[op.role].add(op.candidates[k].device)
     return "+".join(sorted(devices["prefill"])) + "::" + "+".join(sorted(devices["decode"]))
@@ -75,11 +75,11 @@ def pd_of(problem: PlacementProblem, choice) -> str:
 def plan_label(problem: PlacementProblem, choice: np.ndarray) -> str:
     """P::D and the LLM phases' configurations, e.g. `b200::mi300x (tp1 b64 / tp2 b128; other ops on ...)`."""
     configs = []
-    for op, k in zip(problem.ops, choice):
+    for op, k in zip(problem.ops, choice, strict=True):
         if op.role in ("prefill", "decode"):
             cand = op.candidates[k]
             configs.append(f"tp{cand.tp}" + (f" pp{cand.pp}" if cand.pp > 1 else "") + f" b{cand.batch}")
-    others = sorted({op.candidates[k].device for op, k in zip(problem.ops, choice)
+    others = sorted({op.candidates[k].device for op, k in zip(problem.ops, choice, strict=True)
                      if op.role not in ("prefill", "decode")})
     return f"{pd_of(problem, choice)} ({' / '.join(configs)}; other ops on {'+'.join(others) or '-'})"
 
@@ -137,7 +137,7 @@ def _fixed_plans(problem, compiled: Compiled, alts: list[Alternative], winner: n
 
 def _nominal_cost(problem, choice: np.ndarray) -> float:
     """The TCO of a fixed plan at nominal inputs (math.inf when it misses the SLA there)."""
-    allowed = [np.arange(len(op.candidates)) == k for op, k in zip(problem.ops, choice)]
+    allowed = [np.arange(len(op.candidates)) == k for op, k in zip(problem.ops, choice, strict=True)]
     return solve_restricted(problem, allowed)[0]
 
 
