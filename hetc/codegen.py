@@ -65,7 +65,7 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         arch = None
         if "model" in op.properties:
             model = SymbolTable.lookup_symbol(op, op.model)
-            arch = arch_from_attr(model.arch) if isinstance(model, A.ModelOp) else None
+            arch = arch_from_attr(model.arch, model.sym_name.data) if isinstance(model, A.ModelOp) else None
         specs = kernels_for_op(op.KIND, _kernel_owner(op), arch, _op_attrs(op))
         if specs:
             groups.setdefault(tv, []).extend(specs)

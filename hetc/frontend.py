@@ -79,9 +79,10 @@ def arch_attr(arch: ModelArch) -> DictionaryAttr:
     return attr_from_value({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
 
 
-def arch_from_attr(attr: DictionaryAttr) -> ModelArch:
-    """Inverse of arch_attr, used by passes that need the model numbers."""
-    kwargs = {}
+def arch_from_attr(attr: DictionaryAttr, name: str) -> ModelArch:
+    """Inverse of arch_attr, used by passes that need the model numbers. `name` (the agent.model symbol)
+    stands in where the arch names none, as in the verifier: hand-written IR may leave it out."""
+    kwargs: dict[str, object] = {"name": name}
     types = {f.name: f.type for f in fields(ModelArch)}
     for key, value in attr.data.items():
         if key not in types:

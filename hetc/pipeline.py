@@ -212,6 +212,7 @@ MAX_IR_NESTING = 256
 def _locating_parser_class():
     from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
     from xdsl.parser import Parser
+    from xdsl.utils.exceptions import VerifyException
 
     class LocatingParser(Parser):
         """xDSL's parser, giving every op written without a `loc(...)` the file:line:col it was read from, so a
@@ -224,6 +225,9 @@ def _locating_parser_class():
             frames.append(0)  # locations parsed at this op's level (its own `loc(...)`, its block arguments')
             try:
                 op = super().parse_operation()
+            except VerifyException:  # an op or attribute that fails as it is read: the innermost op holds it
+                self.__dict__.setdefault("hetc_failed_at", start)
+                raise
             finally:
                 explicit = frames.pop()
             if not explicit and not isinstance(op.location, FileLineColLoc):
@@ -243,6 +247,9 @@ def _locating_parser_class():
             return location
 
     return LocatingParser
+
+
+_HEX_ESCAPE_ABOVE_7F = re.compile(r"\\[89A-Fa-f][0-9A-Fa-f]")
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
@@ -269,8 +276,10 @@ def parse_ir_file(path: str):
     deep = too_deep_at(text, MAX_IR_NESTING, "[{(")
     if deep is not None:
         raise HetcError(f"the IR nests brackets deeper than {MAX_IR_NESTING} levels", Loc(path, *_line_col(text, deep)))
+    parser = None
     try:
-        module = _locating_parser_class()(make_context(), text, path).parse_module()
+        parser = _locating_parser_class()(make_context(), text, path)  # reads the first token: may fail
+        module = parser.parse_module()
     except ParseError as exc:
         # xDSL's message: "file:line:col\n<source line>\n<caret>\n<what went wrong>"
         lines = str(exc).splitlines()
@@ -284,10 +293,14 @@ def parse_ir_file(path: str):
         raise HetcError("cannot parse the IR: a number with a digit other than 0-9",
                         Loc(path, *_line_col(text, where))) from None
     except VerifyException as exc:
-        # A custom-form op whose string holds hex-escaped bytes above 0x7F (hetc prints those characters as
+        # An attribute that fails its own verifier as it is read (#task.device with replicas = 0), or a
+        # custom-form op whose string holds hex-escaped bytes above 0x7F (hetc prints those characters as
         # UTF-8, so this is hand-written IR): xDSL reads them as bytes and the op's format rejects them.
-        raise HetcError(f"cannot parse the IR: {exc}. Write non-ASCII characters in strings as UTF-8, not as "
-                        "\\XX escapes, or use the generic form", Loc(path)) from None
+        hint = (". Write non-ASCII characters in strings as UTF-8, not as \\XX escapes, or use the generic form"
+                if _HEX_ESCAPE_ABOVE_7F.search(text) else "")
+        at = vars(parser).get("hetc_failed_at", parser.pos) if parser is not None else 0
+        where = Loc(path, *_line_col(text, at))
+        raise HetcError(f"cannot parse the IR: {exc}{hint}", where) from None
     _restore_strings(module)
     return module
 

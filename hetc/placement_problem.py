@@ -78,7 +78,7 @@ def _model(module, op) -> C.ModelInfo:
     model = SymbolTable.lookup_symbol(module, op.model)
     if not isinstance(model, A.ModelOp):
         raise HetcError(f"unknown model {op.model} used by {op.sym_name.data}", op_loc(op))
-    return C.ModelInfo(arch_from_attr(model.arch), model.precision.data, model.kv_precision.data)
+    return C.ModelInfo(arch_from_attr(model.arch, model.sym_name.data), model.precision.data, model.kv_precision.data)
 
 
 def record_database(module, name: str, extra, db) -> None:

@@ -250,7 +250,7 @@ def _target(device) -> str:
 def _kv_estimate(op, priced: dict) -> dict:
     """One request's KV cache and the transfer time the placement priced for the prefill -> decode edge."""
     model = SymbolTable.lookup_symbol(op, op.model)
-    arch = arch_from_attr(model.arch)
+    arch = arch_from_attr(model.arch, model.sym_name.data)
     size = arch.kv_bytes_per_token(PRECISION_BYTES[model.kv_precision.data]) * op.tokens.value.data
     edge = priced.get((f"{op.node.data}.prefill", f"{op.node.data}.decode"))
     return {"latency_ms": edge["path_ms"] if edge else 0.0, "bytes": size}

@@ -32,8 +32,10 @@ class SpeechToText(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: A.SpeechToTextOp, rewriter: PatternRewriter, /):
         model = SymbolTable.lookup_symbol(op, op.model)
-        # encoder_frames 0 (the documented default) means Whisper's window, as in the cost model
-        frames = model.arch.data["encoder_frames"].value.data if isinstance(model, A.ModelOp) else 0
+        # encoder_frames 0 (the documented default, also when hand-written IR leaves it out) means Whisper's
+        # window, as in the cost model
+        written = model.arch.data.get("encoder_frames") if isinstance(model, A.ModelOp) else None
+        frames = written.value.data if written is not None else 0
         frames = frames or WHISPER_WINDOW_FRAMES
         windows = max(1, math.ceil(op.audio_seconds.value.data / AUDIO_WINDOW_S))
         rewriter.replace(op, task(T.EncoderOp, op, "", list(op.inputs), A.TextType(), model=op.model,

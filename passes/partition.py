@@ -22,7 +22,9 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
+from hetc.errors import HetcError
 from hetc.flow import payload_bytes, placeable, producers
+from hetc.pipeline import op_loc
 
 ACTIVATION_BYTES = 2  # 16-bit activations (hetc.costmodel.ACTIVATION_BYTES)
 
@@ -32,11 +34,21 @@ def _device_of(op: Operation) -> str | None:
     return place.device.data if isinstance(place, T.DeviceAttr) else None
 
 
+def _device_kind(op: Operation) -> StringAttr:
+    """The device kind `place` writes beside a placement (hand-written IR may give a placement alone)."""
+    kind = op.attributes.get("device_kind")
+    if not isinstance(kind, StringAttr):
+        raise HetcError(f"partition: {op.name} @{op.sym_name.data} has a placement but no device_kind "
+                        '(cpu, gpu, ...): run place first, or write device_kind = "..." beside the placement',
+                        op_loc(op))
+    return kind
+
+
 def transport(src: Operation, dst: Operation) -> str:
     """How data moves between two placed ops: in process on one class, else over the network."""
     if _device_of(src) == _device_of(dst):
         return "in-process"
-    kinds = {o.attributes["device_kind"].data for o in (src, dst)}
+    kinds = {_device_kind(o).data for o in (src, dst)}
     return "ethernet" if "cpu" in kinds else "roce"
 
 
@@ -53,7 +65,7 @@ def _insert_allreduce(op: T.TaskOp) -> None:
     reduce = task(T.AllReduceOp, op, "allreduce", [op.result], op.result.type, tp=i64(place.tp.data),
                   bytes=i64(size))
     reduce.attributes["placement"] = place
-    reduce.attributes["device_kind"] = op.attributes["device_kind"]
+    reduce.attributes["device_kind"] = _device_kind(op)
     Rewriter.insert_op(reduce, InsertPoint.after(op))
     for use in uses:
         use.operation.operands[use.index] = reduce.result
@@ -87,7 +99,7 @@ def _insert_transfers(graph: A.GraphOp) -> None:
             move = task(T.TransferOp, op, f"in{index}", [value], value.type,
                         bytes=i64(int(payload_bytes(value))), transport=StringAttr(transport(src, op)))
             move.attributes["placement"] = T.DeviceAttr(dst)
-            move.attributes["device_kind"] = op.attributes["device_kind"]
+            move.attributes["device_kind"] = _device_kind(op)
             Rewriter.insert_op(move, InsertPoint.before(op))
             op.operands[index] = move.results[0]
 
