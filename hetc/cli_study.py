@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
+from hetc.cli_options import FiniteFloat, hwdb_options, kv_path_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
 from hetc.tco import COMPONENT_LABELS
 
@@ -61,8 +61,9 @@ def _over_help() -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @hwdb_options
+@kv_path_options
 def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output, jobs, solver, soft_sla, as_json,
-          quiet, hwdb, hwdb_extra):
+          quiet, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
     """Compile SPEC under every combination of --over values, or run the P::D pair study (--pairs)."""
     from hetc.models import PRECISION_BYTES
     from hetc.sweep import (
@@ -83,9 +84,10 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     if output is not None:  # refuse a directory hetc may not replace before compiling every variant
         from hetc.bundle import check_output
 
-        check_output(output, (spec, *hwdb_extra))
+        check_output(output, (spec, *hwdb_extra, *kv_paths_extra))
     parsed = [parse_over(text) for text in overs]
-    options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver, soft_sla=soft_sla,
+    options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
+                           kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,
                            model_precision=model_precision, jobs=jobs)
     with _progress(enabled=not (quiet or as_json)) as progress:
         if pairs:
