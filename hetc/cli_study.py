@@ -176,10 +176,11 @@ def _print_pairs(rows: list[dict], console) -> None:
         variants.setdefault(row["variant"], []).append(row)
     for number in sorted(variants):
         group = variants[number]
-        title = f"P::D pairs ({_params_text(group[0]['params']) or 'as specified'}); baseline {group[0]['baseline']} = 1.00"
+        title = (f"P::D pairs ({_params_text(group[0]['params']) or 'as specified'}); baseline {group[0]['baseline']} "
+                 f"= 1.00; --kv-paths {group[0].get('kv_level', 'released')}")
         table = Table(title=title, title_justify="left")
         for col in ("P::D", "benefit", "LLM $/hour", "total $/hour", "prefill", "decode", "TTFT ms", "TBT ms",
-                    "KV path ms", "note"):
+                    "KV path ms", "KV path", "note"):
             table.add_column(col, justify="left" if col in ("P::D", "prefill", "decode", "note") else "right", overflow="fold")
         ranked = sorted(group, key=lambda r: (r["choice"] == "hetc", -(r["benefit"] or 0.0), r["index"]))
         for r in ranked:
@@ -189,7 +190,7 @@ def _print_pairs(rows: list[dict], console) -> None:
                 note = _clip(f"{r['status']}: {r['reason']}", NOTE_CHARS)
             table.add_row(label, "-" if r["benefit"] is None else f"{r['benefit']:.2f}", _usd(r["llm_usd_per_hour"]),
                           _usd(r["usd_per_hour"]), r["prefill"] or "-", r["decode"] or "-", _ms(r["ttft_ms"]),
-                          _ms(r["tbt_ms"]), _ms(r["kv_transfer_ms"]), note,
+                          _ms(r["tbt_ms"]), _ms(r["kv_transfer_ms"]), r.get("kv_path_status") or "-", note,
                           style="bold" if r["choice"] == "hetc" else None)
         console.print(table)
 

@@ -436,20 +436,21 @@ def kv_move_ms(module, op, src, dst, kv_paths: tuple[KVPathTable, str]) -> float
     return transfer_cost(path, cm.kv_bytes(info.arch, info.kv_precision, tokens), src, dst).seconds * 1e3
 
 
-def ttft_overhead_ms(module, op, devices, limits: C.Limits) -> float:
-    """What TTFT adds to a prefill: the first decode step (at most the TBT limit) and the KV cache's move to
-    the decode devices (the slowest move, priced by its path, between two accelerator classes of the pool
-    that have a KV path at the compile's level)."""
+def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:
+    """What TTFT adds to a prefill on the `prefill` device: the first decode step (at most the TBT limit) and
+    the KV cache's move to the decode devices: the slowest move, priced by its path, from `prefill` to another
+    accelerator class of the pool that has a KV path at the compile's level (conservative: the decode
+    class is chosen later)."""
     kv_paths = module_kv_paths(module)
-    accelerators = [d for d in devices if d.kind != "cpu"]
-    moves = (kv_move_ms(module, op, a, b, kv_paths) for a in accelerators for b in accelerators if a.id != b.id)
+    moves = (kv_move_ms(module, op, prefill, b, kv_paths) for b in devices if b.kind != "cpu" and b.id != prefill.id)
     return (limits.tbt_ms or 0.0) + max((ms for ms in moves if ms is not None), default=0.0)
 
 
 def _candidates(module, op, devices, limits: C.Limits):
-    if isinstance(op, T.PrefillOp):
-        return C.prefill_candidates(_model(module, op), devices, op.input_tokens.value.data, limits,
-                                    ttft_overhead_ms(module, op, devices, limits))
+    if isinstance(op, T.PrefillOp):  # per device: the KV move TTFT counts depends on where the prefill runs
+        return [c for d in sorted(devices, key=lambda d: d.id)
+                for c in C.prefill_candidates(_model(module, op), [d], op.input_tokens.value.data, limits,
+                                              ttft_overhead_ms(module, op, devices, limits, d))]
     if isinstance(op, T.DecodeOp):
         return C.decode_candidates(_model(module, op), devices, op.input_tokens.value.data,
                                    op.output_tokens.value.data, limits)
@@ -485,7 +486,6 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
         best = math.inf
         metric = "ttft_ms" if isinstance(op, T.PrefillOp) else "tbt_ms"
         limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
-        extra = ttft_overhead_ms(module, op, devices, limits) if isinstance(op, T.PrefillOp) else 0.0
         fits_anywhere = False
         usable = [d for d in devices if C.can_run(d, info.precision, info.arch.active_params())]
         for dev in usable:
@@ -493,7 +493,7 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
                 if isinstance(op, T.PrefillOp):
                     est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
                                      info.kv_precision)
-                    ms = est.latency_s * 1e3 + extra
+                    ms = est.latency_s * 1e3 + ttft_overhead_ms(module, op, devices, limits, dev)
                 else:
                     est = cm.decode(info.arch, dev, info.precision, info.kv_precision, tp, 1, 1,
                                     op.input_tokens.value.data, op.output_tokens.value.data)

@@ -251,3 +251,23 @@ def test_export_refuses_a_pair_without_a_path(tmp_path, capsys):
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     code, out = _run(["deploy", tmp_path / "plan.json", "--target", "kubernetes", "-o", tmp_path / "k8s"], capsys)
     assert code == 2 and "no KV path" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("level", ["released", "experimental"])
+def test_ttft_counts_the_move_by_the_prefill_devices_path(tmp_path, level):
+    """TTFT of a Gaudi 3 prefill adds the staged move to B200 only where that path exists at the level."""
+    from hetc import candidates as C
+    from hetc.dialects import task as T
+    from hetc.kvpaths import transfer_cost
+    from hetc.placement_problem import ttft_overhead_ms
+
+    module = _compile(_spec(tmp_path, "intel-gaudi3, nvidia-b200"), level).module
+    prefill = next(op for op in module.walk() if isinstance(op, T.PrefillOp))
+    gaudi3, b200 = DB.devices["intel-gaudi3"], DB.devices["nvidia-b200"]
+    overhead = ttft_overhead_ms(module, prefill, [gaudi3, b200], C.Limits(None, 40.0), gaudi3)
+    path = load_kv_paths().lookup(gaudi3, b200, level=level)
+    move_ms = transfer_cost(path, _kv_bytes(), gaudi3, b200).seconds * 1e3 if path else 0.0
+    assert (path is None) == (level == "released")
+    assert overhead == pytest.approx(40.0 + move_ms)
+    # B200 -> Gaudi 3 has no path below `any`: a B200 prefill counts only the first decode step
+    assert ttft_overhead_ms(module, prefill, [gaudi3, b200], C.Limits(None, 40.0), b200) == pytest.approx(40.0)
