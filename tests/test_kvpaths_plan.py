@@ -256,8 +256,9 @@ def test_export_refuses_a_pair_without_a_path(tmp_path, capsys):
 @pytest.mark.parametrize("level", ["released", "experimental"])
 def test_ttft_counts_the_move_by_the_prefill_devices_path(tmp_path, level):
     """TTFT of a Gaudi 3 prefill adds the staged move to B200 only where that path exists at the level."""
-    from hetc import candidates as C
     from hetc.dialects import task as T
+
+    from hetc import candidates as C
     from hetc.kvpaths import transfer_cost
     from hetc.placement_problem import ttft_overhead_ms
 
