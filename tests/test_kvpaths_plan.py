@@ -272,3 +272,16 @@ def test_ttft_counts_the_move_by_the_prefill_devices_path(tmp_path, level):
     assert overhead == pytest.approx(40.0 + move_ms)
     # B200 -> Gaudi 3 has no path below `any`: a B200 prefill counts only the first decode step
     assert ttft_overhead_ms(module, prefill, [gaudi3, b200], C.Limits(None, 40.0), b200) == pytest.approx(40.0)
+
+
+def test_an_overlay_makes_a_pair_plannable_at_released(tmp_path):
+    """--kv-paths-extra: a user who has validated Gaudi -> CUDA staging marks it released for their compiles."""
+    overlay = tmp_path / "validated.yaml"
+    entry = (ROOT / "hetc" / "data" / "kv-paths.yaml").read_text().split("  - id: vllm-gaudi-hetero-to-cuda")[1]
+    entry = entry.split("\n  - id:")[0].replace("status: experimental", "status: released")
+    overlay.write_text("version: 1\npaths:\n  - id: vllm-gaudi-hetero-to-cuda" + entry)
+    spec = _spec(tmp_path, "intel-gaudi3, nvidia-b200")
+    plan = compile_spec(spec, CompileOptions(kv_paths="released", kv_paths_extra=(str(overlay),), codegen=False)).plan
+    assert plan["pd"] == "intel-gaudi3::nvidia-b200"
+    assert plan["provenance"]["kv_paths"] == {"level": "released", "table": "default+validated"}
+    assert _stage(plan, "decode")["kv_path"]["status"] == "released"
