@@ -1550,7 +1550,7 @@ def _forbidden_reasons(m: _Model) -> list[str]:
         src_devices = {c.device for c in m.cands[edge.src]}
         dst_devices = {c.device for c in m.cands[edge.dst]}
         for (a, b), why in sorted(edge.edge.forbidden.items()):
-            line = f"edge {m.op_id(edge.src)} -> {m.op_id(edge.dst)}: {why}"
+            line = f"{why} (edge {m.op_id(edge.src)} -> {m.op_id(edge.dst)})"  # the reason first: tables clip
             if a in src_devices and b in dst_devices and line not in reasons:
                 reasons.append(line)
     return reasons
