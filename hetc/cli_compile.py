@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
+from hetc.cli_options import FiniteFloat, hwdb_options, kv_path_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError, printable
 from hetc.pipeline import DEFAULT_PIPELINE
 
@@ -37,21 +37,23 @@ def _spec_arg(fn):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @hwdb_options
+@kv_path_options
 def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, soft_sla, explain, max_cost, as_json,
-                quiet, hwdb, hwdb_extra):
+                quiet, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
     """Compile SPEC into a deployment bundle in OUTPUT."""
     from hetc.bundle import HIDDEN_MANIFEST, check_output, write_bundle
     from hetc.compiler import CompileOptions, compile_spec, write
 
-    inputs = (spec, *hwdb_extra)
+    inputs = (spec, *hwdb_extra, *kv_paths_extra)
     for folder in (output, dump_ir_dir):  # refuse a directory hetc may not replace before a long compile
         if folder is not None:
             check_output(folder, inputs)
     if dump_ir_dir and os.path.realpath(dump_ir_dir) == os.path.realpath(output):
         raise HetcError("--dump-ir-dir and -o name one directory; the bundle already keeps every dump in ir/",
                         Loc(dump_ir_dir))
-    options = CompileOptions(passes=passes, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver,
-                             soft_sla=soft_sla, dump_ir=tuple(dump_ir), generic=generic, explain=explain)
+    options = CompileOptions(passes=passes, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
+                             kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,
+                             dump_ir=tuple(dump_ir), generic=generic, explain=explain)
     result = compile_spec(spec, options)
     check_output(output, (*inputs, *result.spec.included_sha256))  # an included agent file is an input too
     plan = result.plan or {}

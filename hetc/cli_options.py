@@ -15,11 +15,30 @@ _HWDB_OPTIONS = (
 )
 
 
-def hwdb_options(func: Callable) -> Callable:
-    """Adds --hwdb (parameter `hwdb`) and --hwdb-extra (parameter `hwdb_extra`)."""
-    for option in reversed(_HWDB_OPTIONS):
+def _with(options: tuple, func: Callable) -> Callable:
+    for option in reversed(options):
         func = option(func)
     return func
+
+
+def hwdb_options(func: Callable) -> Callable:
+    """Adds --hwdb (parameter `hwdb`) and --hwdb-extra (parameter `hwdb_extra`)."""
+    return _with(_HWDB_OPTIONS, func)
+
+
+_KV_PATH_OPTIONS = (
+    click.option("--kv-paths", "kv_paths", type=click.Choice(["released", "experimental", "any"]),
+                 default="released", show_default=True,
+                 help="KV-cache transfer paths a P::D split may rely on (docs/kv-paths.md): released engine "
+                      "releases only, also experimental (proposed) ones, or any (proofs of concept too)."),
+    click.option("--kv-paths-extra", "kv_paths_extra", multiple=True, type=click.Path(dir_okay=False),
+                 help="YAML file adding or replacing KV paths (repeatable; format in docs/kv-paths.md)."),
+)
+
+
+def kv_path_options(func: Callable) -> Callable:
+    """Adds --kv-paths (parameter `kv_paths`) and --kv-paths-extra (parameter `kv_paths_extra`)."""
+    return _with(_KV_PATH_OPTIONS, func)
 
 
 # the placement solver (docs/placement.md): compile and sweep take the same choice

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from hetc.cli_options import FiniteFloat, hwdb_options, solver_option
+from hetc.cli_options import FiniteFloat, hwdb_options, kv_path_options, solver_option
 from hetc.errors import HetcError, Loc, PolicyError
 from hetc.tco import COMPONENT_LABELS
 
@@ -61,8 +61,9 @@ def _over_help() -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @hwdb_options
+@kv_path_options
 def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output, jobs, solver, soft_sla, as_json,
-          quiet, hwdb, hwdb_extra):
+          quiet, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
     """Compile SPEC under every combination of --over values, or run the P::D pair study (--pairs)."""
     from hetc.models import PRECISION_BYTES
     from hetc.sweep import (
@@ -83,9 +84,10 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     if output is not None:  # refuse a directory hetc may not replace before compiling every variant
         from hetc.bundle import check_output
 
-        check_output(output, (spec, *hwdb_extra))
+        check_output(output, (spec, *hwdb_extra, *kv_paths_extra))
     parsed = [parse_over(text) for text in overs]
-    options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), solver=solver, soft_sla=soft_sla,
+    options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
+                           kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,
                            model_precision=model_precision, jobs=jobs)
     with _progress(enabled=not (quiet or as_json)) as progress:
         if pairs:
@@ -174,10 +176,11 @@ def _print_pairs(rows: list[dict], console) -> None:
         variants.setdefault(row["variant"], []).append(row)
     for number in sorted(variants):
         group = variants[number]
-        title = f"P::D pairs ({_params_text(group[0]['params']) or 'as specified'}); baseline {group[0]['baseline']} = 1.00"
+        title = (f"P::D pairs ({_params_text(group[0]['params']) or 'as specified'}); baseline {group[0]['baseline']} "
+                 f"= 1.00; --kv-paths {group[0].get('kv_level', 'released')}")
         table = Table(title=title, title_justify="left")
         for col in ("P::D", "benefit", "LLM $/hour", "total $/hour", "prefill", "decode", "TTFT ms", "TBT ms",
-                    "KV path ms", "note"):
+                    "KV path ms", "KV path", "note"):
             table.add_column(col, justify="left" if col in ("P::D", "prefill", "decode", "note") else "right", overflow="fold")
         ranked = sorted(group, key=lambda r: (r["choice"] == "hetc", -(r["benefit"] or 0.0), r["index"]))
         for r in ranked:
@@ -187,7 +190,7 @@ def _print_pairs(rows: list[dict], console) -> None:
                 note = _clip(f"{r['status']}: {r['reason']}", NOTE_CHARS)
             table.add_row(label, "-" if r["benefit"] is None else f"{r['benefit']:.2f}", _usd(r["llm_usd_per_hour"]),
                           _usd(r["usd_per_hour"]), r["prefill"] or "-", r["decode"] or "-", _ms(r["ttft_ms"]),
-                          _ms(r["tbt_ms"]), _ms(r["kv_transfer_ms"]), note,
+                          _ms(r["tbt_ms"]), _ms(r["kv_transfer_ms"]), r.get("kv_path_status") or "-", note,
                           style="bold" if r["choice"] == "hetc" else None)
         console.print(table)
 

@@ -23,6 +23,8 @@ class CompileOptions:
     passes: str = DEFAULT_PIPELINE
     hwdb: str = "default"
     hwdb_extra: tuple[str, ...] = ()
+    kv_paths: str = "released"  # the KV-path level a P::D split may rely on (hetc.kvpaths.LEVELS)
+    kv_paths_extra: tuple[str, ...] = ()
     solver: str = "auto"
     soft_sla: float = 0.0  # 0 = hard SLA; else the paper's lambda ($ per ms of slack per hour)
     explain: bool = False  # keep every op's candidates and why one won (hetc.placement explain)
@@ -77,9 +79,10 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
 
 
 def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) -> CompileResult:
-    from hetc.placement_problem import record_database
+    from hetc.placement_problem import record_database, record_kv_paths
 
     record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
+    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,

@@ -257,7 +257,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             meta["namespace"] = namespace
         return meta
 
-    from hetc.deploy_vllm import disaggregated, image_of, pd_phases, serves_vllm, vllm_args
+    from hetc.deploy_vllm import disaggregated, image_of, kv_env, pd_phases, serves_vllm, vllm_args
 
     pairs = pd_phases(plan)
     one_server = {p["id"]: d["id"] for p, d in pairs.values() if not disaggregated(p, d)}  # prefill -> decode
@@ -331,7 +331,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             "image": image_of(stage, plan, images),
             "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"])),
             "env": [{"name": key, "valueFrom": {"configMapKeyRef": {"name": f"{name}-config", "key": key}}}
-                    for key in env_from_keys],
+                    for key in env_from_keys] + [{"name": k, "value": v} for k, v in sorted(kv_env(plan, stage).items())],
             "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
             "resources": {"requests": requests, "limits": limits},
             "volumeMounts": [{"name": "hetc-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True}],

@@ -4,8 +4,9 @@ image the bundle builds. docs/deploy.md cites the source of every flag and image
 - A vLLM server gets the model's Hugging Face repo id, its precision (`--dtype`, `--quantization fp8`,
   `--kv-cache-dtype fp8`), `--tensor-parallel-size`/`--pipeline-parallel-size`, `--max-num-seqs` from the
   plan's batch and `--max-model-len` from the node's prompt plus answer tokens.
-- A P::D split across device classes becomes two servers joined by a KV connector (`--kv-transfer-config`,
-  producer and consumer roles) and a router that sends each request to prefill, then decode.
+- A P::D split across device classes becomes two servers joined by the KV connector of the pair's KV path
+  (`--kv-transfer-config` and environment exactly as the plan's kv_path, an entry of hetc/data/kv-paths.yaml,
+  says) and a router that sends each request to prefill, then decode; a pair without a path is refused.
 - Every stage that is not an engine runs in the hetc runtime image (`deploy/runtime/Dockerfile` in the bundle).
 """
 
@@ -84,21 +85,39 @@ def disaggregated(prefill: dict[str, Any], decode: dict[str, Any]) -> bool:
     return prefill["device"] != decode["device"]
 
 
+def kv_path(prefill: dict[str, Any], decode: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The KV path the plan records for a disaggregated pair (the decode stage's kv_path, an entry of the
+    KV-path table: docs/kv-paths.md); a HetcError (exit 2) naming the pair when it records none."""
+    path = decode.get("kv_path")
+    if not path or path.get("prefill_device") != prefill["device"]:
+        level = ((plan or {}).get("provenance", {}).get("kv_paths") or {}).get("level", "released")
+        raise HetcError(f"cannot export a P::D split the engines cannot serve: the plan records no KV path moving "
+                        f"the KV cache of node {json.dumps(decode['node'], ensure_ascii=True)} from "
+                        f"{prefill['device']} to {decode['device']} (level {level}); compile again, with "
+                        "--kv-paths experimental or any if docs/kv-paths.md lists a path beyond that level",
+                        Loc("plan.json"))
+    return path
+
+
 def kv_connector(prefill: dict[str, Any], decode: dict[str, Any]) -> str:
-    """The vLLM KV connector that moves a prompt's KV cache from the prefill to the decode server.
-
-    NCCL/RCCL point-to-point between accelerators of one vendor; across vendors (or with a CPU or Gaudi end)
-    no collective library spans both, so LMCache moves the cache over the network.
-    """
-    same_gpu_vendor = prefill["vendor"] == decode["vendor"] and prefill["vendor"] in ("nvidia", "amd") \
-        and prefill["device_kind"] == decode["device_kind"] == "gpu"
-    return "P2pNcclConnector" if same_gpu_vendor else "LMCacheConnectorV1"
+    """The vLLM KV connector that moves a prompt's KV cache from the prefill to the decode server: the one
+    the pair's path names (NixlConnector for every path vLLM has today)."""
+    return kv_path(prefill, decode)["connector"]
 
 
-def kv_transfer_config(prefill: dict[str, Any], decode: dict[str, Any], role: str) -> str:
-    """--kv-transfer-config JSON for one side: role "kv_producer" (prefill) or "kv_consumer" (decode)."""
-    return json.dumps({"kv_connector": kv_connector(prefill, decode), "kv_role": role}, sort_keys=True,
-                      separators=(",", ":"))
+def kv_transfer_config(prefill: dict[str, Any], decode: dict[str, Any]) -> str:
+    """--kv-transfer-config JSON, the same on both servers: the path's table entry as the engine documents it
+    (NIXL: kv_role kv_both on both ends; a host-staging path adds kv_buffer_device cpu and its extra config)."""
+    return json.dumps(kv_path(prefill, decode)["kv_transfer_config"], sort_keys=True, separators=(",", ":"))
+
+
+def kv_env(plan: dict[str, Any], stage: dict[str, Any]) -> dict[str, str]:
+    """Environment variables a disaggregated server needs for its pair's KV path (e.g. the Gaudi-to-CUDA
+    path's VLLM_HPU_HETERO_KV_LAYOUT); {} for a stage that is not one end of a P::D split."""
+    for prefill, decode in pd_phases(plan).values():
+        if disaggregated(prefill, decode) and stage["id"] in (prefill["id"], decode["id"]):
+            return dict(kv_path(prefill, decode, plan)["env"])
+    return {}
 
 
 def max_model_len(plan: dict[str, Any], node: str) -> int | None:
@@ -135,7 +154,8 @@ def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str 
         args += ["--max-model-len", str(length)]
     if role is not None:
         prefill, decode = pd_phases(plan)[stage["node"]]
-        args += ["--kv-transfer-config", kv_transfer_config(prefill, decode, role)]
+        kv_path(prefill, decode, plan)  # refuses a pair without a path, naming the plan's level
+        args += ["--kv-transfer-config", kv_transfer_config(prefill, decode)]
     return [*args, "--port", str(port)]
 
 

@@ -22,6 +22,7 @@ from hetc.hwdb.schema import Device
 STATUSES = ("released", "experimental", "proof_of_concept")  # most mature first
 # --kv-paths LEVEL -> the statuses a plan may rely on
 LEVELS: dict[str, tuple[str, ...]] = {"released": STATUSES[:1], "experimental": STATUSES[:2], "any": STATUSES}
+DEFAULT_LEVEL = "released"
 TRANSPORTS = ("gpu_direct_rdma", "host_staging", "tcp")
 STAGING = ("none", "prefill", "decode", "both")
 LAYOUT_TRANSFORMS = ("none", "permute_nhd_hnd")
@@ -99,6 +100,39 @@ class KVPathTable:
             best = beyond[0]
             reason += f"; {best.status.replace('_', ' ')}: {best.id} ({best.engine_version})"
         return reason
+
+
+def path_engine(engine: str) -> str:
+    """The table's engine for a model's serving engine: vllm-gaudi and the default ("") are vLLM."""
+    return engine if engine in ("sglang", "trtllm") else "vllm"
+
+
+def path_record(path: KVPath | None) -> dict[str, Any] | None:
+    """What a plan records of a pair's path (plan.schema.json kv_path): enough for the exporter to configure
+    the engine and for a reader to see how mature the path is."""
+    if path is None:
+        return None
+    return {"id": path.id, "status": path.status, "engine": path.engine, "engine_version": path.engine_version,
+            "connector": path.connector, "transport": path.transport, "staging": path.staging,
+            "layout_transform": path.layout_transform, "kv_transfer_config": dict(path.kv_transfer_config),
+            "env": dict(path.env), "sources": [s["url"] for s in path.sources]}
+
+
+# the --kv-paths level a plan needs to rely on a path of each status
+LEVEL_NEEDED = {"released": "released", "experimental": "experimental", "proof_of_concept": "any"}
+
+
+def pair_status(table: KVPathTable, prefill: Device, decode: Device, engine: str = "vllm") -> dict[str, str]:
+    """For a sweep row: the most mature path of a P::D pair (at any level), its status ("proof of concept",
+    or "none" without one) and the --kv-paths level a plan on the pair needs (a same-class pair moves
+    nothing between classes, so any level serves it)."""
+    path = table.lookup(prefill, decode, engine, "any")
+    if prefill.id == decode.id:
+        return {"kv_path": path.id if path else "", "kv_path_status": "same class", "kv_level_needed": "released"}
+    if path is None:
+        return {"kv_path": "", "kv_path_status": "none", "kv_level_needed": "none"}
+    return {"kv_path": path.id, "kv_path_status": path.status.replace("_", " "),
+            "kv_level_needed": LEVEL_NEEDED[path.status]}
 
 
 def transfer_cost(path: KVPath, kv_bytes: float, src: Device, dst: Device) -> KVTransferCost:

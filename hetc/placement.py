@@ -135,6 +135,8 @@ class Edge:
     transfers: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     load: float = 1.0  # expected traversals per request (cost)
     worst_traversals: float = 1.0  # traversals on the latency path
+    # (src_device, dst_device) -> why no plan may put src on the one and dst on the other (no KV path)
+    forbidden: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def transfer(self, src_device: str, dst_device: str) -> tuple[float, float]:
         return self.transfers.get((src_device, dst_device), (0.0, 0.0))
@@ -889,6 +891,11 @@ def _build_milp(
             rows.append((row, -math.inf, 1.0))
             pairs.append((y, ms))
         edge_pairs.append(pairs)
+        for a, b in sorted(edge.edge.forbidden):  # x_src,a + x_dst,b <= 1
+            if a in src_devices and b in dst_devices:
+                row = {x_start[edge.src] + k: 1.0 for k, c in enumerate(m.cands[edge.src]) if c.device == a}
+                row.update({x_start[edge.dst] + k: 1.0 for k, c in enumerate(m.cands[edge.dst]) if c.device == b})
+                rows.append((row, -math.inf, 1.0))
 
     z_col = None
     if need_latency:
@@ -1035,10 +1042,20 @@ class _Search:
     def cand(self, v: int, k: int | None = None) -> _Cand:
         return self.m.cands[v][self.choice[v] if k is None else k]
 
+    def allowed(self, v: int, k: int) -> bool:
+        """Does op v on candidate k keep every edge of v off its forbidden device pairs?"""
+        m, device = self.m, self.cand(v, k).device
+        return (all((self.cand(m.edges[e].src).device, device) not in m.edges[e].edge.forbidden for e in m.preds[v])
+                and all((device, self.cand(m.edges[e].dst).device) not in m.edges[e].edge.forbidden
+                        for e in m.succs[v]))
+
     def delta_tco(self, v: int, k: int) -> float:
-        """TCO change when op v moves to candidate k (inf when it breaks the inventory)."""
+        """TCO change when op v moves to candidate k (inf when it breaks the inventory or puts an edge on a
+        forbidden device pair)."""
         m = self.m
         old, new = self.cand(v), self.cand(v, k)
+        if not self.allowed(v, k):
+            return math.inf
         delta = new.fixed_usd_per_hour - old.fixed_usd_per_hour
         changes = {old.device: -old.devices}
         changes[new.device] = changes.get(new.device, 0) + new.devices
@@ -1117,6 +1134,8 @@ def _repair_inventory(s: _Search) -> bool:
             if old.device not in full:
                 continue
             for k, new in enumerate(m.cands[v]):
+                if not s.allowed(v, k):
+                    continue
                 # The over-full class is charged at its bought price per device freed.
                 price = m.devices[old.device].usd_per_hour
                 if new.device == old.device:
@@ -1141,6 +1160,31 @@ def _repair_inventory(s: _Search) -> bool:
             return False
         s.move(best[1], best[2])
     return not s.over_capacity()
+
+
+def _forbidden_in(m: _Model, choice: list[int]) -> bool:
+    return any((m.cands[e.src][choice[e.src]].device, m.cands[e.dst][choice[e.dst]].device) in e.edge.forbidden
+               for e in m.edges)
+
+
+def _repair_forbidden(s: _Search) -> bool:
+    """Ops in topological order: one whose class makes a forbidden pair with a predecessor's moves to its
+    cheapest allowed candidate (the successors are visited later). False when an op has none."""
+    m = s.m
+    if not any(e.edge.forbidden for e in m.edges):
+        return True
+    for v in m.topo:
+        if all((s.cand(m.edges[e].src).device, s.cand(v).device) not in m.edges[e].edge.forbidden
+               for e in m.preds[v]):
+            continue
+        allowed = [k for k, c in enumerate(m.cands[v])
+                   if all((s.cand(m.edges[e].src).device, c.device) not in m.edges[e].edge.forbidden
+                          for e in m.preds[v])]
+        if not allowed:
+            return False
+        s.move(v, min(allowed, key=lambda k: (m.standalone_usd_per_hour(m.cands[v][k]), k)), update_paths=False)
+    s.refresh()
+    return not _forbidden_in(m, s.choice)
 
 
 def _repair_latency(s: _Search, latency_first: bool) -> None:
@@ -1318,7 +1362,7 @@ def _solve_heuristic(m: _Model, lp_relaxation: bool = True) -> PlacementResult:
     best_objective = math.inf
     for initial, latency_first in starts:
         s = _Search(m, initial)
-        if not _repair_inventory(s):
+        if not _repair_forbidden(s) or not _repair_inventory(s):
             continue
         _repair_latency(s, latency_first)
         if not math.isfinite(m.penalty(s.paths.critical_ms)):
@@ -1481,6 +1525,9 @@ def explain_infeasible(problem: PlacementProblem, *, time_limit_s: float = 30.0)
         if not any(line.startswith("inventory") for line in lines):
             lines.append(f"inventory: the pool is short by {shortfall.objective:g} devices for {m.rate:g} requests/s")
 
+    if shortfall.choice is None or lines:  # no plan at all, or the forbidden pairs may be why
+        lines += _forbidden_reasons(m)
+
     if hard_limit and latency_ok and inventory_ok:
         within = _run_milp(m, _build_milp(m, objective="latency"), time_limit_s=time_limit_s)
         if within.choice is not None:
@@ -1494,6 +1541,19 @@ def explain_infeasible(problem: PlacementProblem, *, time_limit_s: float = 30.0)
                     f"limit and the inventory cannot both hold"
                 )
     return lines
+
+
+def _forbidden_reasons(m: _Model) -> list[str]:
+    """The reasons of the forbidden device pairs some candidates of an edge's ends could form, once each."""
+    reasons: list[str] = []
+    for edge in m.edges:
+        src_devices = {c.device for c in m.cands[edge.src]}
+        dst_devices = {c.device for c in m.cands[edge.dst]}
+        for (a, b), why in sorted(edge.edge.forbidden.items()):
+            line = f"{why} (edge {m.op_id(edge.src)} -> {m.op_id(edge.dst)})"  # the reason first: tables clip
+            if a in src_devices and b in dst_devices and line not in reasons:
+                reasons.append(line)
+    return reasons
 
 
 def explain_placement(problem: PlacementProblem, result: PlacementResult) -> list[OpExplanation]:

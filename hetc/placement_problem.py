@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from xdsl.traits import SymbolTable
 
@@ -21,6 +22,7 @@ from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
 from hetc.frontend import arch_from_attr, attr_from_value, value_from_attr
 from hetc.hwdb.loader import load_hwdb
+from hetc.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
 from hetc.pipeline import op_loc
 from hetc.placement import DeviceClass, Edge, OpNode, PlacementProblem
 from hetc.tco import TcoParams, device_hour_usd
@@ -84,6 +86,20 @@ def _model(module, op) -> C.ModelInfo:
 def record_database(module, name: str, extra, db) -> None:
     """The compile driver's choice of hardware database, recorded once on the module for every pass."""
     module.attributes["hetc.hwdb"] = attr_from_value({"name": name, "extra": list(extra), "sha256": db.sha256})
+
+
+def record_kv_paths(module, level: str, extra) -> None:
+    """The compile driver's KV-path level and table (--kv-paths, --kv-paths-extra), recorded on the module."""
+    table = load_kv_paths([Path(e) for e in extra])
+    module.attributes["hetc.kvpaths"] = attr_from_value({"level": level, "name": table.name, "extra": list(extra)})
+
+
+def module_kv_paths(module) -> tuple[KVPathTable, str]:
+    """The KV-path table and level this compile plans with; IR that records none uses the bundled table at
+    the default level (released)."""
+    recorded = module.attributes.get("hetc.kvpaths")
+    info = value_from_attr(recorded) if recorded is not None else {"level": DEFAULT_LEVEL, "extra": []}
+    return load_kv_paths([Path(e) for e in info.get("extra", [])]), info["level"]
 
 
 def module_database(module, name: str = "", extra: list[str] | None = None):
@@ -165,19 +181,24 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
         raise InfeasibleError(errors)
     device_ids = {c.device for n in nodes for c in n.candidates}
     node_by_id = {n.id: n for n in nodes}
+    kv_paths = module_kv_paths(module)
     edges = []
     for e in flow.edges:
         if e.back_edge:
             continue  # loop iterations are counted in the ops' invocation numbers
-        transfers = {}
+        transfers, forbidden = {}, {}
         src_node, dst_node = node_by_id[e.src.sym_name.data], node_by_id[e.dst.sym_name.data]
         for a in sorted({c.device for c in src_node.candidates}):
             for b in sorted({c.device for c in dst_node.candidates}):
                 if a == b:
                     continue  # same class: in process or on the scale-up fabric of one deployment
-                transfers[(a, b)] = (_transfer_ms(module, e, db.devices[a], db.devices[b]), 0.0)
+                ms = _transfer_ms(module, e, db.devices[a], db.devices[b], kv_paths)
+                if isinstance(ms, str):
+                    forbidden[(a, b)] = ms
+                else:
+                    transfers[(a, b)] = (ms, 0.0)
         edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.traversals[e],
-                          worst_traversals=flow.worst[e.dst]))
+                          worst_traversals=flow.worst[e.dst], forbidden=forbidden))
     params = TcoParams.from_hwdb(db)
     inventory = hardware.get("inventory", {})
     classes = []
@@ -388,29 +409,48 @@ def _units_on(built: BuiltProblem, problem, chosen: dict[str, str]):
     return replace(problem, ops=ops)
 
 
-def _transfer_ms(module, edge, src, dst) -> float:
+def _transfer_ms(module, edge, src, dst, kv_paths: tuple[KVPathTable, str]) -> float | str:
+    """Ms of one traversal; a KV edge goes by its pair's path at the level (a str: why there is none)."""
     if edge.kv is not None:
-        info = _model(module, edge.kv)
-        return cm.kv_transfer_s(info.arch, info.kv_precision, edge.kv.tokens.value.data, src, dst,
-                                same_chassis=False) * 1e3
+        move = kv_move_ms(module, edge.kv, src, dst, kv_paths)
+        return move if move is not None else kv_paths[0].why_not(src, dst, kv_engine(module, edge.kv),
+                                                                 kv_paths[1])
     link_gbs = min(src.scaleout_gbs, dst.scaleout_gbs)
     return (edge.payload_bytes / (link_gbs * 1e9) + max(src.scaleout_latency_us, dst.scaleout_latency_us) * 1e-6) * 1e3
 
 
-def ttft_overhead_ms(module, op, devices, limits: C.Limits) -> float:
-    """What TTFT adds to a prefill: the first decode step (at most the TBT limit) and the KV cache's move to
-    the decode devices (the slowest move between two accelerator classes of the pool)."""
+def kv_engine(module, op) -> str:
+    """The KV-path table's engine for an LLM op's model."""
+    return path_engine(_model(module, op).arch.engine)
+
+
+def kv_move_ms(module, op, src, dst, kv_paths: tuple[KVPathTable, str]) -> float | None:
+    """One request's KV move for the LLM `op` (prefill or KV transfer) from src to dst along the pair's path at
+    the level (hetc.kvpaths.transfer_cost; GPU-direct = bytes over the slower NIC + latency); None: no path."""
+    table, level = kv_paths
+    path = table.lookup(src, dst, kv_engine(module, op), level)
+    if path is None:
+        return None
     info = _model(module, op)
-    accelerators = [d for d in devices if d.kind != "cpu"]
-    kv_ms = max((cm.kv_transfer_s(info.arch, info.kv_precision, op.input_tokens.value.data, a, b, False) * 1e3
-                 for a in accelerators for b in accelerators if a.id != b.id), default=0.0)
-    return (limits.tbt_ms or 0.0) + kv_ms
+    tokens = (op.tokens if isinstance(op, T.KVTransferOp) else op.input_tokens).value.data
+    return transfer_cost(path, cm.kv_bytes(info.arch, info.kv_precision, tokens), src, dst).seconds * 1e3
+
+
+def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:
+    """What TTFT adds to a prefill on the `prefill` device: the first decode step (at most the TBT limit) and
+    the KV cache's move to the decode devices: the slowest move, priced by its path, from `prefill` to another
+    accelerator class of the pool that has a KV path at the compile's level (conservative: the decode
+    class is chosen later)."""
+    kv_paths = module_kv_paths(module)
+    moves = (kv_move_ms(module, op, prefill, b, kv_paths) for b in devices if b.kind != "cpu" and b.id != prefill.id)
+    return (limits.tbt_ms or 0.0) + max((ms for ms in moves if ms is not None), default=0.0)
 
 
 def _candidates(module, op, devices, limits: C.Limits):
-    if isinstance(op, T.PrefillOp):
-        return C.prefill_candidates(_model(module, op), devices, op.input_tokens.value.data, limits,
-                                    ttft_overhead_ms(module, op, devices, limits))
+    if isinstance(op, T.PrefillOp):  # per device: the KV move TTFT counts depends on where the prefill runs
+        return [c for d in sorted(devices, key=lambda d: d.id)
+                for c in C.prefill_candidates(_model(module, op), [d], op.input_tokens.value.data, limits,
+                                              ttft_overhead_ms(module, op, devices, limits, d))]
     if isinstance(op, T.DecodeOp):
         return C.decode_candidates(_model(module, op), devices, op.input_tokens.value.data,
                                    op.output_tokens.value.data, limits)
@@ -446,7 +486,6 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
         best = math.inf
         metric = "ttft_ms" if isinstance(op, T.PrefillOp) else "tbt_ms"
         limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
-        extra = ttft_overhead_ms(module, op, devices, limits) if isinstance(op, T.PrefillOp) else 0.0
         fits_anywhere = False
         usable = [d for d in devices if C.can_run(d, info.precision, info.arch.active_params())]
         for dev in usable:
@@ -454,7 +493,7 @@ def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
                 if isinstance(op, T.PrefillOp):
                     est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
                                      info.kv_precision)
-                    ms = est.latency_s * 1e3 + extra
+                    ms = est.latency_s * 1e3 + ttft_overhead_ms(module, op, devices, limits, dev)
                 else:
                     est = cm.decode(info.arch, dev, info.precision, info.kv_precision, tp, 1, 1,
                                     op.input_tokens.value.data, op.output_tokens.value.data)

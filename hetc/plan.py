@@ -89,7 +89,7 @@ def _concurrency(est: dict, latency_ms: float) -> int:
 def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
     None when the pipeline did not run place (the bundle then holds the IR only)."""
-    from hetc.placement_problem import output_tokens_per_request
+    from hetc.placement_problem import module_kv_paths, output_tokens_per_request
     from hetc.plan_schema import check_built_plan
 
     if "place" not in pass_names:
@@ -101,13 +101,15 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
     traffic = value_from_attr(graph.attributes["hetc.traffic"])
     hardware = value_from_attr(graph.attributes["hetc.hardware"])
     rate = summary["request_rate_rps"]
+    kv_table, kv_level = module_kv_paths(module)
     plan = {
         "schema_version": SCHEMA_VERSION,
         "name": spec.name,
         "pd": summary.get("pd") or None,
         "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256,
                        "hwdb": recorded.get("name", db.name), "hwdb_sha256": recorded.get("sha256", db.sha256),
-                       "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names)},
+                       "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names),
+                       "kv_paths": {"level": kv_level, "table": kv_table.name}},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
                 "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms"),
                 "latency_percentiles_ms": slo.get("percentiles") or {}},
@@ -135,6 +137,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[
         ids[op] = sid
         plan["stages"].append(_stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates))
     plan["edges"] = _edges(ids, priced)
+    _record_kv_paths(plan["stages"], db, kv_table, kv_level)
     names = {op.sym_name.data: sid for op, sid in ids.items()}
     limit = slo.get("latency_ms")
     targets = slo.get("percentiles") or {}
@@ -238,6 +241,22 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
         "tco": {"usd_per_hour": sum(cost.values()), **{f"{name}_usd_per_hour": cost[name] for name in COMPONENTS},
                 "devices": devices, "owned_devices": owned},
     }
+
+
+def _record_kv_paths(stages: list[dict], db, table, level: str) -> None:
+    """A decode stage whose prefill runs on another device class names the KV path the placement priced the
+    move with (the pair's entry at the compile's --kv-paths level; hetc.kvpaths), for the exporter."""
+    from hetc.kvpaths import path_engine, path_record
+
+    prefills = {s["node"]: s for s in stages if s["kind"] == "prefill" and s["device"]}
+    for stage in stages:
+        prefill = prefills.get(stage["node"])
+        if stage["kind"] != "decode" or prefill is None or not stage["device"] or prefill["device"] == stage["device"]:
+            continue
+        path = table.lookup(db.devices[prefill["device"]], db.devices[stage["device"]],
+                            path_engine(stage["engine"] or ""), level)
+        record = path_record(path)
+        stage["kv_path"] = None if record is None else {**record, "prefill_device": prefill["device"]}
 
 
 def _target(device) -> str:

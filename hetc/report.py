@@ -590,14 +590,31 @@ def _phase_table(plan: dict) -> str:
     return _table(["stage", "limit", "predicted", "SLA", "slack", ""], rows, 2, "table-phases")
 
 
+def _status(row: dict) -> str:
+    """A pair row's status, with the reason when the pair has no KV path at the sweep's level."""
+    if row["status"] == "ok" or "KV cache" not in (row.get("reason") or ""):
+        return row["status"]
+    return f"{row['status']}: no {row.get('kv_level', '')} KV path".replace("  ", " ")
+
+
+def _kv_path_text(row: dict) -> str:
+    """The pair's KV path status and id (sweep rows from hetc.kvpaths.pair_status)."""
+    status, path = row.get("kv_path_status"), row.get("kv_path")
+    if not status:
+        return "-"
+    return f"{status} ({path})" if path and status != "same class" else status
+
+
 def _sweep_table(rows: Sequence[dict]) -> str:
     keys = sorted({k for r in rows for k in r.get("params", {})})
     if any("pair" in r for r in rows):
-        headers = keys + ["P::D", "status", "benefit", "LLM $/h", "total $/h", "prefill", "decode", "TTFT", "TBT"]
+        headers = keys + ["P::D", "status", "benefit", "LLM $/h", "total $/h", "prefill", "decode", "TTFT", "TBT",
+                          "KV path", "needs --kv-paths"]
         body = [[r.get("params", {}).get(k, "") for k in keys]
-                + [("hetc: " if r.get("choice") == "hetc" else "") + r["pair"], r["status"], _ratio(r.get("benefit")),
+                + [("hetc: " if r.get("choice") == "hetc" else "") + r["pair"], _status(r), _ratio(r.get("benefit")),
                    _usd(r.get("llm_usd_per_hour")), _usd(r.get("usd_per_hour")), r.get("prefill") or "-",
-                   r.get("decode") or "-", _ms(r.get("ttft_ms")), _ms(r.get("tbt_ms"))] for r in rows]
+                   r.get("decode") or "-", _ms(r.get("ttft_ms")), _ms(r.get("tbt_ms")), _kv_path_text(r),
+                   r.get("kv_level_needed") or "-"] for r in rows]
         return _table(headers, body, len(keys) + 2, "table-sweep")
     headers = keys + ["status", "$/h", "$/1M req", "critical path", "slack", "P::D", "devices"]
     body = [[r.get("params", {}).get(k, "") for k in keys]

@@ -202,6 +202,8 @@ def apply_overrides(spec, params: dict[str, str], db):
 class SweepOptions:
     hwdb: str = "default"
     hwdb_extra: tuple[str, ...] = ()
+    kv_paths: str = "released"  # --kv-paths level (hetc.kvpaths.LEVELS)
+    kv_paths_extra: tuple[str, ...] = ()
     solver: str = "auto"
     soft_sla: float = 0.0
     model_precision: str | None = None  # --model-precision: applied before the overrides
@@ -256,16 +258,18 @@ def compile_loaded(spec, db, options: SweepOptions) -> dict:
     from hetc.compiler import CompileOptions
     from hetc.frontend import spec_to_module
     from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun
-    from hetc.placement_problem import record_database
+    from hetc.placement_problem import record_database, record_kv_paths
     from hetc.plan import build_plan
 
     module = spec_to_module(spec)
     record_database(module, options.hwdb, options.hwdb_extra, db)
+    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
     run = PipelineRun(spec=DEFAULT_PIPELINE, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
                   "soft_sla": options.soft_sla}})
     run.run(module)
-    compile_options = CompileOptions(hwdb=options.hwdb, hwdb_extra=options.hwdb_extra, solver=options.solver,
+    compile_options = CompileOptions(hwdb=options.hwdb, hwdb_extra=options.hwdb_extra, kv_paths=options.kv_paths,
+                                     kv_paths_extra=options.kv_paths_extra, solver=options.solver,
                                      soft_sla=options.soft_sla, codegen=False)
     return build_plan(module, spec, db, run.pass_names, {}, compile_options)
 
@@ -439,14 +443,16 @@ def _pd_devices(result) -> tuple[str, str]:
 def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], options: SweepOptions) -> list[dict]:
     """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice."""
     from hetc.frontend import spec_to_module
+    from hetc.kvpaths import pair_status
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
     from hetc.placement import solve
-    from hetc.placement_problem import build_problem, record_database
+    from hetc.placement_problem import build_problem, kv_engine, module_kv_paths, record_database, record_kv_paths
 
     module = spec_to_module(spec)
     PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
     record_database(module, options.hwdb, options.hwdb_extra, db)
+    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
     built = build_problem(module, main_graph(module), db, options.soft_sla or None)
     if not any(op.role == "prefill" for op in built.problem.ops) or not any(
             op.role == "decode" for op in built.problem.ops):
@@ -464,6 +470,16 @@ def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], optio
             rows.append(_pair_row(solve(restricted, options.solver), p, d, "pair"))
     free = solve(built.problem, options.solver)
     rows.append(_pair_row(free, *(_pd_devices(free) if free.feasible else ("-", "-")), "hetc"))
+    # each row's KV path: how mature the pair's path is and the --kv-paths level a plan on it needs
+    table = module_kv_paths(module)[0]
+    engine = kv_engine(module, next(built.ops[op.id] for op in built.problem.ops if op.role == "prefill"))
+    for row in rows:
+        p, d = row["prefill_device"], row["decode_device"]
+        if p in db.devices and d in db.devices:
+            row.update(pair_status(table, db.devices[p], db.devices[d], engine))
+        else:  # hetc's choice mixes classes, or found no plan
+            row.update({"kv_path": "", "kv_path_status": "", "kv_level_needed": ""})
+        row["kv_level"] = options.kv_paths
     base = next(r for r in rows if (r["prefill_device"], r["decode_device"]) == baseline and r["choice"] == "pair")
     for row in rows:
         if row["llm_usd_per_hour"] and base["llm_usd_per_hour"]:
@@ -494,7 +510,8 @@ def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequ
         except InfeasibleError as exc:  # an op has no candidate at all (e.g. a model fits nowhere)
             rows = [{"pair": "-", "prefill_device": "-", "decode_device": "-", "choice": "pair",
                      **_failed_row("infeasible", exc), "benefit": None, "llm_usd_per_hour": None,
-                     "prefill": "", "decode": "", "ttft_ms": None, "tbt_ms": None, "kv_transfer_ms": None}]
+                     "prefill": "", "decode": "", "ttft_ms": None, "tbt_ms": None, "kv_transfer_ms": None,
+                     "kv_path": "", "kv_path_status": "", "kv_level_needed": "", "kv_level": options.kv_paths}]
         for row in rows:
             result.rows.append({"index": len(result.rows), "variant": number, "params": shown,
                                 "baseline": f"{baseline[0]}{PAIR_SEPARATOR}{baseline[1]}", **row})
@@ -517,7 +534,7 @@ OVER_COLUMNS = ("index", "status", *TCO_COLUMNS, "critical_path_ms", "latency_li
                 "pd", "devices", "reason")
 PAIR_COLUMNS = ("index", "variant", "choice", "pair", "prefill_device", "decode_device", "status", "benefit",
                 "llm_usd_per_hour", "usd_per_hour", "prefill", "decode", "ttft_ms", "tbt_ms", "kv_transfer_ms",
-                "critical_path_ms", "slack_ms", "baseline", "reason")
+                "kv_level", "kv_path", "kv_path_status", "kv_level_needed", "critical_path_ms", "slack_ms", "baseline", "reason")
 
 
 def _cell(value) -> str:

@@ -156,9 +156,9 @@ def kv_config(plan: dict, stage_id: str) -> dict:
 
 
 def test_disaggregated_pairs_get_a_kv_connector_and_a_router():
-    voice = plan_named("voice_agent")  # H100 prefill, B200 decode: NCCL between NVIDIA GPUs
-    assert kv_config(voice, "llm.prefill") == {"kv_connector": "P2pNcclConnector", "kv_role": "kv_producer"}
-    assert kv_config(voice, "llm.decode") == {"kv_connector": "P2pNcclConnector", "kv_role": "kv_consumer"}
+    voice = plan_named("voice_agent")  # H100 prefill, B200 decode: NIXL GPU to GPU (the plan's kv_path)
+    assert kv_config(voice, "llm.prefill") == {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+    assert kv_config(voice, "llm.decode") == {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
     names = stage_names(voice)
     router = next(o for o in objects(voice) if o["kind"] == "Deployment"
                   and o["metadata"]["name"] == f"{names['llm.decode']}-pd-router")
@@ -169,8 +169,9 @@ def test_disaggregated_pairs_get_a_kv_connector_and_a_router():
     runtime_env = runtime_deployment(voice)["spec"]["template"]["spec"]["containers"][0]["env"]
     model = next(s for s in voice["stages"] if s["id"] == "llm.decode")["model"]["id"]
     assert {"name": endpoint_env(model), "value": f"http://{names['llm.decode']}-pd-router:8000/v1"} in runtime_env
-    rag = plan_named("rag_router")  # Gaudi prefill, MI300X decode: no collective library spans both
-    assert kv_config(rag, "llm.prefill") == {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_producer"}
+    rag = plan_named("rag_router")  # Gaudi prefill, MI300X decode (planned at --kv-paths any): host DRAM staging
+    assert kv_config(rag, "llm.prefill") == {"kv_connector": "NixlConnector", "kv_role": "kv_both",
+                                             "kv_buffer_device": "cpu"}
 
 
 def test_user_node_ids_never_reach_names_or_labels_but_survive_in_annotations():
@@ -348,8 +349,8 @@ def test_every_example_exports_runnable_servers(example_bundles):
         deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
         for prefill, decode in pd_phases(plan).values():
             if disaggregated(prefill, decode):
-                assert kv_config(plan, prefill["id"])["kv_role"] == "kv_producer"
-                assert kv_config(plan, decode["id"])["kv_role"] == "kv_consumer"
+                assert kv_config(plan, prefill["id"]) == kv_config(plan, decode["id"]) == \
+                    decode["kv_path"]["kv_transfer_config"]
                 assert f"{names[decode['id']]}-pd-router" in deployments
             else:  # the same class for both phases: one server
                 assert names[prefill["id"]] not in deployments and "--kv-transfer-config" not in \
