@@ -97,6 +97,7 @@ class Compiled:
             total = total + (owned * self.sc.owned_price[:, j] + (counts[:, j] - owned) * self.sc.price[:, j])
             ok &= counts[:, j] <= self.capacity[j]
         total = total + fixed + self._edge_usd(choice)
+        ok &= ~self._uses_forbidden_pair(choice)
         if self.problem.latency_limit_ms is not None:
             ok &= self.critical_ms(choice) <= self.problem.latency_limit_ms + EPS_MS
         return total, ok
@@ -112,6 +113,19 @@ class Compiled:
                 start = np.maximum(start, finish[:, u] + table[device[:, u], device[:, v]])
             finish[:, v] = start + self.lat[v][rows, choice[:, v]]
         return finish.max(axis=1)
+
+    def _uses_forbidden_pair(self, choice: np.ndarray) -> np.ndarray:
+        """Per sample: does the plan put an edge on a device pair no KV path serves (docs/kv-paths.md)?"""
+        bad = np.zeros(self.sc.samples, dtype=bool)
+        for edge in self.problem.edges:
+            if not edge.forbidden:
+                continue
+            u, v = self.index[edge.src], self.index[edge.dst]
+            src = np.array([c.device for c in self.problem.ops[u].candidates])[choice[:, u]]
+            dst = np.array([c.device for c in self.problem.ops[v].candidates])[choice[:, v]]
+            for a, b in edge.forbidden:
+                bad |= (src == a) & (dst == b)
+        return bad
 
     def _edge_usd(self, choice: np.ndarray) -> np.ndarray:
         total = np.zeros(self.sc.samples)
