@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from hetc.errors import HetcError, Loc, PolicyError
+from hetc.errors import HetcError, Loc, PolicyError, printable
 
 PROGRESS_MIN_REQUESTS = 20000  # below this a run takes about a second: no progress bar
 
@@ -69,7 +69,7 @@ def deploy_command(bundle: Path, target: str, out_dir: str, images: tuple[str, .
 
         written = write_ray(plan, out_dir, import_path=import_path or DEFAULT_IMPORT_PATH)
     for path in written:
-        click.echo(str(path))
+        click.echo(printable(path))
 
 
 def _print_report(report: dict[str, Any]) -> None:

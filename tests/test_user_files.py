@@ -255,3 +255,42 @@ def test_estimate_refuses_a_fifo_and_a_100000_deep_model_config(tmp_path):
     deep.write_text("[" * DEEP + "]" * DEEP)
     result = _run_child(["estimate", "--model", str(deep), "--device", "h100"], tmp_path)
     assert result["code"] == 2 and str(deep) in result["err"] and "nested deeper" in result["err"], result
+
+
+# ------------------------------------------------------------------------------------------ printed user text
+HOSTILE = "\x1b[31m\r\u202e"  # ESC (colour), carriage return, right-to-left override
+
+
+def assert_no_raw_controls(result: dict) -> None:
+    for stream in ("out", "err"):
+        assert not {"\x1b", "\r", "\u202e"} & set(result[stream]), (stream, result[stream][-400:])
+
+
+def test_hw_show_escapes_a_device_name_from_an_hwdb_extra_file(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text('id: evil-gpu\ninherits: nvidia-l4\naliases: []\nname: "Evil \\e[31m\\r\\u202egpu"\n')
+    result = _run_child(["hw", "show", "evil-gpu", "--hwdb-extra", str(extra)], tmp_path)
+    assert result["code"] == 0, result
+    assert "\\u202e" in result["out"]
+    assert_no_raw_controls(result)
+
+
+def test_printed_paths_and_names_are_escaped(tmp_path, inputs):
+    folder = tmp_path / f"out{HOSTILE}"
+    result = _run_child(["deploy", inputs["bundle"], "--target", "ray-serve", "-o", str(folder)], tmp_path)
+    assert result["code"] == 0 and result["out"], result
+    assert_no_raw_controls(result)
+    result = _run_child(["import", "langgraph", "graphs:react", "-o", str(tmp_path / f"spec{HOSTILE}.yaml")],
+                        tmp_path)
+    assert result["code"] == 0 and "wrote" in result["out"], result
+    assert_no_raw_controls(result)
+    config = tmp_path / f"model{HOSTILE}" / "config.json"  # the model is named after its folder
+    config.parent.mkdir()
+    fields = json.loads((ROOT / "hetc" / "data" / "hf-configs" / "meta-llama--Llama-3.1-8B-Instruct.json").read_text())
+    config.write_text(json.dumps({k: v for k, v in fields.items() if k != "_name"}))
+    result = _run_child(["estimate", "--model", str(config), "--device", "h100"], tmp_path)
+    assert result["code"] == 0 and "\\x1b" in result["out"], result
+    assert_no_raw_controls(result)
+    result = _run_child(["serve", inputs["bundle"], "--local", "--bind", str(tmp_path / f"b{HOSTILE}.yaml")], tmp_path)
+    assert result["code"] == 2, result
+    assert_no_raw_controls(result)
