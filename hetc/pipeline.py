@@ -278,6 +278,8 @@ def parse_ir_file(path: str):
         message = " ".join(line.strip() for line in lines[3:]) or "cannot parse the IR"
         loc = Loc(path, int(where.group(1)), int(where.group(2))) if where else Loc(path)
         raise HetcError(message, loc) from None
+    except ValueError:  # xDSL's lexer takes a Unicode digit such as '²' for a number, then int() fails
+        raise HetcError("cannot parse the IR: a number with a character that is not an ASCII digit", Loc(path)) from None
     except VerifyException as exc:
         # A custom-form op whose string holds hex-escaped bytes above 0x7F (hetc prints those characters as
         # UTF-8, so this is hand-written IR): xDSL reads them as bytes and the op's format rejects them.

@@ -294,3 +294,10 @@ def test_printed_paths_and_names_are_escaped(tmp_path, inputs):
     result = _run_child(["serve", inputs["bundle"], "--local", "--bind", str(tmp_path / f"b{HOSTILE}.yaml")], tmp_path)
     assert result["code"] == 2, result
     assert_no_raw_controls(result)
+
+
+def test_opt_refuses_a_unicode_digit_where_a_number_belongs(tmp_path):
+    ir = tmp_path / "sq.mlir"  # found by bench/fuzz_opt.py: `=²` reached int() inside xDSL's lexer (exit 1)
+    ir.write_text("builtin.module attributes {a =\u00b2 0 : i64} {\n}\n")
+    result = _run_child(["opt", str(ir)], tmp_path)
+    assert result["code"] == 2 and str(ir) in result["err"] and "internal error" not in result["err"], result
