@@ -357,6 +357,9 @@ def write_file(path: str | Path, data: bytes) -> None:
     target = Path(os.path.realpath(path))  # through a symbolic link: the link stays, its target is replaced
     if target.is_dir():
         raise HetcError("the output path is a directory; name a file", Loc(os.fspath(path)))
+    if target.exists() and not target.is_file():  # renaming over a device or FIFO would replace it
+        raise HetcError("the output path is not a regular file (a device, FIFO or socket); name a file",
+                        Loc(os.fspath(path)))
     tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(6)}"
     try:
         _write_file(tmp, data)

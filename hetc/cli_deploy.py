@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from hetc.errors import HetcError, Loc, PolicyError
+from hetc.errors import HetcError, Loc, PolicyError, printable
 
 PROGRESS_MIN_REQUESTS = 20000  # below this a run takes about a second: no progress bar
 
@@ -69,7 +69,7 @@ def deploy_command(bundle: Path, target: str, out_dir: str, images: tuple[str, .
 
         written = write_ray(plan, out_dir, import_path=import_path or DEFAULT_IMPORT_PATH)
     for path in written:
-        click.echo(str(path))
+        click.echo(printable(path))
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -146,12 +146,12 @@ def simulate_command(bundle: Path, rate: float | None, duration: float, seed: in
                      sweep_rate: bool, as_json: bool, quiet: bool, check: bool) -> None:
     """Discrete-event simulation of BUNDLE's plan under load: latency, TTFT/TBT, SLA attainment, bottleneck."""
     from hetc.plan_schema import load_plan
-    from hetc.simulate import load_trace, simulate
+    from hetc.simulate import load_trace, planned_rate, simulate
     from hetc.simulate import sweep_rate as run_sweep
 
     plan = load_plan(bundle)
     trace = load_trace(trace_path) if trace_path is not None else None
-    expected = trace.arrival_s.size if trace is not None else (rate or plan["traffic"]["requests_per_s"] or 0) * duration
+    expected = trace.arrival_s.size if trace is not None else (rate or planned_rate(plan) or 0) * duration
     show_progress = not (as_json or quiet) and expected >= PROGRESS_MIN_REQUESTS
     if show_progress:
         from rich.progress import Progress

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from hetc.cli_options import hwdb_options
-from hetc.errors import HetcError
+from hetc.errors import HetcError, printable
 
 
 def _user_errors(func: Callable) -> Callable:
@@ -93,7 +93,7 @@ def hw_show(device_id: str, hwdb: str, hwdb_extra: tuple[str, ...], as_json: boo
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     import yaml
-    click.echo(yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True).rstrip())
+    click.echo(printable(yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True).rstrip()))
 
 
 # ------------------------------------------------------------------------------------------------ estimate
@@ -263,11 +263,12 @@ def _estimate_encoder(arch, dev, precision: str, batch: int, input_tokens: int, 
         click.echo(json.dumps(row, indent=2, sort_keys=True))
         return
     low, high = row["band_p10_p90"]["latency_ms"]
-    click.echo(f"{arch.name} ({arch.kind}) {precision} on {dev.id}: batch {batch}, {input_tokens} positions in"
-               + (f", {output_tokens} tokens out" if arch.kind == "encoder_decoder" else "") + "\n"
-               f"  latency         {row['latency_ms']:10.2f} ms   (bound: {est.bound}; p10-p90 {low:g}-{high:g} ms)\n"
-               f"  items/s         {row['items_per_s']:10.1f}\n"
-               f"  memory          {row['memory_gb']:10.2f} GB ({'fits' if est.fits else 'DOES NOT FIT'})")
+    click.echo(printable(
+        f"{arch.name} ({arch.kind}) {precision} on {dev.id}: batch {batch}, {input_tokens} positions in"
+        + (f", {output_tokens} tokens out" if arch.kind == "encoder_decoder" else "") + "\n"
+        f"  latency         {row['latency_ms']:10.2f} ms   (bound: {est.bound}; p10-p90 {low:g}-{high:g} ms)\n"
+        f"  items/s         {row['items_per_s']:10.1f}\n"
+        f"  memory          {row['memory_gb']:10.2f} GB ({'fits' if est.fits else 'DOES NOT FIT'})"))
 
 
 def _print_estimate(row: dict[str, Any]) -> None:
@@ -297,7 +298,7 @@ def _print_estimate(row: dict[str, Any]) -> None:
         lines.append(f"  note: {row['device']} has no {row['precision']} peak; GEMMs run at {row['compute_precision']}")
     if row["missed"]:
         lines.append("  targets missed: " + "; ".join(row["missed"]))
-    click.echo("\n".join(lines))
+    click.echo(printable("\n".join(lines)))
 
 
 # ------------------------------------------------------------------------------------------------ calibrate
@@ -316,4 +317,4 @@ def calibrate(measurements: str, output: str, split: str, hwdb: str, hwdb_extra:
     records = load_measurements(measurements, db)
     result = fit(records, db, train_only=(split == "train"))
     write_overlay(result, output, measurements)
-    click.echo(result.summary())
+    click.echo(printable(result.summary()))

@@ -14,10 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hetc.errors import HetcError
+from hetc.errors import HetcError, Loc
 from hetc.models import ModelArch
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "hf-configs"
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KiB (DeepSeek-V3's, among the largest, is under 2 KiB)
 _ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "deberta-v2", "nomic_bert", "modernbert", "new")
 
 
@@ -92,11 +93,17 @@ def arch_from_config(cfg: dict[str, Any], name: str, source: str = "") -> ModelA
 
 def load_config(path: str | Path, name: str | None = None) -> ModelArch:
     """A ModelArch from a config.json file; errors name the file."""
+    from hetc.json_source import loads_json
+    from hetc.userfiles import UnreadableFile, read_regular_file
+
     path = Path(path)
+    what = "cannot read a Hugging Face config.json"
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HetcError(f"{path}: cannot read a Hugging Face config.json ({type(exc).__name__})") from None
+        cfg = loads_json(read_regular_file(path, MAX_CONFIG_BYTES, "config.json files").decode("utf-8"), str(path))
+    except (UnreadableFile, UnicodeDecodeError) as exc:
+        raise HetcError(f"{what}: {exc}", Loc(str(path))) from None
+    except HetcError as exc:  # invalid or too deeply nested JSON, located
+        raise HetcError(f"{what}: {exc.diagnostics[0].message}", exc.diagnostics[0].loc) from None
     if not isinstance(cfg, dict):
         raise HetcError(f"{path}: expected a JSON object (a Hugging Face config.json)")
     try:

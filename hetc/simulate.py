@@ -43,6 +43,7 @@ SPEC_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9":
 # (bench/README.md); used only to tell the user the time a refused run would take.
 MAX_EVENTS = 50_000_000
 EVENTS_PER_S = 500_000
+MAX_TRACE_BYTES = 64 << 20  # 64 MiB: about two million `arrival_s,input_tokens,output_tokens` rows
 
 SERVICE_NONE, SERVICE_FIXED, SERVICE_BATCH, SERVICE_CONTINUOUS, SERVICE_TRANSFER = range(5)
 _SERVICE_CODES = {"none": SERVICE_NONE, "fixed": SERVICE_FIXED, "batch": SERVICE_BATCH,
@@ -63,22 +64,27 @@ class Trace:
 
 def load_trace(path: str | Path) -> Trace:
     """Read a trace: CSV with header `arrival_s[,input_tokens][,output_tokens]`, or JSON Lines with those keys."""
+    from hetc.userfiles import UnreadableFile, read_regular_file
+
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HetcError(f"cannot read trace: {exc.strerror or exc}", Loc(str(path))) from None
+        lines = read_regular_file(path, MAX_TRACE_BYTES, "traces").decode("utf-8").splitlines()
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read trace: {exc}", Loc(str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise HetcError(f"the trace is not UTF-8 text (byte {exc.start})", Loc(str(path))) from None
     rows: list[tuple[int, dict[str, Any]]] = []
     if path.suffix == ".jsonl":
-        import json
+        from hetc.json_source import loads_json
 
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HetcError(f"not valid JSON: {exc.msg}", Loc(str(path), number, exc.colno)) from None
+                record = loads_json(line, str(path))  # nesting bounded: a 100,000-deep line is exit 2
+            except HetcError as exc:  # located on line 1 of the one line: move it to the file's line
+                diag = exc.diagnostics[0]
+                raise HetcError(diag.message, Loc(str(path), number, diag.loc.col)) from None
             if not isinstance(record, dict):
                 raise HetcError("expected an object like {\"arrival_s\": 0.5}", Loc(str(path), number, 1))
             rows.append((number, record))
@@ -647,15 +653,24 @@ def _round(value: float, digits: int = 3) -> float:
     return float(round(float(value), digits))
 
 
+def planned_rate(plan: dict[str, Any]) -> float | None:
+    """The request rate the plan was sized for: the spec's requests_per_s, or for offline work (`requests` +
+    `deadline_h`, `tokens_per_day`) the rate the planner derived from its volume; None if neither."""
+    traffic = plan["traffic"]
+    rate = traffic.get("requests_per_s")
+    return rate if rate is not None else traffic.get("planned_requests_per_s")
+
+
 def _check_inputs(plan: dict[str, Any], rate_rps: float | None, duration_s: float, seed: int,
                   trace: Trace | None) -> None:
     """Refuse options that make no sense or would run for hours (exit 2 with the reason)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise HetcError(f"--seed must be a non-negative whole number, got {seed!r}", Loc("--seed"))
     if trace is None:
-        rate = rate_rps if rate_rps is not None else plan["traffic"]["requests_per_s"]
+        rate = rate_rps if rate_rps is not None else planned_rate(plan)
         if rate is None:
-            raise HetcError("no request rate: pass --rate (the plan has no traffic.requests_per_s)", Loc("plan.json"))
+            raise HetcError("no request rate: pass --rate (the plan has no traffic.requests_per_s nor "
+                            "traffic.planned_requests_per_s)", Loc("plan.json"))
         where = Loc("--rate") if rate_rps is not None else Loc("plan.json", 0, 0)
         if not (math.isfinite(rate) and rate > 0):
             raise HetcError(f"the request rate must be a positive finite number, got {rate!r}", where)
@@ -703,7 +718,7 @@ def simulate(plan: dict[str, Any], *, rate_rps: float | None = None, duration_s:
         window_s = float(arrival_s[-1] - arrival_s[0]) if arrival_s.size > 1 else 0.0
         rate = arrival_s.size / window_s if window_s > 0 else None
     else:
-        rate = rate_rps if rate_rps is not None else plan["traffic"]["requests_per_s"]
+        rate = rate_rps if rate_rps is not None else planned_rate(plan)
         expected = rate * duration_s
         gaps = arrival_rng.exponential(1.0 / rate, int(expected + 10 * math.sqrt(expected) + 100))
         arrival_s = np.cumsum(gaps)
@@ -850,7 +865,7 @@ def sweep_rate(plan: dict[str, Any], *, duration_s: float = 60.0, seed: int = 0,
     The same seed at every rate (common random numbers) keeps the search monotone in practice.
     """
     capacity, capacity_stage = analytic_capacity(plan)
-    start = capacity or plan["traffic"]["requests_per_s"] or 1.0
+    start = capacity or planned_rate(plan) or 1.0
     runs: list[dict[str, Any]] = []
 
     def meets(rate: float) -> bool:
@@ -892,6 +907,6 @@ def sweep_rate(plan: dict[str, Any], *, duration_s: float = 60.0, seed: int = 0,
         "analytic_capacity_rps": None if capacity is None else _round(capacity, 4),
         "analytic_stage": capacity_stage,
         "ratio_to_analytic": _round(low / capacity, 4) if capacity else None,
-        "planned_rps": plan["traffic"]["requests_per_s"],
+        "planned_rps": planned_rate(plan),
         "runs": runs,
     }

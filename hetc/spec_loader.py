@@ -557,6 +557,8 @@ class _Loader:
         name = self.string(node, "a model preset name")
         if name is None:
             return None
+        if name.strip().endswith(".json") and self.display_stack:  # a config.json: relative to this file
+            name = os.path.join(os.path.dirname(self.display_stack[-1]), name.strip())
         arch = resolve_preset(name)
         if arch is None:
             known = sorted(set(PRESETS) | set(ALIASES))

@@ -83,8 +83,9 @@ def _database_files(folder: Path) -> tuple[Path, ...]:
 
 def _load(folder: Path, extra_paths: tuple[Path, ...]) -> HardwareDB:
     digest = hashlib.sha256()
-    meta, meta_locs = read_yaml_locs(folder / DATABASE_FILE)
-    digest.update(b"database.yaml\0" + (folder / DATABASE_FILE).read_bytes())
+    meta_bytes = read_yaml_bytes(folder / DATABASE_FILE)
+    meta, meta_locs = read_yaml_locs(folder / DATABASE_FILE, meta_bytes)
+    digest.update(b"database.yaml\0" + meta_bytes)
     diagnostics: list[Diagnostic] = []
     tco = _tco_defaults(meta, meta_locs, folder / DATABASE_FILE, diagnostics)
 
@@ -93,8 +94,9 @@ def _load(folder: Path, extra_paths: tuple[Path, ...]) -> HardwareDB:
     for path in sorted(folder.glob("*.yaml")):
         if path.name == DATABASE_FILE:
             continue
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        data, locs = read_yaml_locs(path)
+        raw_bytes = read_yaml_bytes(path)
+        digest.update(path.name.encode() + b"\0" + raw_bytes)
+        data, locs = read_yaml_locs(path, raw_bytes)
         entry = _device_entry(data, locs, path, diagnostics)
         if entry is None:
             continue
@@ -117,8 +119,9 @@ def _load(folder: Path, extra_paths: tuple[Path, ...]) -> HardwareDB:
         raw[dev_id] = (mapping, entry_locs)
 
     for path in extra_paths:
-        digest.update(b"extra\0" + path.name.encode() + b"\0" + path.read_bytes())
-        data, locs = read_yaml_locs(path)
+        raw_bytes = read_yaml_bytes(path)
+        digest.update(b"extra\0" + path.name.encode() + b"\0" + raw_bytes)
+        data, locs = read_yaml_locs(path, raw_bytes)
         entries: list[tuple[dict, dict]] = []
         if isinstance(data, dict) and "devices" in data and "id" not in data:
             if not isinstance(data["devices"], list):
@@ -257,12 +260,24 @@ def _tco_defaults(meta: Any, locs: dict, path: Path, diagnostics: list[Diagnosti
     return out
 
 
-def read_yaml_locs(path: Path) -> tuple[Any, dict[tuple, Loc]]:
-    """Parse YAML keeping the line:column of every mapping value (path tuple -> Loc)."""
+def read_yaml_bytes(path: Path) -> bytes:
+    """A YAML file's bytes: a regular file of at most the spec reader's size limit (never a FIFO or a device)."""
+    from hetc.userfiles import UnreadableFile, read_regular_file
+    from hetc.yaml_source import MAX_FILE_BYTES
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HetcError(f"cannot read {path}: {exc}") from None
+        return read_regular_file(path, MAX_FILE_BYTES, "YAML files")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read the file: {exc}", Loc(str(path))) from None
+
+
+def read_yaml_locs(path: Path, data: bytes | None = None) -> tuple[Any, dict[tuple, Loc]]:
+    """Parse YAML (the file at path, or its bytes already read) keeping the line:column of every mapping
+    value (path tuple -> Loc)."""
+    try:
+        text = (read_yaml_bytes(path) if data is None else data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HetcError(f"not UTF-8 text (byte {exc.start})", Loc(str(path))) from None
     # the spec reader's limits first: no tags, no alias bombs or recursive aliases, bounded depth and size
     from hetc.yaml_source import parse_yaml
 

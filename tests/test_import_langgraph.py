@@ -365,7 +365,7 @@ def test_trace_for_a_subgraph_and_a_fan_out(tmp_path):
 
 
 @pytest.mark.parametrize("content, expected", [
-    ("{not json", "invalid JSON"),
+    ("{not json", "not valid JSON"),
     ('{"runs": 3}', "expected a JSON list of runs"),
     ('[{"name": "agent", "start_time": 0, "end_time": 1}]', "run 0: missing 'id'"),
     ('[{"id": "a", "name": "agent", "start_time": "yesterday", "end_time": 1}]', "run 0: 'start_time' must be"),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from hetc.errors import printable
+
 
 @click.group("import")
 def import_group() -> None:
@@ -34,10 +36,10 @@ def langgraph_cmd(target, output, trace, name, quiet):
     imported = import_graph(graph, trace=trace, name=name or _default_name(target), source=target)
     imported.write(output)
     if not quiet:
-        click.echo(f"wrote {Path(output)} ({imported.name}); validate with: hetc validate {output}")
+        click.echo(printable(f"wrote {Path(output)} ({imported.name}); validate with: hetc validate {output}"))
         click.echo(f"TODO ({len(imported.todos)} defaults to replace with measured values):")
         for todo in imported.todos:
-            click.echo(f"  - {todo}")
+            click.echo(printable(f"  - {todo}"))
 
 
 def _default_name(target: str) -> str:

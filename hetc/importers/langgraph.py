@@ -33,7 +33,9 @@ class ImportedSpec:
     todos: list[str] = field(default_factory=list)  # each default the user should replace, "where: what"
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.text, encoding="utf-8")
+        from hetc.bundle import write_file
+
+        write_file(path, self.text.encode("utf-8"))  # atomic, exit 2 on a disk error or a non-file
 
     def load(self, hwdb: str = "default"):
         """The validated spec (hetc.spec.Spec), as `hetc validate` reads it."""

@@ -18,13 +18,14 @@ Anything else in a run is ignored. A run whose parent is not in the file counts 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hetc.errors import HetcError, Loc
+from hetc.json_source import loads_json
+from hetc.userfiles import UnreadableFile, read_regular_file
 
 MAX_TRACE_BYTES = 256 * 1024 * 1024
 _ID_KEYS = ("id", "span_id")
@@ -51,26 +52,25 @@ class Run:
         return max(0.0, (self.end - self.start) * 1000.0)
 
     def descendants(self):
-        for child in self.children:
+        """Every run below this one, depth first, without recursion (a parent chain can be 100,000 runs long)."""
+        pending = list(reversed(self.children))
+        while pending:
+            child = pending.pop()
             yield child
-            yield from child.descendants()
+            pending.extend(reversed(child.children))
 
 
 def read_trace(path: str | Path) -> list[Run]:
     """The root runs of a trace file (one per graph invocation), children sorted by start time."""
     display = str(path)
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise HetcError(f"cannot read the trace: {exc.strerror or exc}", Loc(display)) from None
-    if len(data) > MAX_TRACE_BYTES:
-        raise HetcError(f"the trace is larger than {MAX_TRACE_BYTES} bytes", Loc(display))
+        data = read_regular_file(path, MAX_TRACE_BYTES, "traces")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read the trace: {exc}", Loc(display)) from None
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = loads_json(data.decode("utf-8"), display)  # nesting bounded: a 100,000-deep trace is exit 2
     except UnicodeDecodeError:
         raise HetcError("the trace is not UTF-8 text", Loc(display)) from None
-    except json.JSONDecodeError as exc:
-        raise HetcError(f"invalid JSON: {exc.msg}", Loc(display, exc.lineno, exc.colno)) from None
     items = doc.get("runs") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise HetcError("expected a JSON list of runs or an object with a 'runs' list", Loc(display))
@@ -83,9 +83,10 @@ def read_trace(path: str | Path) -> list[Run]:
         runs[run.id] = run
         parents[run.id] = parent
     roots = []
+    looped = _on_cycles(parents)
     for run_id, run in runs.items():
         parent = parents[run_id]
-        if parent is not None and parent in runs and not _is_ancestor(run_id, parent, parents):
+        if parent is not None and parent in runs and run_id not in looped:
             runs[parent].children.append(run)
         else:
             roots.append(run)
@@ -98,16 +99,21 @@ def _order(run: Run) -> tuple:
     return (run.start, run.order)
 
 
-def _is_ancestor(run_id: str, parent: str, parents: dict[str, str | None]) -> bool:
-    """Whether run_id is already above parent (a cycle in the file's parent links)."""
-    seen = set()
-    current: str | None = parent
-    while current is not None and current not in seen:
-        if current == run_id:
-            return True
-        seen.add(current)
-        current = parents.get(current)
-    return False
+def _on_cycles(parents: dict[str, str | None]) -> set[str]:
+    """The runs on a cycle of the file's parent links (they become roots), found in one pass over the links:
+    a chain of 100,000 runs costs 100,000 steps, not 100,000 walks up the chain."""
+    done: set[str] = set()
+    looped: set[str] = set()
+    for start in parents:
+        path: dict[str, int] = {}  # run -> position on this walk
+        current: str | None = start
+        while current is not None and current in parents and current not in done and current not in path:
+            path[current] = len(path)
+            current = parents[current]
+        if current in path:  # the walk came back to itself: the tail from there is a cycle
+            looped.update(list(path)[path[current]:])
+        done.update(path)
+    return looped
 
 
 def _run(item, index: int, file: str) -> tuple[Run, str | None]:

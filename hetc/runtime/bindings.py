@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from hetc.errors import Diagnostic, HetcError, Loc
-from hetc.yaml_source import YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
+from hetc.userfiles import UnreadableFile, read_regular_file
+from hetc.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 
 VERSION = 1
+MAX_DOCUMENTS_BYTES = 1 << 30  # an index's documents (one JSON line each) are read whole, into memory
 CALLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI function names
@@ -200,6 +202,10 @@ def _check_index(checker: _Checker, binding: dict[str, Any], loc: Loc) -> None:
 
     if not binding["vectors"] or not binding["documents"]:
         return
+    for key in ("vectors", "documents"):  # np.load of a FIFO would block; of a device, never end
+        if not Path(binding[key]).is_file():
+            checker.error(loc, f"{key}: not a regular file")
+            return
     try:
         vectors = np.load(binding["vectors"], mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -208,7 +214,12 @@ def _check_index(checker: _Checker, binding: dict[str, Any], loc: Loc) -> None:
     if vectors.ndim != 2 or vectors.dtype != np.float32:
         checker.error(loc, f"vectors: expected a 2-D float32 array, got {vectors.ndim}-D {vectors.dtype}")
         return
-    lines = sum(1 for line in Path(binding["documents"]).read_bytes().splitlines() if line.strip())
+    try:
+        documents = read_regular_file(binding["documents"], MAX_DOCUMENTS_BYTES, "document files")
+    except UnreadableFile as exc:
+        checker.error(loc, f"documents: cannot read: {exc}")
+        return
+    lines = sum(1 for line in documents.splitlines() if line.strip())
     if lines != vectors.shape[0]:
         checker.error(loc, f"documents: {lines} documents for {vectors.shape[0]} vectors; expected one line each")
 
@@ -221,9 +232,9 @@ def validate_bindings(plan: dict[str, Any], path: str | Path | None) -> dict[str
     entries: dict[str, tuple[YamlScalar, YamlNode]] = {}
     if path is not None:
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise HetcError(f"cannot read the bindings file: {exc.strerror}", Loc(file)) from None
+            data = read_regular_file(path, MAX_FILE_BYTES, "bindings files")
+        except UnreadableFile as exc:
+            raise HetcError(f"cannot read the bindings file: {exc}", Loc(file)) from None
         root = read_yaml_mapping(data, file, "a bindings file")
         entries = checker.mapping(root, "the bindings file", TOP_KEYS)
         version = entries.get("hetc-bindings")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hetc.errors import HetcError, Loc
+from hetc.errors import HetcError, Loc, printable
 
 SERVE_EXTRA = 'hetc serve needs the serve extra: pip install "hetc[serve]"'
 
@@ -62,5 +62,4 @@ def serve_command(bundle: Path, bind: Path | None, local: bool, host: str, port:
 
 
 def _listening(host: str, port: int, how: str) -> None:
-    click.echo(f"listening on http://{host}:{port}/v1/agent ({how}); metrics on http://{host}:{port}/metrics",
-               err=False)
+    click.echo(printable(f"listening on http://{host}:{port}/v1/agent ({how}); metrics on http://{host}:{port}/metrics"))
