@@ -30,6 +30,7 @@ COMMANDS = {
     "serve": ("hetc.runtime.cli", "serve_command", "Run a bundle's agent (Ray Serve, or in-process with --local)."),
     "sweep": ("hetc.cli_study", "sweep", "Compile every combination of options; table and report."),
     "diff": ("hetc.cli_study", "diff", "Compare two plans: what moved, cost and latency deltas."),
+    "replan": ("hetc.cli_replan", "replan_command", "Re-plan a bundle from observed load; write a migration."),
     "import": ("hetc.importers.cli", "import_group", "Write a spec from a framework's agent graph (LangGraph)."),
 }
 

@@ -1,0 +1,151 @@
+"""From one plan to another without dropping below the load: per stage keep / scale up / scale down / move,
+the devices to add and release, the cost delta, and an ordered list of steps.
+
+Order: every addition first (new replicas of scaled-up stages, the new placement of moved stages), then
+traffic shifts to moved stages' new replicas, then drains (old placements, scaled-down replicas). Capacity
+is tracked per stage through the steps (replicas x the plan's predicted throughput per replica); a drain
+never takes a stage below the need `rate x expected calls per request`, and `safe` says whether that held.
+
+Migration cost (an assumption, stated in docs/replan.md): a moved stage runs on both classes while the new
+replicas load weights, warm up and the old ones drain; we count MIGRATION_HOURS of the new placement's
+$/hour as double capacity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIGRATION_HOURS = 1.0  # hours of double capacity per moved stage (image pull + weight load + drain)
+
+
+def _shape(stage: dict[str, Any]) -> tuple:
+    return stage["device"], stage["tp"], stage["pp"], stage.get("devices_per_replica", 1)
+
+
+def _capacity(stage: dict[str, Any] | None, replicas: int | None = None) -> float | None:
+    if stage is None:
+        return 0.0
+    per_replica = stage["predicted"].get("throughput_rps")
+    return None if per_replica is None else per_replica * (stage["replicas"] if replicas is None else replicas)
+
+
+def _devices(stage: dict[str, Any], replicas: int) -> int:
+    return replicas * stage.get("devices_per_replica", 1)
+
+
+def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    old_stages = {s["id"]: s for s in old["stages"] if s.get("device")}
+    actions = []
+    for stage in new["stages"]:
+        if not stage.get("device"):
+            continue
+        before = old_stages.get(stage["id"])
+        if before is None or _shape(before) != _shape(stage):
+            action = "move" if before else "add"
+        elif stage["replicas"] > before["replicas"]:
+            action = "scale up"
+        elif stage["replicas"] < before["replicas"]:
+            action = "scale down"
+        else:
+            action = "keep"
+        actions.append({
+            "stage": stage["id"], "action": action,
+            "from": None if before is None else {"device": before["device"], "replicas": before["replicas"],
+                                                 "tp": before["tp"], "devices": _devices(before, before["replicas"])},
+            "to": {"device": stage["device"], "replicas": stage["replicas"], "tp": stage["tp"],
+                   "devices": _devices(stage, stage["replicas"])},
+            "usd_per_hour_delta": stage["tco"]["usd_per_hour"] - (before["tco"]["usd_per_hour"] if before else 0.0)})
+    return actions
+
+
+def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = None) -> dict[str, Any]:
+    """The migration from plan `old` to plan `new` at `need_rps` agent requests per second (default: the
+    rate `new` was planned for). JSON-ready and deterministic."""
+    need_rps = new["traffic"]["requests_per_s"] if need_rps is None else need_rps
+    old_stages = {s["id"]: s for s in old["stages"]}
+    new_stages = {s["id"]: s for s in new["stages"]}
+    actions = stage_actions(old, new)
+    need = {a["stage"]: need_rps * new_stages[a["stage"]]["invocations"]["expected"] for a in actions}
+    # capacity[stage] = [old part, new part], in calls per second (None: a stage without a throughput figure)
+    capacity = {a["stage"]: [_capacity(old_stages.get(a["stage"])), 0.0] for a in actions}
+    steps, lowest = [], {}
+
+    def step(text: str, stage: str, old_part=None, new_part=None, drain: bool = False) -> None:
+        cap = capacity[stage]
+        if old_part is not None:
+            cap[0] = old_part
+        if new_part is not None:
+            cap[1] = new_part
+        total = None if cap[0] is None or cap[1] is None else cap[0] + cap[1]
+        row = {"step": len(steps) + 1, "text": text, "stage": stage, "drain": drain,
+               "capacity_rps": None if total is None else round(total, 3), "need_rps": round(need[stage], 3)}
+        if drain and total is not None:
+            lowest[stage] = min(lowest.get(stage, total), total)
+        steps.append(row)
+
+    for a in actions:  # 1. add capacity
+        stage, to = new_stages[a["stage"]], a["to"]
+        if a["action"] == "scale up":
+            step(f"scale up {a['stage']} on {to['device']}: {a['from']['replicas']} -> {to['replicas']} replicas "
+                 f"(+{to['devices'] - a['from']['devices']} devices)", a["stage"], old_part=_capacity(stage))
+        elif a["action"] in ("move", "add"):
+            step(f"start {a['stage']} on {to['device']}: {to['replicas']} replicas x tp{to['tp']} "
+                 f"(+{to['devices']} devices); wait until ready", a["stage"], new_part=_capacity(stage))
+    for a in actions:  # 2. shift traffic, 3. drain what the new plan does not keep
+        stage, to = new_stages[a["stage"]], a["to"]
+        if a["action"] == "move":
+            step(f"shift {a['stage']} traffic from {a['from']['device']} to {to['device']}", a["stage"])
+    for a in actions:
+        stage = new_stages[a["stage"]]
+        if a["action"] == "move":
+            step(f"drain and stop {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices)",
+                 a["stage"], old_part=0.0, drain=True)
+        elif a["action"] == "scale down":
+            step(f"drain {a['from']['replicas'] - a['to']['replicas']} replicas of {a['stage']} on "
+                 f"{a['to']['device']}: {a['from']['replicas']} -> {a['to']['replicas']} "
+                 f"(-{a['from']['devices'] - a['to']['devices']} devices)", a["stage"], old_part=_capacity(stage),
+                 drain=True)
+    below = sorted(s for s, low in lowest.items() if low + 1e-9 < need[s])
+    old_devices = {d["device"]: d["count"] for d in old.get("devices", [])}
+    new_devices = {d["device"]: d["count"] for d in new.get("devices", [])}
+    classes = sorted(set(old_devices) | set(new_devices))
+    moved = [a for a in actions if a["action"] == "move"]
+    migration_usd = sum(new_stages[a["stage"]]["tco"]["usd_per_hour"] for a in moved) * MIGRATION_HOURS
+    return {
+        "need_rps": round(need_rps, 4),
+        "stages": actions,
+        "steps": steps,
+        "safe": not below,
+        "below_need": below,
+        "devices": {"add": {d: new_devices.get(d, 0) - old_devices.get(d, 0) for d in classes
+                            if new_devices.get(d, 0) > old_devices.get(d, 0)},
+                    "release": {d: old_devices.get(d, 0) - new_devices.get(d, 0) for d in classes
+                                if old_devices.get(d, 0) > new_devices.get(d, 0)}},
+        "usd_per_hour": {"old": old["tco"]["usd_per_hour"], "new": new["tco"]["usd_per_hour"],
+                         "delta": new["tco"]["usd_per_hour"] - old["tco"]["usd_per_hour"]},
+        "migration_cost": {"usd": round(migration_usd, 4), "double_capacity_hours": MIGRATION_HOURS,
+                           "moved_stages": [a["stage"] for a in moved]},
+    }
+
+
+def migration_text(m: dict[str, Any]) -> str:
+    """The migration in words."""
+    lines = [f"migration at {m['need_rps']:g} requests/s:"]
+    for a in m["stages"]:
+        before = f"{a['from']['device']} {a['from']['replicas']}x tp{a['from']['tp']}" if a["from"] else "-"
+        after = f"{a['to']['device']} {a['to']['replicas']}x tp{a['to']['tp']}"
+        lines.append(f"  {a['stage']}: {a['action']}" + ("" if a["action"] == "keep" else f" ({before} -> {after})"))
+    usd = m["usd_per_hour"]
+    lines.append(f"  cost: ${usd['old']:,.2f}/hour -> ${usd['new']:,.2f}/hour "
+                 f"({'+' if usd['delta'] >= 0 else '-'}${abs(usd['delta']):,.2f}/hour)")
+    for verb in ("add", "release"):
+        if m["devices"][verb]:
+            lines.append(f"  devices to {verb}: " + ", ".join(f"{n} x {d}" for d, n in m["devices"][verb].items()))
+    if m["migration_cost"]["moved_stages"]:
+        lines.append(f"  migration cost: ${m['migration_cost']['usd']:,.2f} "
+                     f"({m['migration_cost']['double_capacity_hours']:g} h of double capacity per moved stage)")
+    lines.append("  steps:" if m["steps"] else "  steps: none")
+    lines += [f"    {s['step']}. {s['text']}" for s in m["steps"]]
+    if not m["safe"]:
+        lines.append("  WARNING: a drain takes " + ", ".join(m["below_need"]) + " below the observed need")
+    return "\n".join(lines) + "\n"
