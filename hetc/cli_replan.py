@@ -40,7 +40,7 @@ def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_
     """Re-plan BUNDLE for the load in --observed; write the new bundle with migration.json/.txt to -o."""
     from hetc.bundle import check_output, to_json
     from hetc.migration import migration_text
-    from hetc.observations import read_observations
+    from hetc.observations import observed_text, read_observations
     from hetc.plan_schema import load_plan
     from hetc.replan import bundle_spec, replan
 
@@ -60,7 +60,8 @@ def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_
         return
     migration = result.migration
     _gates(migration, max_cost, max_regression)
-    text = "changes outside the band:\n" + "".join(f"  {c.text()}\n" for c in result.significant)
+    text = observed_text(obs, plan["slo"]) + "changes outside the band:\n"
+    text += "".join(f"  {c.text()}\n" for c in result.significant)
     choice = migration["choice"]
     text += (f"plan: {choice['picked']} (free ${choice['free_usd_per_hour']:,.2f}/hour, current classes "
              + ("infeasible" if choice["sticky_usd_per_hour"] is None else f"${choice['sticky_usd_per_hour']:,.2f}/hour")

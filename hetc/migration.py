@@ -37,8 +37,8 @@ def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, An
     old_stages = {s["id"]: s for s in old["stages"] if s.get("device")}
     actions = []
     for stage in new["stages"]:
-        if not stage.get("device"):
-            continue
+        if not stage.get("device") or stage.get("service", {}).get("type") in ("none", "transfer"):
+            continue  # inputs, outputs and KV links: no servers of their own
         before = old_stages.get(stage["id"])
         if before is None or _shape(before) != _shape(stage):
             action = "move" if before else "add"
@@ -61,7 +61,8 @@ def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, An
 def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = None) -> dict[str, Any]:
     """The migration from plan `old` to plan `new` at `need_rps` agent requests per second (default: the
     rate `new` was planned for). JSON-ready and deterministic."""
-    need_rps = new["traffic"]["requests_per_s"] if need_rps is None else need_rps
+    if need_rps is None:  # an offline plan has no request rate: its planned equivalent, else no floor
+        need_rps = new["traffic"].get("requests_per_s") or new["traffic"].get("planned_requests_per_s") or 0.0
     old_stages = {s["id"]: s for s in old["stages"]}
     new_stages = {s["id"]: s for s in new["stages"]}
     actions = stage_actions(old, new)
@@ -111,6 +112,7 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
     classes = sorted(set(old_devices) | set(new_devices))
     moved = [a for a in actions if a["action"] == "move"]
     migration_usd = sum(new_stages[a["stage"]]["tco"]["usd_per_hour"] for a in moved) * MIGRATION_HOURS
+    saving = old["tco"]["usd_per_hour"] - new["tco"]["usd_per_hour"]
     return {
         "need_rps": round(need_rps, 4),
         "stages": actions,
@@ -124,7 +126,8 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
         "usd_per_hour": {"old": old["tco"]["usd_per_hour"], "new": new["tco"]["usd_per_hour"],
                          "delta": new["tco"]["usd_per_hour"] - old["tco"]["usd_per_hour"]},
         "migration_cost": {"usd": round(migration_usd, 4), "double_capacity_hours": MIGRATION_HOURS,
-                           "moved_stages": [a["stage"] for a in moved]},
+                           "moved_stages": [a["stage"] for a in moved],
+                           "payback_hours": round(migration_usd / saving, 2) if moved and saving > 0 else None},
     }
 
 
@@ -143,7 +146,9 @@ def migration_text(m: dict[str, Any]) -> str:
             lines.append(f"  devices to {verb}: " + ", ".join(f"{n} x {d}" for d, n in m["devices"][verb].items()))
     if m["migration_cost"]["moved_stages"]:
         lines.append(f"  migration cost: ${m['migration_cost']['usd']:,.2f} "
-                     f"({m['migration_cost']['double_capacity_hours']:g} h of double capacity per moved stage)")
+                     f"({m['migration_cost']['double_capacity_hours']:g} h of double capacity per moved stage"
+                     + (f"; paid back in {m['migration_cost']['payback_hours']:g} h)"
+                        if m["migration_cost"]["payback_hours"] is not None else ")"))
     lines.append("  steps:" if m["steps"] else "  steps: none")
     lines += [f"    {s['step']}. {s['text']}" for s in m["steps"]]
     if not m["safe"]:

@@ -40,6 +40,9 @@ class NodeObservation:
     latency_ms: float | None = None  # a tool's mean call latency
     latency_p99_ms: float | None = None
     calls_per_s: float | None = None  # calls the node's servers completed per second
+    ttft_p99_ms: float | None = None  # observed, reported beside the SLO (bucket upper bound)
+    tbt_p99_ms: float | None = None
+    waiting: float | None = None  # vllm:num_requests_waiting summed over the node's servers
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Observations:
     source: str
     requests_per_s: float | None = None
     nodes: dict[str, NodeObservation] = field(default_factory=dict)
-    queue: dict[str, float] = field(default_factory=dict)  # stage -> calls waiting or running
+    queue: dict[str, float] = field(default_factory=dict)  # node -> calls waiting or running (router)
 
     def node(self, name: str) -> NodeObservation:
         return self.nodes.setdefault(name, NodeObservation())
@@ -264,6 +267,13 @@ def _interpret(samples: list[_Sample], window_s: float | None, plan: dict[str, A
         _token_totals(obs, metrics, node, hist.count)
         if window_s:
             obs.node(node).calls_per_s = hist.count / window_s
+    for family, attr in (("vllm:time_to_first_token_seconds", "ttft_p99_ms"),
+                         ("vllm:time_per_output_token_seconds", "tbt_p99_ms"),
+                         ("vllm:inter_token_latency_seconds", "tbt_p99_ms")):
+        for node, hist in metrics.targets(family).items():
+            p99 = hist.quantile(0.99)
+            if p99 is not None:
+                setattr(obs.node(node), attr, p99 * 1e3)
     for node, hist in metrics.targets("hetc_stage_visits_per_request").items():
         obs.node(node).visits = hist.mean()
     tool_nodes = {s["node"] for s in plan["stages"] if s["kind"].startswith("tool")}
@@ -275,6 +285,8 @@ def _interpret(samples: list[_Sample], window_s: float | None, plan: dict[str, A
     for (name, target), value in metrics.values.items():
         if name == "hetc_stage_queue" and target:
             obs.queue[target] = obs.queue.get(target, 0.0) + value
+        elif name == "vllm:num_requests_waiting" and target:
+            obs.node(target).waiting = (obs.node(target).waiting or 0.0) + value
     requests = sum(v for (name, _), v in metrics.values.items() if name == "hetc_requests_total")
     if requests and window_s:
         obs.requests_per_s = requests / window_s
@@ -282,6 +294,22 @@ def _interpret(samples: list[_Sample], window_s: float | None, plan: dict[str, A
         raise HetcError("hetc_requests_total is a cumulative counter: give --window SECONDS, the time it counted "
                         "over (or export a query_range, whose range is the window)", Loc(path))
     return obs
+
+
+def observed_text(obs: Observations, slo: dict[str, Any]) -> str:
+    """What the observations say about latency and queues (not fed to the planner: the SLO is the user's)."""
+    lines = []
+    for name in sorted(set(obs.nodes) | set(obs.queue)):
+        seen = obs.nodes.get(name, NodeObservation())
+        parts = [f"TTFT p99 <= {seen.ttft_p99_ms:g} ms (SLO {slo.get('ttft_ms') or '-'})"
+                 if seen.ttft_p99_ms is not None else "",
+                 f"TBT p99 <= {seen.tbt_p99_ms:g} ms (SLO {slo.get('tbt_ms') or '-'})"
+                 if seen.tbt_p99_ms is not None else "",
+                 f"{seen.waiting:g} waiting" if seen.waiting else "",
+                 f"{obs.queue[name]:g} in the router's queue" if obs.queue.get(name) else ""]
+        if any(parts):
+            lines.append(f"  {printable(name)}: " + ", ".join(p for p in parts if p))
+    return "observed:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _token_totals(obs: Observations, metrics: _Metrics, node: str, calls: float) -> None:
