@@ -47,10 +47,12 @@ def test_doubled_rate_scales_the_bottlenecks(bundle, replanned):
     # the stages that queue when the old plan meets the doubled rate
     hot = simulate(old, rate_rps=80.0, duration_s=20.0, seed=1)["hot_spots"]
     assert hot
-    old_replicas = {s["id"]: s["replicas"] for s in old["stages"]}
+    old_by_id = {s["id"]: s for s in old["stages"]}
+    scaled = [s["id"] for s in new["stages"] if s["id"] in hot and s["device"] == old_by_id[s["id"]]["device"]]
+    assert set(scaled) == set(hot)  # the bottlenecks stay on their class (the current classes are preferred)
     for stage in new["stages"]:
-        if stage["id"] in hot and stage["device"] == next(s["device"] for s in old["stages"] if s["id"] == stage["id"]):
-            assert stage["replicas"] > old_replicas[stage["id"]], stage["id"]
+        if stage["id"] in scaled:
+            assert stage["replicas"] > old_by_id[stage["id"]]["replicas"], stage["id"]
     capacity = {s["id"]: s["replicas"] * s["predicted"]["throughput_rps"] for s in new["stages"]
                 if s["predicted"].get("throughput_rps")}
     for stage in new["stages"]:
@@ -114,6 +116,34 @@ def test_change_inside_the_band_is_no_change(bundle, tmp_path, capsys):
     code, out, _ = run(["replan", str(bundle), "--spec", str(SPEC), "--observed", str(observed), "--band", "2",
                         "--json"], capsys)
     assert code == 0 and json.loads(out)["status"] == "replanned"
+    assert {c["field"]: c["new"] for c in json.loads(out)["changed"]} == {"traffic.requests_per_s": 42.0}
+
+
+def test_rate_from_vllm_calls_without_the_router_counter(bundle, tmp_path):
+    from hetc.observations import read_observations
+
+    text = "\n".join(line for line in SNAPSHOT.read_text().splitlines() if not line.startswith("hetc_requests_total"))
+    observed = tmp_path / "vllm-only.prom"
+    observed.write_text(text + "\n")
+    from hetc.replan import replan
+
+    obs = read_observations(str(observed), load_plan(bundle), 600.0)
+    assert obs.requests_per_s is None and obs.nodes["llm"].calls_per_s == pytest.approx(77952 / 600)
+    result = replan(str(SPEC), SPEC.read_bytes(), load_plan(bundle), obs, band_pct=10.0, min_saving_pct=5.0)
+    rate = next(c for c in result.changes if c.field == "traffic.requests_per_s")
+    assert rate.new == pytest.approx(80.0, rel=0.01)  # 129.9 LLM calls/s over 1.624 calls per request
+
+
+def test_exposition_labels_with_escapes_and_timestamps(bundle, tmp_path):
+    from hetc.errors import HetcError
+    from hetc.observations import read_observations
+
+    observed = tmp_path / "escapes.prom"
+    observed.write_text('hetc_stage_queue{stage="llm.prefill",note="a \\"quoted\\" , value"} 7 1700000000000\n')
+    assert read_observations(str(observed), load_plan(bundle)).queue == {"llm": 7.0}
+    observed.write_text("hetc_stage_queue{stage=\"llm\"}\n")
+    with pytest.raises(HetcError, match="expected a Prometheus sample"):
+        read_observations(str(observed), load_plan(bundle))
 
 
 @pytest.mark.parametrize("edit, metric", [
