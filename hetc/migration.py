@@ -48,14 +48,23 @@ def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, An
             action = "scale down"
         else:
             action = "keep"
-        actions.append({
-            "stage": stage["id"], "action": action,
-            "from": None if before is None else {"device": before["device"], "replicas": before["replicas"],
-                                                 "tp": before["tp"], "devices": _devices(before, before["replicas"])},
-            "to": {"device": stage["device"], "replicas": stage["replicas"], "tp": stage["tp"],
-                   "devices": _devices(stage, stage["replicas"])},
-            "usd_per_hour_delta": stage["tco"]["usd_per_hour"] - (before["tco"]["usd_per_hour"] if before else 0.0)})
+        actions.append({"stage": stage["id"], "action": action, "from": _placement(before), "to": _placement(stage),
+                        "usd_per_hour_delta": stage["tco"]["usd_per_hour"] - _usd(before)})
+    new_ids = {s["id"] for s in new["stages"]}
+    for sid, before in old_stages.items():  # stages the new plan no longer has
+        if sid not in new_ids and before.get("service", {}).get("type") not in ("none", "transfer"):
+            actions.append({"stage": sid, "action": "remove", "from": _placement(before), "to": None,
+                            "usd_per_hour_delta": -_usd(before)})
     return actions
+
+
+def _placement(stage: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if stage is None else {"device": stage["device"], "replicas": stage["replicas"], "tp": stage["tp"],
+                                       "devices": _devices(stage, stage["replicas"])}
+
+
+def _usd(stage: dict[str, Any] | None) -> float:
+    return stage["tco"]["usd_per_hour"] if stage else 0.0
 
 
 def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = None) -> dict[str, Any]:
@@ -66,7 +75,8 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
     old_stages = {s["id"]: s for s in old["stages"]}
     new_stages = {s["id"]: s for s in new["stages"]}
     actions = stage_actions(old, new)
-    need = {a["stage"]: need_rps * new_stages[a["stage"]]["invocations"]["expected"] for a in actions}
+    need = {a["stage"]: need_rps * new_stages[a["stage"]]["invocations"]["expected"] if a["to"] else 0.0
+            for a in actions}
     # capacity[stage] = [old part, new part], in calls per second (None: a stage without a throughput figure)
     capacity = {a["stage"]: [_capacity(old_stages.get(a["stage"])), 0.0] for a in actions}
     steps, lowest = [], {}
@@ -85,7 +95,7 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
         steps.append(row)
 
     for a in actions:  # 1. add capacity
-        stage, to = new_stages[a["stage"]], a["to"]
+        stage, to = new_stages.get(a["stage"]), a["to"]
         if a["action"] == "scale up":
             step(f"scale up {a['stage']} on {to['device']}: {a['from']['replicas']} -> {to['replicas']} replicas "
                  f"(+{to['devices'] - a['from']['devices']} devices)", a["stage"], old_part=_capacity(stage))
@@ -93,14 +103,16 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
             step(f"start {a['stage']} on {to['device']}: {to['replicas']} replicas x tp{to['tp']} "
                  f"(+{to['devices']} devices); wait until ready", a["stage"], new_part=_capacity(stage))
     for a in actions:  # 2. shift traffic, 3. drain what the new plan does not keep
-        stage, to = new_stages[a["stage"]], a["to"]
         if a["action"] == "move":
-            step(f"shift {a['stage']} traffic from {a['from']['device']} to {to['device']}", a["stage"])
+            step(f"shift {a['stage']} traffic from {a['from']['device']} to {a['to']['device']}", a["stage"])
     for a in actions:
-        stage = new_stages[a["stage"]]
+        stage = new_stages.get(a["stage"])
         if a["action"] == "move":
             step(f"drain and stop {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices)",
                  a["stage"], old_part=0.0, drain=True)
+        elif a["action"] == "remove":
+            step(f"drain and stop {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices): the new "
+                 "plan has no such stage", a["stage"], old_part=0.0, drain=True)
         elif a["action"] == "scale down":
             step(f"drain {a['from']['replicas'] - a['to']['replicas']} replicas of {a['stage']} on "
                  f"{a['to']['device']}: {a['from']['replicas']} -> {a['to']['replicas']} "
@@ -136,7 +148,7 @@ def migration_text(m: dict[str, Any]) -> str:
     lines = [f"migration at {m['need_rps']:g} requests/s:"]
     for a in m["stages"]:
         before = f"{a['from']['device']} {a['from']['replicas']}x tp{a['from']['tp']}" if a["from"] else "-"
-        after = f"{a['to']['device']} {a['to']['replicas']}x tp{a['to']['tp']}"
+        after = f"{a['to']['device']} {a['to']['replicas']}x tp{a['to']['tp']}" if a["to"] else "-"
         lines.append(f"  {a['stage']}: {a['action']}" + ("" if a["action"] == "keep" else f" ({before} -> {after})"))
     usd = m["usd_per_hour"]
     lines.append(f"  cost: ${usd['old']:,.2f}/hour -> ${usd['new']:,.2f}/hour "

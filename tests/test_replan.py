@@ -200,3 +200,21 @@ def test_simulator_output_updates_branch_probabilities(bundle, tmp_path, capsys)
     assert code == 0
     changed = {c["field"]: c["new"] for c in json.loads(out)["changed"]}
     assert changed["edges.llm -> search.probability"] == pytest.approx(0.3, abs=0.002)
+
+
+def test_migration_flags_a_drain_below_the_need_and_orders_removals_last(bundle):
+    from hetc.migration import migrate, migration_text
+
+    old = load_plan(bundle)
+    new = json.loads(json.dumps(old))
+    prefill = next(s for s in new["stages"] if s["id"] == "llm.prefill")
+    prefill["replicas"] = 5  # 5 x ~6.3 calls/s < 40 requests/s x 1.624 calls per request
+    new["stages"] = [s for s in new["stages"] if s["id"] != "tts"]
+    m = migrate(old, new)
+    actions = {a["stage"]: a["action"] for a in m["stages"]}
+    assert actions["llm.prefill"] == "scale down" and actions["tts"] == "remove" and actions["stt"] == "keep"
+    assert not m["safe"] and m["below_need"] == ["llm.prefill"]
+    assert all(s["drain"] for s in m["steps"])
+    assert "WARNING" in migration_text(m)
+    prefill["replicas"] = 12  # still above the need: a safe scale-down
+    assert migrate(old, new)["safe"]
