@@ -34,9 +34,11 @@ DEFAULT_MIN_SAVING_PCT = 5.0  # a class move must save 5 % of $/hour: one hour o
               help="Fail (exit 4) when the new plan costs more $/hour; nothing is written.")
 @click.option("--max-regression", "max_regression", type=FiniteFloat(), metavar="PCT",
               help="Fail (exit 4) when the new plan's $/hour exceeds the current one's by more than PCT percent.")
+@click.option("--simulate", "simulate_s", type=FiniteFloat(minimum=0.0), default=10.0, show_default=True,
+              metavar="SECONDS", help="Simulate the new plan at the observed rate for SECONDS of arrivals (0: skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes and the migration as JSON.")
 def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_saving_pct, max_cost,
-                   max_regression, as_json):
+                   max_regression, simulate_s, as_json):
     """Re-plan BUNDLE for the load in --observed; write the new bundle with migration.json/.txt to -o."""
     from hetc.bundle import check_output, to_json
     from hetc.migration import migration_text
@@ -49,7 +51,8 @@ def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_
     if output is not None:
         check_output(output, (bundle, observed, spec_shown))
     obs = read_observations(observed, plan, window_s)
-    result = replan(spec_shown, spec_data, plan, obs, band_pct=band_pct, min_saving_pct=min_saving_pct)
+    result = replan(spec_shown, spec_data, plan, obs, band_pct=band_pct, min_saving_pct=min_saving_pct,
+                    simulate_s=simulate_s)
     summary = {"observed": [vars(c) for c in result.changes], "changed": [vars(c) for c in result.significant],
                "band_pct": band_pct}
     if not result.significant:

@@ -1,25 +1,29 @@
 """From one plan to another without dropping below the load: per stage keep / scale up / scale down / move,
 the devices to add and release, the cost delta, and an ordered list of steps.
 
-Order: every addition first (new replicas of scaled-up stages, the new placement of moved stages), then
-traffic shifts to moved stages' new replicas, then drains (old placements, scaled-down replicas). Capacity
-is tracked per stage through the steps (replicas x the plan's predicted throughput per replica); a drain
+Order: every addition first (new replicas of scaled-up stages, the replacement replicas of moved and
+reconfigured stages), then traffic shifts to the replacements, then drains (replaced and surplus replicas).
+Capacity is tracked per stage through the steps (replicas x the plan's predicted throughput per replica); a drain
 never takes a stage below the need `rate x expected calls per request`, and `safe` says whether that held.
 
-Migration cost (an assumption, stated in docs/replan.md): a moved stage runs on both classes while the new
-replicas load weights, warm up and the old ones drain; we count MIGRATION_HOURS of the new placement's
-$/hour as double capacity.
+Migration cost (an assumption, stated in docs/replan.md): a moved or reconfigured stage runs old and new
+replicas side by side while the new ones load weights and warm up and the old ones drain; we count
+MIGRATION_HOURS of the new placement's $/hour as double capacity.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-MIGRATION_HOURS = 1.0  # hours of double capacity per moved stage (image pull + weight load + drain)
+MIGRATION_HOURS = 1.0  # hours of double capacity per replaced stage (image pull + weight load + drain)
 
 
 def _shape(stage: dict[str, Any]) -> tuple:
-    return stage["device"], stage["tp"], stage["pp"], stage.get("devices_per_replica", 1)
+    """What a replica is: changing any of it replaces the replicas (new ones started before old ones drain)."""
+    return stage["device"], stage["tp"], stage["pp"], stage.get("devices_per_replica", 1), stage["batch"]
+
+
+REPLACED = ("move", "reconfigure")  # new replicas started, traffic shifted, old ones drained
 
 
 def _capacity(stage: dict[str, Any] | None, replicas: int | None = None) -> float | None:
@@ -40,8 +44,10 @@ def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, An
         if not stage.get("device") or stage.get("service", {}).get("type") in ("none", "transfer"):
             continue  # inputs, outputs and KV links: no servers of their own
         before = old_stages.get(stage["id"])
-        if before is None or _shape(before) != _shape(stage):
-            action = "move" if before else "add"
+        if before is None:
+            action = "add"
+        elif _shape(before) != _shape(stage):
+            action = "move" if before["device"] != stage["device"] else "reconfigure"
         elif stage["replicas"] > before["replicas"]:
             action = "scale up"
         elif stage["replicas"] < before["replicas"]:
@@ -60,7 +66,7 @@ def stage_actions(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, An
 
 def _placement(stage: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if stage is None else {"device": stage["device"], "replicas": stage["replicas"], "tp": stage["tp"],
-                                       "devices": _devices(stage, stage["replicas"])}
+                                       "batch": stage["batch"], "devices": _devices(stage, stage["replicas"])}
 
 
 def _usd(stage: dict[str, Any] | None) -> float:
@@ -99,16 +105,16 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
         if a["action"] == "scale up":
             step(f"scale up {a['stage']} on {to['device']}: {a['from']['replicas']} -> {to['replicas']} replicas "
                  f"(+{to['devices'] - a['from']['devices']} devices)", a["stage"], old_part=_capacity(stage))
-        elif a["action"] in ("move", "add"):
-            step(f"start {a['stage']} on {to['device']}: {to['replicas']} replicas x tp{to['tp']} "
+        elif a["action"] in (*REPLACED, "add"):
+            step(f"start {a['stage']} on {to['device']}: {to['replicas']} replicas x tp{to['tp']} b{to['batch']} "
                  f"(+{to['devices']} devices); wait until ready", a["stage"], new_part=_capacity(stage))
     for a in actions:  # 2. shift traffic, 3. drain what the new plan does not keep
-        if a["action"] == "move":
-            step(f"shift {a['stage']} traffic from {a['from']['device']} to {a['to']['device']}", a["stage"])
+        if a["action"] in REPLACED:
+            step(f"shift {a['stage']} traffic from the old replicas to the new", a["stage"])
     for a in actions:
         stage = new_stages.get(a["stage"])
-        if a["action"] == "move":
-            step(f"drain and stop {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices)",
+        if a["action"] in REPLACED:
+            step(f"drain and stop the old replicas of {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices)",
                  a["stage"], old_part=0.0, drain=True)
         elif a["action"] == "remove":
             step(f"drain and stop {a['stage']} on {a['from']['device']} (-{a['from']['devices']} devices): the new "
@@ -122,7 +128,7 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
     old_devices = {d["device"]: d["count"] for d in old.get("devices", [])}
     new_devices = {d["device"]: d["count"] for d in new.get("devices", [])}
     classes = sorted(set(old_devices) | set(new_devices))
-    moved = [a for a in actions if a["action"] == "move"]
+    moved = [a for a in actions if a["action"] in REPLACED]
     migration_usd = sum(new_stages[a["stage"]]["tco"]["usd_per_hour"] for a in moved) * MIGRATION_HOURS
     saving = old["tco"]["usd_per_hour"] - new["tco"]["usd_per_hour"]
     return {
@@ -143,12 +149,15 @@ def migrate(old: dict[str, Any], new: dict[str, Any], need_rps: float | None = N
     }
 
 
+def _placement_text(place: dict[str, Any] | None) -> str:
+    return f"{place['device']} {place['replicas']}x tp{place['tp']} b{place['batch']}" if place else "-"
+
+
 def migration_text(m: dict[str, Any]) -> str:
     """The migration in words."""
     lines = [f"migration at {m['need_rps']:g} requests/s:"]
     for a in m["stages"]:
-        before = f"{a['from']['device']} {a['from']['replicas']}x tp{a['from']['tp']}" if a["from"] else "-"
-        after = f"{a['to']['device']} {a['to']['replicas']}x tp{a['to']['tp']}" if a["to"] else "-"
+        before, after = _placement_text(a["from"]), _placement_text(a["to"])
         lines.append(f"  {a['stage']}: {a['action']}" + ("" if a["action"] == "keep" else f" ({before} -> {after})"))
     usd = m["usd_per_hour"]
     lines.append(f"  cost: ${usd['old']:,.2f}/hour -> ${usd['new']:,.2f}/hour "
@@ -158,11 +167,17 @@ def migration_text(m: dict[str, Any]) -> str:
             lines.append(f"  devices to {verb}: " + ", ".join(f"{n} x {d}" for d, n in m["devices"][verb].items()))
     if m["migration_cost"]["moved_stages"]:
         lines.append(f"  migration cost: ${m['migration_cost']['usd']:,.2f} "
-                     f"({m['migration_cost']['double_capacity_hours']:g} h of double capacity per moved stage"
+                     f"({m['migration_cost']['double_capacity_hours']:g} h of double capacity per replaced stage"
                      + (f"; paid back in {m['migration_cost']['payback_hours']:g} h)"
                         if m["migration_cost"]["payback_hours"] is not None else ")"))
     lines.append("  steps:" if m["steps"] else "  steps: none")
     lines += [f"    {s['step']}. {s['text']}" for s in m["steps"]]
+    sim = m.get("simulated")
+    if sim:
+        verdict = "meets the SLA" if sim["meets_sla"] else "WARNING: misses the SLA: " + "; ".join(
+            sim["failed"] or [f"{sim['dropped']} requests dropped"])
+        lines.append(f"  simulated at {sim['rate_rps']:g} requests/s for {sim['duration_s']:g} s "
+                     f"({sim['requests']} requests): {verdict}")
     if not m["safe"]:
         lines.append("  WARNING: a drain takes " + ", ".join(m["below_need"]) + " below the observed need")
     return "\n".join(lines) + "\n"

@@ -83,6 +83,8 @@ def read_observations(path: str, plan: dict[str, Any], window_s: float | None = 
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise HetcError(f"not valid JSON: {exc.msg}", Loc(shown, exc.lineno, exc.colno)) from None
+        if isinstance(doc, dict) and isinstance(doc.get("simulation"), dict):  # `hetc simulate --json` wraps it
+            doc = doc["simulation"]
         if isinstance(doc, dict) and "stages" in doc and "rate_rps" in doc:
             return _from_simulation(doc, plan, shown)
         samples, window = _query_range(doc, shown)

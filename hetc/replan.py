@@ -60,7 +60,7 @@ def bundle_spec(bundle: Path, plan: dict[str, Any], spec_path: str | None) -> tu
 
 
 def replan(spec_shown: str, spec_data: bytes, plan: dict[str, Any], obs: Observations, *, band_pct: float,
-           min_saving_pct: float) -> Replan:
+           min_saving_pct: float, simulate_s: float = 10.0) -> Replan:
     from hetc.compiler import CompileOptions, load
 
     options = CompileOptions(hwdb=plan["provenance"].get("hwdb", "default"))
@@ -83,10 +83,25 @@ def replan(spec_shown: str, spec_data: bytes, plan: dict[str, Any], obs: Observa
     out.result = free if out.choice == "free" else sticky
     need = out.result.plan["traffic"]["requests_per_s"]
     out.migration = migrate(plan, out.result.plan, need)
+    out.migration["simulated"] = simulated(out.result.plan, need, simulate_s)
     out.migration["choice"] = {"picked": out.choice, "free_usd_per_hour": out.free_usd,
                                "sticky_usd_per_hour": out.sticky_usd, "min_saving_pct": min_saving_pct,
                                "saving_pct": round(saving_pct, 3)}
     return out
+
+
+def simulated(plan: dict[str, Any], rate: float, seconds: float) -> dict[str, Any] | None:
+    """The new plan simulated at the observed rate (hetc.simulate, in-process, seed 0): the check a reviewer
+    would run by hand. None when `seconds` is 0."""
+    from hetc.simulate import simulate
+
+    if seconds <= 0 or not rate:
+        return None
+    report = simulate(plan, rate_rps=rate, duration_s=seconds, seed=0)
+    return {"rate_rps": rate, "duration_s": seconds, "requests": report["requests"], "meets_sla": report["meets_sla"],
+            "dropped": report["dropped"]["count"],
+            "failed": [f"{c['metric']} {c['percentile']} {c['measured_ms']:g} ms > {c['target_ms']:g} ms"
+                       for c in report["checks"] if not c["meets"]]}
 
 
 def _sticky(doc: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,8 @@ def test_migration_never_drops_below_the_observed_need(bundle, replanned):
     added = migration["devices"]["add"]
     assert sum(added.values()) > 0
     assert "steps:" in (replanned / "migration.txt").read_text()
+    assert migration["simulated"]["meets_sla"] and migration["simulated"]["rate_rps"] == pytest.approx(80.0)
+    assert "simulated at 80 requests/s for 10 s" in (replanned / "migration.txt").read_text()
 
 
 def test_new_plan_meets_the_sla_at_the_new_rate(bundle, replanned):
@@ -195,7 +197,7 @@ def test_simulator_output_updates_branch_probabilities(bundle, tmp_path, capsys)
         elif row["id"].startswith("llm."):
             row["visits_per_request"] = 1.417
     observed = tmp_path / "sim.json"
-    observed.write_text(json.dumps(report))
+    observed.write_text(json.dumps({"simulation": report}))  # as `hetc simulate --json` prints it
     code, out, _ = run(["replan", str(bundle), "--spec", str(SPEC), "--observed", str(observed), "--json"], capsys)
     assert code == 0
     changed = {c["field"]: c["new"] for c in json.loads(out)["changed"]}
@@ -218,3 +220,16 @@ def test_migration_flags_a_drain_below_the_need_and_orders_removals_last(bundle)
     assert "WARNING" in migration_text(m)
     prefill["replicas"] = 12  # still above the need: a safe scale-down
     assert migrate(old, new)["safe"]
+
+
+def test_a_new_batch_size_replaces_replicas_before_draining(bundle):
+    from hetc.migration import migrate
+
+    old = load_plan(bundle)
+    new = json.loads(json.dumps(old))
+    next(s for s in new["stages"] if s["id"] == "stt")["batch"] = 32
+    m = migrate(old, new)
+    assert {a["stage"]: a["action"] for a in m["stages"]}["stt"] == "reconfigure"
+    texts = [s["text"] for s in m["steps"]]
+    assert texts[0].startswith("start stt") and texts[1].startswith("shift stt") and texts[2].startswith("drain")
+    assert m["safe"] and m["migration_cost"]["moved_stages"] == ["stt"]
