@@ -31,6 +31,7 @@ COMMANDS = {
     "sweep": ("hetc.cli_study", "sweep", "Compile every combination of options; table and report."),
     "diff": ("hetc.cli_study", "diff", "Compare two plans: what moved, cost and latency deltas."),
     "uncertainty": ("hetc.cli_uncertainty", "uncertainty", "Monte Carlo: win probabilities, regret, the robust plan."),
+    "replan": ("hetc.cli_replan", "replan_command", "Re-plan a bundle from observed load; write a migration."),
     "import": ("hetc.importers.cli", "import_group", "Write a spec from a framework's agent graph (LangGraph)."),
 }
 

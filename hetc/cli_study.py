@@ -356,12 +356,16 @@ def diff(a, b, as_json, max_regression, max_latency_regression):
     if max_latency_regression is not None and latency["pct"] is not None and latency["pct"] > max_latency_regression:
         failures.append(f"latency regression {_pct(latency['pct'])} ({_ms(latency['a'])} -> {_ms(latency['b'])} ms) "
                         f"exceeds --max-latency-regression {max_latency_regression:g}%")
+    from hetc.migration import migrate, migration_text
+
+    result["migration"] = migrate(plan_a, plan_b)  # from A to B at the rate B was planned for
     result["gates"] = {"max_regression_pct": max_regression, "max_latency_regression_pct": max_latency_regression,
                        "failed": failures}
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
         _print_diff(result, a, b, _console())
+        click.echo(migration_text(result["migration"]), nl=False)
     if failures:
         where = Path(b) / "plan.json" if Path(b).is_dir() else Path(b)
         raise PolicyError(failures[0] if len(failures) == 1 else "; ".join(failures), Loc(str(where)))
