@@ -39,11 +39,14 @@ nodes:
   question: {kind: input, produces: text, tokens: 32}
   retrieve: {kind: memory_lookup, n_vectors: 16, top_k: 4, embed_model: bge, query_tokens: 32}
   remember: {kind: memory_store, embed_model: bge, tokens: 32}
+  vectorise: {kind: embedding, model: bge, tokens: 32}
   answer: {kind: output}
   stored: {kind: output}
+  vectors: {kind: output}
 edges:
   - question -> retrieve -> answer
   - question -> remember -> stored
+  - question -> vectorise -> vectors
 hardware:
   pool: [intel-xeon-8480]
 """
@@ -90,7 +93,8 @@ def embed_bundle(tmp_path_factory):
     (folder / "bind.yaml").write_text(
         "hetc-bindings: 1\nnodes:\n"
         "  retrieve: {vectors: vectors.npy, documents: documents.jsonl, embed: 'embed_callables:tokens'}\n"
-        "  remember: {callable: 'embed_callables:store', embed: 'embed_callables:tokens'}\n")
+        "  remember: {callable: 'embed_callables:store', embed: 'embed_callables:tokens'}\n"
+        "  vectorise: {embed: 'embed_callables:tokens'}\n")
     return folder
 
 
@@ -180,6 +184,8 @@ def test_retrieval_ranks_the_index_with_the_pooled_query(embed_bundle, monkeypat
     payloads = [{"request_id": str(i), "inputs": [{"text": t}], "deadline_s": 5.0} for i, t in enumerate(texts)]
     embedded = asyncio.run(embed.call_batch(payloads))  # one kernel call, padded and masked
     assert [e["batch_size"] for e in embedded] == [3, 3, 3]
+    alone = StageWorker(stages["vectorise"], bindings, str(embed_bundle / "bundle"))  # an embedding node
+    np.testing.assert_allclose(asyncio.run(alone.call(payloads[2]))["embedding"], embedded[2]["embedding"])
     vectors = np.load(embed_bundle / "vectors.npy")
     for text, value in zip(texts, embedded, strict=True):
         query = _numpy_pool(embed_callables.tokens(text))

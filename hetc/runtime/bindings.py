@@ -42,6 +42,7 @@ NODE_KEYS = {  # plan stage kinds of a node -> the keys its binding accepts
     "tool": ("http", "callable", "timeout_ms", "retries", "name", "description", "parameters"),
     "retrieval": ("vectors", "documents", "embed"),
     "code": ("callable", "embed"),  # embed: text -> token vectors, for a memory_store's embed stage
+    "embedding": ("embed",),  # an embedding node: text -> token vectors
 }
 
 
@@ -59,7 +60,7 @@ def node_role(kinds: set[str]) -> str | None:
         return "retrieval"
     if kinds & {"compute", "memory_store"}:
         return "code"
-    return None
+    return "embedding" if "embed" in kinds else None
 
 
 class _Checker:
