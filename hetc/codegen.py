@@ -4,6 +4,12 @@ Each placed task op asks hetc.targets.kernels for the kernels it needs (speciali
 shapes); kernels are grouped by the target of the op's device class (cpu, cuda/sm_XX, gaudi/gaudiN),
 emitted once per group, and checked by the tool that consumes them. Devices without a code generator
 (AMD GPUs: ROCm) get no kernels; their stages run on the serving engine alone.
+
+A kernel is emitted only when something runs it (issue 14: a kernel no stage calls is not emitted):
+`CALLED_AT_RUN_TIME` names, per op kind and target, the kernel kinds hetc's runtime calls (hetc/runtime/
+kernels.py). Today that is retrieval and embedding on a CPU stage. The LLM kernels (sampling, rmsnorm,
+elementwise, KV pack/unpack) and every PTX / TPC-C kernel have generators and tests (targets/) but no caller:
+vLLM, SGLang and TensorRT-LLM run their own; docs/codegen.md says which kernel runs where.
 """
 
 from __future__ import annotations
@@ -13,8 +19,15 @@ from xdsl.traits import SymbolTable
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.frontend import arch_from_attr
+from hetc.targets import kernels as K
 
 CPU_VARIANT = "x86-64"
+
+# (op kind, target) -> the kernel kinds a stage of that kind calls at run time, and who calls them.
+CALLED_AT_RUN_TIME: dict[tuple[str, str], tuple[str, ...]] = {
+    ("vector_search", "cpu"): (K.VECTOR_SEARCH,),  # hetc.runtime.kernels.VectorSearch (retrieval stage)
+    ("embed", "cpu"): (K.EMBED_POOL,),  # hetc.runtime.kernels.EmbedPool (embed stage)
+}
 CUDA_VARIANT_FOR = {"sm_86": "sm_80", "sm_87": "sm_80", "sm_89": "sm_80"}
 
 
@@ -49,29 +62,35 @@ def _kernel_owner(op: T.TaskOp) -> str:
     return op.KIND
 
 
-def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[str, list[str]]]:
-    """Returns (bundle files, op sym name -> the bundle files holding its kernels)."""
+def called_kernels(op_kind: str, target: str, specs: list) -> list:
+    """The kernels of `specs` that a stage of `op_kind` on `target` calls at run time."""
+    kinds = CALLED_AT_RUN_TIME.get((op_kind, target), ())
+    return [spec for spec in specs if spec.kind in kinds]
+
+
+def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[str, dict[str, list[str]]]]:
+    """Returns (bundle files, op sym name -> {"files": the bundle files holding its kernels, "symbols": the
+    kernels it calls}). Ops whose kernels nothing runs get none."""
     from hetc.targets import get_target
-    from hetc.targets.kernels import kernels_for_op
 
     groups: dict[tuple[str, str], list] = {}
-    users: dict[tuple[str, str], list[str]] = {}
+    users: dict[tuple[str, str], dict[str, list[str]]] = {}
     for op in module.walk():
         if not isinstance(op, T.TaskOp) or op.placement() is None:
             continue
         tv = target_variant(db.devices[op.placement().device.data])
-        if tv is None:
+        if tv is None or (op.KIND, tv[0]) not in CALLED_AT_RUN_TIME:
             continue
         arch = None
         if "model" in op.properties:
             model = SymbolTable.lookup_symbol(op, op.model)
             arch = arch_from_attr(model.arch, model.sym_name.data) if isinstance(model, A.ModelOp) else None
-        specs = kernels_for_op(op.KIND, _kernel_owner(op), arch, _op_attrs(op))
+        specs = called_kernels(op.KIND, tv[0], K.kernels_for_op(op.KIND, _kernel_owner(op), arch, _op_attrs(op)))
         if specs:
             groups.setdefault(tv, []).extend(specs)
-            users.setdefault(tv, []).append(op.sym_name.data)
+            users.setdefault(tv, {})[op.sym_name.data] = sorted({spec.name for spec in specs})
     files: dict[str, bytes] = {}
-    kernels: dict[str, list[str]] = {}
+    kernels: dict[str, dict[str, list[str]]] = {}
     for (target_name, variant), specs in sorted(groups.items()):
         target = get_target(target_name)
         emitted = target.emit(specs, variant)
@@ -81,6 +100,6 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         paths = [f"{target_name}/{name}" if name.startswith(f"{variant}/") else f"{target_name}/{variant}/{name}"
                  for name in sorted(emitted)]
         files.update(zip(paths, (emitted[n] for n in sorted(emitted)), strict=True))
-        for op_name in users[(target_name, variant)]:
-            kernels[op_name] = paths
+        for op_name, symbols in users[(target_name, variant)].items():
+            kernels[op_name] = {"files": paths, "symbols": symbols}
     return files, kernels

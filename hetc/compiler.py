@@ -94,7 +94,7 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
     for index, (name, text) in enumerate(run.dumps):
         files[f"ir/{index:02d}-{name}.mlir"] = text.encode()
     files["ir/final.generic.mlir"] = print_module(module, generic=True).encode()
-    kernels: dict[str, list[str]] = {}
+    kernels: dict[str, dict[str, list[str]]] = {}
     if options.codegen and "place" in run.pass_names:
         from hetc.codegen import generate
 

@@ -86,7 +86,7 @@ def _concurrency(est: dict, latency_ms: float) -> int:
     return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
-def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, list[str]], options) -> dict | None:
+def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
     None when the pipeline did not run place (the bundle then holds the IR only)."""
     from hetc.placement_problem import module_kv_paths, output_tokens_per_request
@@ -234,7 +234,9 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
         "replicas": replicas, "tp": place.tp.data if place else 1, "pp": place.pp.data if place else 1,
         "batch": place.batch.data if place else 1, "devices_per_replica": per_replica if placeable(op) else 0,
         "engine": engine, "model": model,
-        "kernels": list(kernels.get(op.sym_name.data, [])) if isinstance(op, T.TaskOp) else [],
+        # the files holding the kernels this stage calls at run time, and those kernels' symbols
+        "kernels": list(kernels.get(op.sym_name.data, {}).get("files", [])) if isinstance(op, T.TaskOp) else [],
+        "kernel_symbols": list(kernels.get(op.sym_name.data, {}).get("symbols", [])) if isinstance(op, T.TaskOp) else [],
         "service": _service(op, est, device) if isinstance(op, T.TaskOp) else {"type": "none"},
         "predicted": predicted,
         "invocations": {"expected": load, "worst": flow.worst.get(op, 1.0)},

@@ -92,9 +92,12 @@ def files_of(bundle: Path) -> dict[str, bytes]:
     return {str(p.relative_to(bundle)): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
 
 
-def test_both_code_targets_were_generated(bundle):
+def test_the_kernels_the_stages_call_were_generated(bundle):
+    """The hostile-named retrieval and embedding run on CPU stages, so their kernels are generated; a bundle
+    holds no PTX or TPC-C (no stage calls them, docs/codegen.md); test_codegen_injection.py feeds the same
+    hostile names to those targets directly."""
     dirs = {p.split("/")[0] for p in files_of(bundle)}
-    assert "cpu" in dirs and ("cuda" in dirs or "gaudi" in dirs), dirs
+    assert "cpu" in dirs and not dirs & {"cuda", "gaudi"}, dirs
 
 
 def test_generated_code_holds_no_hostile_text(bundle):

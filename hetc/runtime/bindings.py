@@ -12,6 +12,10 @@ A bindings file (`hetc serve BUNDLE --bind FILE`) is YAML:
       status: {callable: helpdesk:status}
       retrieve: {vectors: index/vectors.npy, documents: index/documents.jsonl, embed: helpdesk:embed}
       triage: {callable: helpdesk:triage}
+      remember: {callable: notes:store, embed: notes:tokens}   # a memory_store with an embed_model
+
+A retrieval or memory_store node whose embed stage runs on a CPU gets token vectors ([tokens, dim]) from its
+`embed` callable and pools them with the bundle's kernel (docs/deploy.md, "Generated kernels").
 
 `validate_bindings` checks the file against the plan and returns plain data (it travels to Ray replicas);
 every error names the file, line and column and the run exits with code 2.
@@ -39,7 +43,8 @@ MODEL_KEYS = ("endpoint", "model", "api_key_env")
 NODE_KEYS = {  # plan stage kinds of a node -> the keys its binding accepts
     "tool": ("http", "callable", "timeout_ms", "retries", "name", "description", "parameters"),
     "retrieval": ("vectors", "documents", "embed"),
-    "code": ("callable",),
+    "code": ("callable", "embed"),  # embed: text -> token vectors, for a memory_store's embed stage
+    "embedding": ("embed",),  # an embedding node: text -> token vectors
 }
 
 
@@ -57,7 +62,7 @@ def node_role(kinds: set[str]) -> str | None:
         return "retrieval"
     if kinds & {"compute", "memory_store"}:
         return "code"
-    return None
+    return "embedding" if "embed" in kinds else None
 
 
 class _Checker:
@@ -183,8 +188,8 @@ def _check_node(checker: _Checker, node_id: str, node: YamlNode, role: str) -> d
         if "embed" not in values:
             checker.error(node.loc, f"{where}: a retrieval binding needs 'embed' (module:function: text -> vector)")
     else:
-        binding["callable"] = (checker.string(values["callable"], "callable", CALLABLE, "module:function")
-                               if "callable" in values else None)
+        for key in ("callable", "embed"):
+            binding[key] = (checker.string(values[key], key, CALLABLE, "module:function") if key in values else None)
     return binding
 
 

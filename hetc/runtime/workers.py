@@ -8,7 +8,10 @@ returned as `{"error": {...}}` (structured, serialisable), never raised across t
 - decode: calls the model's OpenAI-compatible chat completions API with the tools the router offers,
   streaming tokens; returns the text and the tool calls the model made;
 - tool_lookup: the tool's HTTP endpoint or Python callable, with a timeout and retries;
-- vector_search: embeds the query (bound callable) and ranks the bound index with the bundle's kernel;
+- embed (on a CPU stage, which the plan gives a pooling kernel): the bound `embed` callable returns token
+  vectors; the bundle's pooling + L2-normalisation kernel makes them one vector (`embedding`);
+- vector_search: ranks the bound index with the bundle's kernel, for the query vector the node's embed stage
+  produced, else the one the bound `embed` callable returns;
 - compute / memory_store: the bound callable (it may return the branch it takes);
 - encoder (speech to text) and tts: the model server's OpenAI audio API (audio.py);
 - every other kind runs inside an engine or its node's main stage and passes its inputs on.
@@ -28,6 +31,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from hetc.errors import HetcError
 from hetc.runtime.llm_client import LLMError, chat_stream
 
 log = logging.getLogger("hetc.runtime")
@@ -104,6 +108,7 @@ class StageWorker:
         self.node_binding = bindings["nodes"].get(stage["node"], {})
         self._callable = None
         self._search = None
+        self._pool = None
         self._documents: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------- entry points
@@ -138,10 +143,12 @@ class StageWorker:
         yield {"result": result}
 
     async def call_batch(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A batch the plan sized (Ray Serve's @serve.batch): retrieval ranks all queries in one kernel call."""
-        if self.stage["kind"] == "vector_search" and len(payloads) > 1:
+        """A batch the plan sized (Ray Serve's @serve.batch): retrieval ranks all queries in one kernel call,
+        an embed stage pools all sequences in one."""
+        batched = {"vector_search": self._retrieve, "embed": self._embed}.get(self.stage["kind"])
+        if batched is not None and len(payloads) > 1 and (self.stage["kind"] != "embed" or self._pools()):
             try:
-                return await self._retrieve(payloads)
+                return await batched(payloads)
             except StageFailure as failure:
                 return [{"error": failure.as_dict(self.stage["id"])}] * len(payloads)
         return list(await asyncio.gather(*(self.call(p) for p in payloads)))
@@ -158,6 +165,8 @@ class StageWorker:
             return await self._tool(payload)
         if kind == "vector_search":
             return (await self._retrieve([payload]))[0]
+        if kind == "embed" and self._pools():
+            return (await self._embed([payload]))[0]
         if kind in ("compute", "memory_store") and self.node_binding.get("callable"):
             return await self._code(payload)
         return merge_inputs(payload["inputs"])
@@ -296,7 +305,8 @@ class StageWorker:
         matrix = np.load(binding["vectors"], allow_pickle=False)
         lines = Path(binding["documents"]).read_text(encoding="utf-8").splitlines()
         self._documents = [json.loads(line) for line in lines if line.strip()]
-        self._search = VectorSearch(self.bundle, matrix)
+        self._search = _bundle_kernel(VectorSearch, self.bundle, matrix,
+                                      symbols=self.stage.get("kernel_symbols") or None)
         self._callable = load_callable(binding["embed"], self.bindings["python_path"])
 
     async def _retrieve(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -305,14 +315,55 @@ class StageWorker:
         if self._search is None:
             self._load_index()
         texts = [merge_inputs(p["inputs"])["text"] for p in payloads]
-        queries = np.stack([np.asarray(await call_bound(self._callable, t), dtype=np.float32) for t in texts])
-        indices, scores = self._search.search(queries)
+        queries = []
+        for payload, text in zip(payloads, texts, strict=True):
+            embedded = next((v["embedding"] for v in payload["inputs"] if "embedding" in v), None)
+            query = embedded if embedded is not None else await call_bound(self._callable, text)
+            queries.append(np.asarray(query, dtype=np.float32))
+        if any(q.shape != (self._search.matrix.shape[1],) for q in queries):
+            shapes = sorted({str(q.shape) for q in queries})
+            raise StageFailure("bad_binding", f"query vectors of shape {', '.join(shapes)}; the index takes "
+                                              f"{self._search.matrix.shape[1]} elements")
+        indices, scores = self._search.search(np.stack(queries))
         results = []
         for text, row, row_scores in zip(texts, indices, scores, strict=True):
             documents = [{"id": str(self._documents[i].get("id", i)), "text": str(self._documents[i].get("text", "")),
                           "score": round(float(s), 6)} for i, s in zip(row, row_scores, strict=True) if i >= 0]
             results.append({"text": text, "documents": documents, "batch_size": len(payloads)})
         return results
+
+    def _pools(self) -> bool:
+        """An embed stage pools when the plan gave it a kernel (a CPU stage) and its node binds `embed`;
+        otherwise it passes its inputs on and the node's search embeds the query itself, as without it."""
+        return bool(self.stage.get("kernel_symbols")) and bool(self.node_binding.get("embed"))
+
+    async def _embed(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Token vectors from the bound `embed` callable ([seq, dim], or [dim] for one vector), padded to one
+        batch and masked, pooled and L2-normalised by the bundle's kernel in one call."""
+        import numpy as np
+
+        from hetc.runtime.kernels import EmbedPool
+
+        if self._pool is None:
+            self._pool = _bundle_kernel(EmbedPool, self.bundle, symbols=self.stage["kernel_symbols"])
+            self._callable = load_callable(self.node_binding["embed"], self.bindings["python_path"])
+        merged = [merge_inputs(p["inputs"]) for p in payloads]
+        tokens = []
+        for value in merged:
+            array = np.asarray(await call_bound(self._callable, value["text"]), dtype=np.float32)
+            array = array[None] if array.ndim == 1 else array
+            if array.ndim != 2 or array.shape[1] != self._pool.dim or array.shape[0] == 0:
+                raise StageFailure("bad_binding", f"embed {self.node_binding['embed']} returned an array of shape "
+                                                  f"{array.shape}; expected token vectors [tokens, {self._pool.dim}]")
+            tokens.append(array)
+        seq = max(t.shape[0] for t in tokens)
+        hidden = np.zeros((len(tokens), seq, self._pool.dim), np.float32)
+        mask = np.zeros((len(tokens), seq), np.int32)
+        for row, array in enumerate(tokens):
+            hidden[row, : array.shape[0]], mask[row, : array.shape[0]] = array, 1
+        pooled = self._pool.pool(hidden, mask)
+        return [{**value, "embedding": vector.tolist(), "batch_size": len(payloads)}
+                for value, vector in zip(merged, pooled, strict=True)]
 
     async def _code(self, payload: dict[str, Any]) -> dict[str, Any]:
         self._callable = self._callable or load_callable(self.node_binding["callable"], self.bindings["python_path"])
@@ -325,6 +376,14 @@ class StageWorker:
                 value["branch"] = [branch] if isinstance(branch, str) else list(branch)
             return value
         return {**merged, "text": _as_text(result)}
+
+
+def _bundle_kernel(kernel_class, *args: Any, **kwargs: Any):
+    """A kernel of the bundle; one it lacks (e.g. retrieval placed on a GPU: no CPU kernel) is a stage failure."""
+    try:
+        return kernel_class(*args, **kwargs)
+    except HetcError as exc:
+        raise StageFailure("no_kernel", "; ".join(d.message for d in exc.diagnostics)) from None
 
 
 class _RetryableToolError(Exception):
