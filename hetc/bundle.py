@@ -102,7 +102,14 @@ def check_output(out_dir: str | Path, inputs: tuple[str | Path, ...] = ()) -> Pa
             raise HetcError(f"the output directory holds an input of this command ({path}); "
                             "choose another directory", loc)
     if out.exists() or out.is_symlink():
-        _check_replaceable(out, loc)
+        try:
+            _check_replaceable(out, loc)
+        except HetcError:
+            # another hetc writer may be swapping its bundle in between our listing and reading the
+            # manifest: judge again while no writer can swap
+            with _locked(out, text):
+                if out.exists() or out.is_symlink():
+                    _check_replaceable(out, loc)
     return out
 
 
