@@ -85,6 +85,10 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
         from hetc.bundle import check_output
 
         check_output(output, (spec, *hwdb_extra, *kv_paths_extra))
+    if kv_paths_extra:  # a bad table is the user's error once, naming the file, not once per variant
+        from hetc.kvpaths import load_kv_paths
+
+        load_kv_paths(tuple(kv_paths_extra))
     parsed = [parse_over(text) for text in overs]
     options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
                            kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,

@@ -170,11 +170,16 @@ def load_kv_paths(extra: list[Path] | tuple[Path, ...] = ()) -> KVPathTable:
     return KVPathTable(sorted(by_id.values(), key=lambda p: p.id), name)
 
 
+MAX_TABLE_BYTES = 1 << 20  # a KV-path table is a few kB; 1 MiB bounds a mistaken path (/dev/zero, a FIFO)
+
+
 def _read(path: Path) -> str:
+    from hetc.userfiles import UnreadableFile, read_regular_file
+
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = getattr(exc, "strerror", None) or "not UTF-8"
+        return read_regular_file(path, MAX_TABLE_BYTES, "KV-path tables").decode("utf-8")
+    except (UnreadableFile, UnicodeDecodeError) as exc:
+        why = str(exc) if isinstance(exc, UnreadableFile) else "not UTF-8"
         raise HetcError([Diagnostic(Loc(str(path)), f"cannot read KV-path table: {why}")]) from None
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hetc.errors import HetcError, Loc, printable
-from hetc.userfiles import read_input
+from hetc.userfiles import UnreadableFile, read_input
 
 MAX_OBSERVATIONS_BYTES = 64 << 20
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+-?\d+)?\s*$')
@@ -73,7 +73,10 @@ def _fail(path: str, line: int, metric: str, message: str) -> HetcError:
 
 def read_observations(path: str, plan: dict[str, Any], window_s: float | None = None) -> Observations:
     """Observations in `path` (format detected from its content) mapped onto `plan`'s stages and nodes."""
-    shown, data = read_input(path, MAX_OBSERVATIONS_BYTES, "observation files")
+    try:
+        shown, data = read_input(path, MAX_OBSERVATIONS_BYTES, "observation files")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read observations: {exc}", Loc(str(path))) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -43,7 +43,7 @@ class Replan:
 def bundle_spec(bundle: Path, plan: dict[str, Any], spec_path: str | None) -> tuple[str, bytes]:
     """The spec text the bundle was compiled from: `--spec`, or the copy a replanned bundle keeps; its sha256
     must match the plan's provenance."""
-    from hetc.userfiles import read_input
+    from hetc.userfiles import UnreadableFile, read_input
 
     if spec_path is None:
         kept = bundle / SPEC_IN_BUNDLE
@@ -51,7 +51,10 @@ def bundle_spec(bundle: Path, plan: dict[str, Any], spec_path: str | None) -> tu
             raise HetcError("this bundle does not keep its spec (only `hetc replan` bundles do): give --spec SPEC, "
                             "the spec it was compiled from", Loc(str(bundle)))
         spec_path = str(kept)
-    shown, data = read_input(spec_path, 16 << 20, "specs")
+    try:
+        shown, data = read_input(spec_path, 16 << 20, "specs")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read the spec: {exc}", Loc(str(spec_path))) from None
     want = plan["provenance"].get("spec_sha256")
     if want and hashlib.sha256(data).hexdigest() != want:
         raise HetcError(f"this spec is not the one the bundle was compiled from (sha256 differs from "

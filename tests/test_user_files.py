@@ -71,9 +71,12 @@ def base_command(names: tuple[str, ...], inputs: dict[str, str]) -> list[str]:
         ("hw", "show"): ["hw", "show", "h100"],
         ("import", "langgraph"): ["import", "langgraph", "graphs:react", "-o", out + ".yaml", "-q"],
         ("opt",): ["opt", str(Path(inputs["bundle"]) / "ir" / "final.generic.mlir"), "-o", out + ".mlir"],
+        ("replan",): ["replan", inputs["bundle"], "--observed", str(ROOT / "tests" / "data" / "replan" / "voice-2x.prom"),
+                      "--spec", inputs["spec"], "--window", "600", "-o", out + "-replan", "--simulate", "0"],
         ("serve",): ["serve", inputs["bundle"], "--local", "--port", "0"],
         ("simulate",): ["simulate", inputs["bundle"], "--duration", "5"],
         ("sweep",): ["sweep", inputs["spec"], "--over", "precision=fp16,fp8", "-o", out],
+        ("uncertainty",): ["uncertainty", inputs["spec"], "--samples", "10"],
         ("validate",): ["validate", inputs["spec"]],
     }
     assert names in commands, f"add a working command line for `hetc {' '.join(names)}` to this test"
