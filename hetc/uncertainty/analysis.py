@@ -108,15 +108,14 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
 def margin_plans(problem, inputs, db, pricing: str, offline: bool, alternatives, share: float) -> list[np.ndarray]:
     """Per alternative, the plan solved with every cost-model error factor at its `share` quantile (slower
     devices than predicted): candidates with that much latency margin, for the robust plan to choose from."""
-    from hetc.uncertainty.fast import NO_CHOICE, solve_restricted
-    from hetc.uncertainty.sampling import perturbed_problem
+    from hetc.uncertainty.fast import NO_CHOICE, Compiled
 
     q = np.array([min(max(share, 1e-6), 1.0 - 1e-6)])
     row = np.array([[inp.dist.factors(q)[0] if inp.kind == "model_error" else 1.0 for inp in inputs]])
-    pessimistic = perturbed_problem(problem, scenarios(problem, inputs, row, db, pricing, offline), 0)
+    pessimistic = Compiled(problem, scenarios(problem, inputs, row, db, pricing, offline))
     plans = []
     for _, allowed in alternatives:
-        _, choice = solve_restricted(pessimistic, allowed)
+        choice = pessimistic.cheapest(allowed)[1][0]
         if not (choice == NO_CHOICE).any():
             plans.append(choice)
     return plans

@@ -7,12 +7,17 @@
   prices are linear (no owned or capped inventory), no transfer costs money and there is no soft SLA, the TCO
   is a sum over ops, so this choice is the optimum whenever it also meets the end-to-end latency; it is the
   heuristic's own first start with the same tie-breaking (cheaper, then faster, then earlier candidate), and
-  tests/test_uncertainty.py checks it returns the heuristic's plan. Samples where it misses the latency limit
-  (or any sample of a non-linear problem) are re-solved with the heuristic on a perturbed copy.
+  tests/test_uncertainty.py checks it returns the heuristic's plan. Ops that an edge's forbidden device pairs
+  (no KV path, docs/kv-paths.md) tie together are chosen jointly: every combination of their classes that
+  no forbidden pair rules out is priced and the cheapest kept, so the choice is still the optimum of the
+  linear problem (the heuristic's repair of a forbidden pair moves one op at a time and can stop short of
+  it). Samples where the choice misses the latency limit (or any sample of a non-linear problem) are
+  re-solved with the heuristic on a perturbed copy.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -22,6 +27,9 @@ from hetc.uncertainty.sampling import Scenarios, perturbed_problem, phase_of
 
 PHASE_EPS = 1e-9  # the solver's phase-limit tolerance (placement._phase_violation)
 NO_CHOICE = -1  # an op without a feasible candidate in a sample
+# Ops tied by forbidden device pairs are chosen jointly over at most this many class combinations (an LLM's
+# prefill and decode on 8 classes make 64); a larger group's forbidden samples go to the heuristic.
+MAX_JOINT_COMBINATIONS = 4096
 
 
 class Compiled:
@@ -73,6 +81,7 @@ class Compiled:
             self.cost.append(devices * sc.price[:, dev] + fixed)
             self.phase_ok.append(ok)
         self.topo, self.in_edges = _topology(problem, self.index, cls)
+        self.forbidden_groups, self.forbidden_edges = _forbidden_groups(problem, self.index, cls)
 
     # ----------------------------------------------------------------------------------------- fixed plans
 
@@ -114,17 +123,15 @@ class Compiled:
             finish[:, v] = start + self.lat[v][rows, choice[:, v]]
         return finish.max(axis=1)
 
-    def _uses_forbidden_pair(self, choice: np.ndarray) -> np.ndarray:
-        """Per sample: does the plan put an edge on a device pair no KV path serves (docs/kv-paths.md)?"""
+    def _uses_forbidden_pair(self, choice: np.ndarray, ops: set[int] | None = None) -> np.ndarray:
+        """Per sample: does the plan put an edge (from one of `ops`; None = any) on a device pair no KV path
+        serves (docs/kv-paths.md)?"""
         bad = np.zeros(self.sc.samples, dtype=bool)
-        for edge in self.problem.edges:
-            if not edge.forbidden:
-                continue
-            u, v = self.index[edge.src], self.index[edge.dst]
-            src = np.array([c.device for c in self.problem.ops[u].candidates])[choice[:, u]]
-            dst = np.array([c.device for c in self.problem.ops[v].candidates])[choice[:, v]]
-            for a, b in edge.forbidden:
-                bad |= (src == a) & (dst == b)
+        for u, w, pairs in self.forbidden_edges:
+            if ops is None or u in ops:
+                src, dst = self.dev[u][choice[:, u]], self.dev[w][choice[:, w]]
+                for a, b in pairs:
+                    bad |= (src == a) & (dst == b)
         return bad
 
     def _edge_usd(self, choice: np.ndarray) -> np.ndarray:
@@ -147,20 +154,19 @@ class Compiled:
         n, ops = self.sc.samples, len(self.problem.ops)
         choice = np.zeros((n, ops), dtype=int)
         feasible = np.ones(n, dtype=bool)
+        usable = [self.phase_ok[v] & (True if allowed is None else allowed[v][None, :]) for v in range(ops)]
         for v in range(ops):
-            usable = self.phase_ok[v] & (True if allowed is None else allowed[v][None, :])
-            cost = np.where(usable, self.cost[v], math.inf)
-            lowest = cost.min(axis=1, keepdims=True)
-            tied = usable & (cost == lowest)
-            path = np.where(tied, self.lat[v], math.inf)
-            first = tied & (path == path.min(axis=1, keepdims=True))
-            choice[:, v] = first.argmax(axis=1)
-            feasible &= usable.any(axis=1)
+            choice[:, v] = _first_cheapest(usable[v], self.cost[v], self.lat[v])
+            feasible &= usable[v].any(axis=1)
+        undecided = np.zeros(n, dtype=bool)
+        if self.linear:
+            for group in self.forbidden_groups:
+                undecided |= self._choose_jointly(group, usable, choice, feasible)
         total = np.full(n, math.inf)
         if self.linear:
             cost, ok = self.evaluate(np.where(feasible[:, None], choice, 0))
             total = np.where(feasible & ok, cost, math.inf)
-            resolve = feasible & ~ok  # the cheapest choice misses the latency limit: ask the heuristic
+            resolve = feasible & (~ok | undecided)  # e.g. the choice misses the latency limit: ask the heuristic
         else:
             resolve = feasible
         choice[~feasible] = NO_CHOICE
@@ -171,10 +177,84 @@ class Compiled:
     def _solve_sample(self, s: int, allowed: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
         return solve_restricted(perturbed_problem(self.problem, self.sc, s), allowed)
 
+    def _choose_jointly(self, group: list[int], usable: list[np.ndarray], choice: np.ndarray,
+                        feasible: np.ndarray) -> np.ndarray:
+        """Where the ops' own cheapest choices form a forbidden pair, the cheapest combination of the group's
+        classes that forms none (each op on its cheapest candidate of that class); `choice` is updated in
+        place. Returns the samples left undecided (too many combinations: the heuristic decides them)."""
+        n = self.sc.samples
+        hit = feasible & self._uses_forbidden_pair(choice, set(group))
+        if not hit.any():
+            return np.zeros(n, dtype=bool)
+        classes = [np.unique(self.dev[v]) for v in group]
+        if math.prod(len(c) for c in classes) > MAX_JOINT_COMBINATIONS:
+            return hit
+        rows = np.flatnonzero(hit)
+        # per op and class: its cheapest usable candidate there and that candidate's $/hour (inf = none)
+        best: list[dict[int, tuple[np.ndarray, np.ndarray]]] = []
+        for v, cls in zip(group, classes, strict=True):
+            per_class = {}
+            for j in cls:
+                on = usable[v][rows] & (self.dev[v] == j)[None, :]
+                k = _first_cheapest(on, self.cost[v][rows], self.lat[v][rows])
+                per_class[int(j)] = (k, np.where(on.any(axis=1), self.cost[v][rows, k], math.inf))
+            best.append(per_class)
+        lowest = np.full(len(rows), math.inf)
+        picked = np.zeros((len(rows), len(group)), dtype=int)
+        for combo in itertools.product(*[[int(j) for j in c] for c in classes]):  # a fixed order: ties keep the first
+            at = dict(zip(group, combo, strict=True))
+            if any((at[u], at[w]) in pairs for u, w, pairs in self.forbidden_edges if u in at):
+                continue
+            cost = np.zeros(len(rows))
+            for i, j in enumerate(combo):
+                cost = cost + best[i][j][1]
+            better = cost < lowest
+            lowest = np.where(better, cost, lowest)
+            for i, j in enumerate(combo):
+                picked[better, i] = best[i][j][0][better]
+        found = np.isfinite(lowest)
+        for i, v in enumerate(group):
+            choice[rows[found], v] = picked[found, i]
+        feasible[rows[~found]] = False  # every combination is forbidden or has an op without a candidate
+        return np.zeros(n, dtype=bool)
+
+
+def _first_cheapest(usable: np.ndarray, cost: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Per sample, the usable candidate of lowest cost, then shortest path, then lowest index (the heuristic's
+    tie-breaking); 0 where none is usable."""
+    cost = np.where(usable, cost, math.inf)
+    tied = usable & (cost == cost.min(axis=1, keepdims=True))
+    path = np.where(tied, path, math.inf)
+    return (tied & (path == path.min(axis=1, keepdims=True))).argmax(axis=1)
+
+
+def _forbidden_groups(problem: PlacementProblem, index: dict[str, int],
+                      cls: dict[str, int]) -> tuple[list[list[int]], list]:
+    """(groups of ops tied together by edges with forbidden device pairs, each sorted; the edges as
+    (source op, destination op, forbidden pairs of class indices))."""
+    edges = [(index[e.src], index[e.dst], frozenset((cls[a], cls[b]) for a, b in e.forbidden
+                                                    if a in cls and b in cls))
+             for e in problem.edges if e.forbidden]
+    parent = list(range(len(problem.ops)))
+
+    def root(v: int) -> int:
+        while parent[v] != v:
+            v = parent[v]
+        return v
+
+    for u, w, _ in edges:
+        parent[root(u)] = root(w)
+    groups: dict[int, list[int]] = {}
+    for v in sorted({v for u, w, _ in edges for v in (u, w)}):
+        groups.setdefault(root(v), []).append(v)
+    return sorted(groups.values()), edges
+
 
 def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
     """(TCO, candidate index per op in `problem`) of the heuristic's plan for `problem` restricted to the
-    `allowed` candidates; (inf, NO_CHOICE...) when infeasible."""
+    `allowed` candidates; (inf, NO_CHOICE...) when infeasible. The heuristic runs as the planner runs it
+    (hetc.placement_problem.solve_placement), LP-relaxation start included: without that start its repair
+    of a forbidden device pair can stop at a dearer plan than the one the planner deploys."""
     from dataclasses import replace
 
     kept = [np.arange(len(op.candidates)) if allowed is None else np.flatnonzero(allowed[v])
@@ -182,7 +262,7 @@ def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None
     if any(len(k) == 0 for k in kept):
         return math.inf, np.full(len(kept), NO_CHOICE)
     ops = [replace(op, candidates=[op.candidates[k] for k in kept[v]]) for v, op in enumerate(problem.ops)]
-    result = solve(replace(problem, ops=ops), "heuristic", lp_bound=False)
+    result = solve(replace(problem, ops=ops), "heuristic")
     if not result.feasible:
         return math.inf, np.full(len(ops), NO_CHOICE)
     index = {op.id: v for v, op in enumerate(problem.ops)}

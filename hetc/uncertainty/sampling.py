@@ -82,6 +82,16 @@ def scenarios(problem: PlacementProblem, inputs: list[Input], factors: np.ndarra
     return Scenarios(classes, error, price, owned_price, rate, inputs, factors)
 
 
+def nominal_scenario(problem: PlacementProblem, inputs: list[Input]) -> Scenarios:
+    """One sample with every input at its nominal value: the problem's own prices and rate."""
+    classes = [d.name for d in problem.devices]
+    price = np.array([[d.usd_per_hour for d in problem.devices]])
+    owned = np.array([[d.usd_per_hour if d.sunk_usd_per_hour is None else d.sunk_usd_per_hour
+                       for d in problem.devices]])
+    return Scenarios(classes, np.ones((1, len(classes), len(PHASES))), price, owned,
+                     np.array([problem.request_rate_rps]), inputs, np.ones((1, len(inputs))))
+
+
 def perturbed_candidate(cand: Candidate, e: float) -> Candidate:
     metrics = dict(cand.metrics)
     if "ttft_ms" in metrics:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hetc.placement import PlacementProblem
-from hetc.uncertainty.fast import NO_CHOICE, Compiled, solve_restricted
-from hetc.uncertainty.sampling import Scenarios
+from hetc.uncertainty.fast import NO_CHOICE, Compiled
+from hetc.uncertainty.sampling import Scenarios, nominal_scenario
 
 MAX_FIXED_PLANS = 24  # plans chosen by samples that are evaluated as fixed plans (the most frequent)
 RISKS = ("p90", "regret")
@@ -89,16 +89,17 @@ def run_study(problem: PlacementProblem, sc: Scenarios, alternatives: list[tuple
     """`margin_plans`: more fixed plans to consider for the robust choice (e.g. plans solved with every
     cost-model error at its `sla_share` quantile, which keep a latency margin)."""
     compiled = Compiled(problem, sc)
+    at_nominal = Compiled(problem, nominal_scenario(problem, sc.inputs))  # the same path as every sample
     alts = []
     for label, allowed in alternatives:
-        tco, choice = solve_restricted(problem, allowed)
-        alt = Alternative(label, allowed, tco, None if (choice == NO_CHOICE).any() else choice)
+        tco, choice, _ = at_nominal.cheapest(allowed)
+        alt = Alternative(label, allowed, float(tco[0]), None if (choice[0] == NO_CHOICE).any() else choice[0])
         alt.cost, alt.choice, alt.resolved = compiled.cheapest(allowed)
         alts.append(alt)
     costs = np.stack([a.cost for a in alts], axis=1)
     best = costs.min(axis=1)
     winner = np.where(np.isfinite(best), costs.argmin(axis=1), -1)
-    fixed = _fixed_plans(problem, compiled, alts, winner, margin_plans)
+    fixed = _fixed_plans(problem, compiled, at_nominal, alts, winner, margin_plans)
     nominal_alt = min(range(len(alts)), key=lambda i: (alts[i].nominal_tco, i))
     nominal = -1
     if math.isfinite(alts[nominal_alt].nominal_tco):
@@ -108,7 +109,7 @@ def run_study(problem: PlacementProblem, sc: Scenarios, alternatives: list[tuple
     return Study(alts, fixed, best, winner, nominal, robust, risk, sla_share, sensitivity, sc, problem)
 
 
-def _fixed_plans(problem, compiled: Compiled, alts: list[Alternative], winner: np.ndarray,
+def _fixed_plans(problem, compiled: Compiled, at_nominal: Compiled, alts: list[Alternative], winner: np.ndarray,
                  margin_plans) -> list[FixedPlan]:
     """Each alternative's nominal plan, the margin plans, then the plans samples chose most often."""
     n = len(winner)
@@ -130,15 +131,10 @@ def _fixed_plans(problem, compiled: Compiled, alts: list[Alternative], winner: n
         cost, ok = compiled.evaluate(choice)
         tco = nominal_tco.get(key)
         if tco is None:  # a plan no alternative chose at nominal inputs: its nominal TCO, if it meets the SLA
-            tco = _nominal_cost(problem, choice)
+            cost_at_nominal, meets = at_nominal.evaluate(choice)
+            tco = float(cost_at_nominal[0]) if meets[0] else math.inf
         out.append(FixedPlan(plan_label(problem, choice), choice, tco, cost, ok, chosen.get(key, 0) / n))
     return out
-
-
-def _nominal_cost(problem, choice: np.ndarray) -> float:
-    """The TCO of a fixed plan at nominal inputs (math.inf when it misses the SLA there)."""
-    allowed = [np.arange(len(op.candidates)) == k for op, k in zip(problem.ops, choice, strict=True)]
-    return solve_restricted(problem, allowed)[0]
 
 
 def risk_of(plan: FixedPlan, best: np.ndarray, risk: str) -> float:
