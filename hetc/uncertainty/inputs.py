@@ -14,8 +14,6 @@ changes another input's draws, and a zero spread gives exactly the nominal value
 from __future__ import annotations
 
 import math
-import os
-import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -211,24 +209,16 @@ _TOP_KEYS = ("scale", "model_error", "capex", "cloud_price") + _GLOBAL_KEYS
 MAX_FILE_BYTES = 1 << 20  # an uncertainty file is a few dozen lines; refuse anything far larger unread
 
 
-def _check_readable(path: str) -> None:
-    """Refuse FIFOs, devices and huge files before reading (a FIFO would block, /dev/zero never ends)."""
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise HetcError(f"cannot read uncertainty file: {exc.strerror}", Loc(path)) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise HetcError("cannot read uncertainty file: it is not a regular file", Loc(path))
-    if info.st_size > MAX_FILE_BYTES:
-        raise HetcError(f"uncertainty file is {info.st_size} bytes; at most {MAX_FILE_BYTES} bytes are read", Loc(path))
-
-
 def load_uncertainty(path: str, db) -> UncertaintySpec:
     """Read an uncertainty file (format in docs/uncertainty.md); every error names its line and column."""
     from hetc.hwdb.loader import read_yaml_locs
+    from hetc.userfiles import UnreadableFile, read_regular_file
 
-    _check_readable(path)
-    data, locs = read_yaml_locs(Path(path))
+    try:
+        raw = read_regular_file(path, MAX_FILE_BYTES, "uncertainty files")
+    except UnreadableFile as exc:
+        raise HetcError(f"cannot read uncertainty file: {exc}", Loc(str(path))) from None
+    data, locs = read_yaml_locs(Path(path), raw)
     errors: list[Diagnostic] = []
 
     def err(where: tuple, message: str) -> None:
