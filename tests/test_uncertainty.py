@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from hetc.hwdb.loader import load_hwdb
 
-from hetc.calibrate import load_measurements
 from hetc.placement import Candidate, DeviceClass, OpNode, PlacementProblem, solve
 from hetc.uncertainty.analysis import analyse, build
 from hetc.uncertainty.fast import Compiled, solve_restricted
-from hetc.uncertainty.inputs import RESIDUAL_SIGMAS, Dist, UncertaintySpec, inputs_for, residual_sigmas
+from hetc.uncertainty.inputs import Dist, UncertaintySpec, inputs_for
 from hetc.uncertainty.sampling import draw, perturbed_problem, scenarios
 from hetc.uncertainty.study import run_study, summary
 from hetc.uncertainty.tornado import tornado
@@ -263,9 +262,31 @@ def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_trie
 # ------------------------------------------------------------------------------- inputs and defaults
 
 
-def test_residual_table_is_the_cost_models_residuals_on_the_validation_set(db):
-    records = load_measurements(ROOT / "tests" / "data" / "calibration_validation.yaml", db)
-    assert residual_sigmas(records, db.devices) == RESIDUAL_SIGMAS
+@pytest.mark.parametrize("device", ["nvidia-h100-sxm", "nvidia-b200", "intel-gaudi3", "amd-mi300x", "intel-xeon-8480"])
+def test_model_error_follows_the_calibrated_error_bands(db, device):
+    """The error factor's p10 / p90 are the band's (hetc/bands.py): TTFT for prefill, the inverse of the
+    throughput band (a rate) for decode and other work."""
+    from hetc.bands import band_factors
+
+    laws = {i.name: i.dist for i in inputs_for(UncertaintySpec(), [db.devices[device]], "ownership", offline=False)}
+    ttft_low, ttft_high = band_factors(device, "ttft_ms")
+    thr_low, thr_high = band_factors(device, "tokens_per_s")
+    quantiles = np.array([0.1, 0.9])
+    assert laws[f"model_error.{device}.prefill"].factors(quantiles) == pytest.approx([ttft_low, ttft_high], rel=1e-9)
+    for phase in ("decode", "other"):
+        assert laws[f"model_error.{device}.{phase}"].factors(quantiles) == pytest.approx(
+            [1 / thr_high, 1 / thr_low], rel=1e-9)
+
+
+def test_recalibrated_bands_flow_through(db, monkeypatch):
+    """No table of its own: a new band from hetc.bands changes the sampled law."""
+    import hetc.bands
+
+    monkeypatch.setattr(hetc.bands, "band_factors", lambda device_id, metric: (0.5, 2.0) if metric == "ttft_ms"
+                        else (1.0, 1.0))
+    laws = {i.name: i.dist for i in inputs_for(UncertaintySpec(), [db.devices["nvidia-b200"]], "cloud", offline=False)}
+    assert laws["model_error.nvidia-b200.prefill"] == Dist("lognormal", sigma=math.log(2.0) / 1.2815515655446004)
+    assert laws["model_error.nvidia-b200.decode"].is_zero
 
 
 def test_error_factors_are_shared_by_every_op_on_a_device(db, voice_pairs):

@@ -4,7 +4,8 @@
 Every input is a multiplicative factor on a nominal value (the hwdb's price, the database's TCO setting, the
 spec's request rate, the cost model's predicted time), with median 1:
 
-- lognormal SIGMA: factor = exp(SIGMA * z), z standard normal;
+- lognormal SIGMA: factor = exp(MU + SIGMA * z), z standard normal (MU = 0 but for the cost model's error,
+  whose calibrated band may sit off centre);
 - triangular [LOW, HIGH]: factor between LOW <= 1 <= HIGH, most likely 1.
 
 Draws use the inverse CDF of one uniform stream per input, so changing one input's distribution never
@@ -22,34 +23,17 @@ import numpy as np
 from hetc.errors import Diagnostic, HetcError, Loc
 
 PHASES = ("prefill", "decode", "other")  # what a cost-model error factor applies to (the op's role)
-MIN_RECORDS = 3  # a family's residuals stand alone from this many records; fewer use the pooled figure
 
-# RMS of log(predicted / measured) over tests/data/calibration_validation.yaml, per device family and phase:
-# (sigma, records). Recomputed by residual_sigmas() and checked against this table by
-# tests/test_uncertainty.py. Families with fewer than MIN_RECORDS records of a phase use the pooled figure of
-# that phase ("*"); "other" (encoders, TTS, vector search, CPU work) uses the family's figure over all records.
-# The calibrated cost model's shared fit saw these records, so the figures understate the error on an unseen
-# device; the leave-one-device-out bands (hetc/data/error-bands.yaml) should replace this table: only
-# model_error_sigma reads it.
-RESIDUAL_SIGMAS: dict[tuple[str, str], tuple[float, int]] = {}  # filled in below from _RESIDUAL_TABLE
-
-_RESIDUAL_TABLE = """
-* all 0.266 75
-* decode 0.254 59
-* prefill 0.307 16
-amd all 0.55 2
-amd decode 0.55 2
-intel all 0.285 16
-intel decode 0.32 10
-intel prefill 0.213 6
-nvidia all 0.245 57
-nvidia decode 0.215 47
-nvidia prefill 0.352 10
-"""
+# The cost model's error factor of a phase follows the calibrated p10-p90 band (hetc/bands.py, from
+# hetc/data/error-bands.yaml) of one metric: prefill time the TTFT band; decode and other work (encoders,
+# TTS, search, CPU work: no band of their own) the throughput band, whose errors set replica counts and so
+# cost. A band is of log(measured / predicted); for a rate the time factor is its inverse.
+PHASE_BAND_METRIC = {"prefill": ("ttft_ms", 1.0), "decode": ("tokens_per_s", -1.0), "other": ("tokens_per_s", -1.0)}
+Z90 = 1.2815515655446004  # the standard normal's 90th percentile: a band's half-width in sigmas
 
 SOURCES = {
-    "model_error": "RMS log residual of the cost model on tests/data/calibration_validation.yaml, per device "
-                   "family and phase (hetc.uncertainty.inputs.RESIDUAL_SIGMAS)",
+    "model_error": "the cost model's calibrated p10-p90 error bands (held-out residuals, hetc/bands.py reading "
+                   "hetc/data/error-bands.yaml), per device family and metric",
     "capex": "hwdb price notes: H100 SXM $25-30k, B200 $30-40k (hwdb/nvidia-*.yaml sources.capex_usd): "
              "about +-10-15 % around the listed price",
     "cloud_price": "hwdb price notes: H100 on-demand 1.49-6.98 $/h across providers "
@@ -74,15 +58,16 @@ class Dist:
     sigma: float = 0.0
     low: float = 1.0
     high: float = 1.0
+    mu: float = 0.0  # lognormal: log of the median factor (a calibrated band's offset from the prediction)
 
     @property
     def is_zero(self) -> bool:
-        return self.sigma == 0.0 if self.kind == "lognormal" else self.low == self.high == 1.0
+        return self.sigma == self.mu == 0.0 if self.kind == "lognormal" else self.low == self.high == 1.0
 
     def scaled(self, scale: float) -> Dist:
-        """The same shape with every spread multiplied by `scale` (0 = exactly nominal)."""
+        """The same shape with every spread (and offset) multiplied by `scale` (0 = exactly nominal)."""
         if self.kind == "lognormal":
-            return replace(self, sigma=self.sigma * scale)
+            return replace(self, sigma=self.sigma * scale, mu=self.mu * scale)
         return replace(self, low=max(1.0 + (self.low - 1.0) * scale, 1e-9), high=1.0 + (self.high - 1.0) * scale)
 
     def factors(self, u: np.ndarray) -> np.ndarray:
@@ -92,14 +77,15 @@ class Dist:
         if self.kind == "lognormal":
             from scipy.special import ndtri
 
-            return np.exp(self.sigma * ndtri(u))
+            return np.exp(self.mu + self.sigma * ndtri(u))
         a, c, b = self.low, 1.0, self.high
         cut = (c - a) / (b - a)
         return np.where(u < cut, a + np.sqrt(u * (b - a) * (c - a)), b - np.sqrt((1.0 - u) * (b - a) * (b - c)))
 
     def describe(self) -> str:
         if self.kind == "lognormal":
-            return f"lognormal sigma {self.sigma:.3g}"
+            median = f"median {math.exp(self.mu):.3g} " if self.mu else ""
+            return f"lognormal {median}sigma {self.sigma:.3g}"
         return f"triangular {self.low:.3g}-{self.high:.3g}"
 
 
@@ -139,40 +125,14 @@ def family(device) -> str:
     return "cpu" if device.kind == "cpu" else device.vendor
 
 
-def model_error_sigma(device, phase: str) -> float:
-    """The default sigma of a device's cost-model error factor in a phase (today's residuals; the calibrated
-    p10-p90 bands of the cost-model issue replace this function)."""
-    fam = family(device)
-    if (fam, phase) in RESIDUAL_SIGMAS and RESIDUAL_SIGMAS[(fam, phase)][1] >= MIN_RECORDS:
-        return RESIDUAL_SIGMAS[(fam, phase)][0]
-    if phase == "other" and (fam, "all") in RESIDUAL_SIGMAS and RESIDUAL_SIGMAS[(fam, "all")][1] >= MIN_RECORDS:
-        return RESIDUAL_SIGMAS[(fam, "all")][0]
-    return RESIDUAL_SIGMAS[("*", "all" if phase == "other" else phase)][0]
+def model_error_dist(device, phase: str) -> Dist:
+    """The default law of a device's cost-model error factor in a phase: the lognormal whose p10 and p90 are
+    the calibrated band's (hetc.bands.band_factors), in the direction of time."""
+    from hetc.bands import band_factors
 
-
-def residual_sigmas(records, devices) -> dict[tuple[str, str], tuple[float, int]]:
-    """RMS of log(predicted / measured) per (family, phase), per (family, "all"), and pooled ("*", ...)."""
-    from hetc.calibrate import predict
-
-    logs: dict[tuple[str, str], list[float]] = {}
-    for r in records:
-        device = devices[r.device_id]
-        phase = "prefill" if r.metric == "ttft_ms" else "decode"
-        value = math.log(predict(r, device) / r.value)
-        if r.metric.startswith("output_tokens_per_s"):
-            value = -value  # a throughput over-predicted is a time under-predicted
-        for key in ((family(device), phase), (family(device), "all"), ("*", phase), ("*", "all")):
-            logs.setdefault(key, []).append(value)
-    return {k: (round(math.sqrt(sum(x * x for x in v) / len(v)), 3), len(v)) for k, v in sorted(logs.items())}
-
-
-def _parse_table(text: str) -> dict[tuple[str, str], tuple[float, int]]:
-    table = {}
-    for line in text.split("\n"):
-        if line.strip():
-            fam, phase, sigma, n = line.split()
-            table[(fam, phase)] = (float(sigma), int(n))
-    return table
+    metric, direction = PHASE_BAND_METRIC[phase]
+    low, high = sorted(direction * math.log(f) for f in band_factors(device.id, metric))
+    return Dist("lognormal", sigma=(high - low) / (2 * Z90), mu=(high + low) / 2)
 
 
 def inputs_for(spec: UncertaintySpec, devices: list, pricing: str, offline: bool) -> list[Input]:
@@ -197,7 +157,7 @@ def _model_error_dist(spec: UncertaintySpec, dev, phase: str) -> Dist:
     for key in (dev.id, family(dev)):
         if phase in spec.model_error.get(key, {}):
             return spec.model_error[key][phase]
-    return Dist("lognormal", model_error_sigma(dev, phase))
+    return model_error_dist(dev, phase)
 
 
 # ------------------------------------------------------------------------------------ --uncertainty FILE
@@ -323,5 +283,3 @@ def _model_errors(value, where: tuple, db, err) -> dict[str, dict[str, Dist]]:
                 out.setdefault(name, {})[phase] = dist
     return out
 
-
-RESIDUAL_SIGMAS.update(_parse_table(_RESIDUAL_TABLE))
