@@ -9,6 +9,7 @@ import sys
 import click
 
 from hetc.cli_options import FiniteFloat, hwdb_options, kv_path_options, solver_option
+from hetc.cli_uncertainty import study_options
 from hetc.errors import HetcError, Loc, PolicyError, printable
 from hetc.pipeline import DEFAULT_PIPELINE
 
@@ -36,12 +37,15 @@ def _spec_arg(fn):
               help="Fail (exit 4) when the plan costs more $/hour; the bundle is then not written.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@study_options
 @hwdb_options
 @kv_path_options
 def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, soft_sla, explain, max_cost, as_json,
-                quiet, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
+                quiet, uncertainty_file, uncertainty_samples, uncertainty_seed, hwdb, hwdb_extra, kv_paths,
+                kv_paths_extra):
     """Compile SPEC into a deployment bundle in OUTPUT."""
     from hetc.bundle import HIDDEN_MANIFEST, check_output, write_bundle
+    from hetc.cli_uncertainty import study_settings
     from hetc.compiler import CompileOptions, compile_spec, write
 
     inputs = (spec, *hwdb_extra, *kv_paths_extra)
@@ -51,9 +55,12 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
     if dump_ir_dir and os.path.realpath(dump_ir_dir) == os.path.realpath(output):
         raise HetcError("--dump-ir-dir and -o name one directory; the bundle already keeps every dump in ir/",
                         Loc(dump_ir_dir))
+    study = study_settings(uncertainty_file, uncertainty_samples, uncertainty_seed, hwdb, hwdb_extra)
+    if study is not None and soft_sla:
+        raise HetcError("--uncertainty needs a hard SLA: leave out --soft-sla", Loc("--uncertainty"))
     options = CompileOptions(passes=passes, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
                              kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,
-                             dump_ir=tuple(dump_ir), generic=generic, explain=explain)
+                             dump_ir=tuple(dump_ir), generic=generic, explain=explain, uncertainty=study)
     result = compile_spec(spec, options)
     check_output(output, (*inputs, *result.spec.included_sha256))  # an included agent file is an input too
     plan = result.plan or {}

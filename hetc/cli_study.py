@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from hetc.cli_options import FiniteFloat, hwdb_options, kv_path_options, solver_option
+from hetc.cli_uncertainty import study_options, study_settings
 from hetc.errors import HetcError, Loc, PolicyError
 from hetc.tco import COMPONENT_LABELS
 
@@ -60,10 +61,11 @@ def _over_help() -> str:
               help="Soft SLA: penalty lambda in $/hour per ms of slack (0 = hard SLA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@study_options
 @hwdb_options
 @kv_path_options
 def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output, jobs, solver, soft_sla, as_json,
-          quiet, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
+          quiet, uncertainty_file, uncertainty_samples, uncertainty_seed, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
     """Compile SPEC under every combination of --over values, or run the P::D pair study (--pairs)."""
     from hetc.models import PRECISION_BYTES
     from hetc.sweep import (
@@ -81,6 +83,12 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     if not overs and not pairs and not model_precision:
         raise HetcError("nothing to sweep: give --over KEY=V1,V2 (repeatable) and/or --pairs DEV1,DEV2,...",
                         Loc("hetc sweep"))
+    study = study_settings(uncertainty_file, uncertainty_samples, uncertainty_seed, hwdb, hwdb_extra)
+    if study is not None and not pairs:
+        raise HetcError("--uncertainty adds win probabilities to the pair study: give --pairs DEV1,DEV2,...",
+                        Loc("--uncertainty"))
+    if study is not None and soft_sla:
+        raise HetcError("--uncertainty needs a hard SLA: leave out --soft-sla", Loc("--uncertainty"))
     if output is not None:  # refuse a directory hetc may not replace before compiling every variant
         from hetc.bundle import check_output
 
@@ -92,7 +100,7 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     parsed = [parse_over(text) for text in overs]
     options = SweepOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra), kv_paths=kv_paths,
                            kv_paths_extra=tuple(kv_paths_extra), solver=solver, soft_sla=soft_sla,
-                           model_precision=model_precision, jobs=jobs)
+                           model_precision=model_precision, jobs=jobs, uncertainty=study)
     with _progress(enabled=not (quiet or as_json)) as progress:
         if pairs:
             result = run_pairs(spec, pairs, baseline, parsed, options, keep_inventory=keep_inventory,
@@ -106,7 +114,7 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
     elif not quiet:
         console = _console()
         if result.mode == "pairs":
-            _print_pairs(result.rows, console)
+            _print_pairs(result.rows, console, result.uncertainty)
         else:
             _print_over(result.rows, console)
         if output:
@@ -172,7 +180,9 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def _print_pairs(rows: list[dict], console) -> None:
+def _print_pairs(rows: list[dict], console, studies: dict[int, dict] | None = None) -> None:
+    """The pair tables, one per combination; with --uncertainty (studies per combination) each gains
+    P(cheapest) and the p10-p90 band of the whole plan's $/hour, and the study's verdict follows."""
     from rich.table import Table
 
     variants: dict[int, list[dict]] = {}
@@ -183,8 +193,10 @@ def _print_pairs(rows: list[dict], console) -> None:
         title = (f"P::D pairs ({_params_text(group[0]['params']) or 'as specified'}); baseline {group[0]['baseline']} "
                  f"= 1.00; --kv-paths {group[0].get('kv_level', 'released')}")
         table = Table(title=title, title_justify="left")
-        for col in ("P::D", "benefit", "LLM $/hour", "total $/hour", "prefill", "decode", "TTFT ms", "TBT ms",
-                    "KV path ms", "KV path", "note"):
+        study = (studies or {}).get(number)
+        extra = ("P(cheapest)", "p10-p90 $/hour") if study else ()
+        for col in ("P::D", "benefit", "LLM $/hour", "total $/hour", *extra, "prefill", "decode", "TTFT ms",
+                    "TBT ms", "KV path ms", "KV path", "note"):
             table.add_column(col, justify="left" if col in ("P::D", "prefill", "decode", "note") else "right", overflow="fold")
         ranked = sorted(group, key=lambda r: (r["choice"] == "hetc", -(r["benefit"] or 0.0), r["index"]))
         for r in ranked:
@@ -192,11 +204,24 @@ def _print_pairs(rows: list[dict], console) -> None:
             note = "baseline" if r["pair"] == r["baseline"] and r["choice"] == "pair" else ""
             if r["status"] != "ok":
                 note = _clip(f"{r['status']}: {r['reason']}", NOTE_CHARS)
+            bands = (_share(r.get("p_cheapest")), _band(r)) if study else ()
             table.add_row(label, "-" if r["benefit"] is None else f"{r['benefit']:.2f}", _usd(r["llm_usd_per_hour"]),
-                          _usd(r["usd_per_hour"]), r["prefill"] or "-", r["decode"] or "-", _ms(r["ttft_ms"]),
+                          _usd(r["usd_per_hour"]), *bands, r["prefill"] or "-", r["decode"] or "-", _ms(r["ttft_ms"]),
                           _ms(r["tbt_ms"]), _ms(r["kv_transfer_ms"]), r.get("kv_path_status") or "-", note,
                           style="bold" if r["choice"] == "hetc" else None)
         console.print(table)
+        if study:
+            console.print(f"under uncertainty ({study['samples']:,} samples, seed {study['seed']}, "
+                          f"{study['uncertainty']}): {study['verdict']}", markup=False, highlight=False)
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _band(row: dict) -> str:
+    low, high = row.get("p10_usd_per_hour"), row.get("p90_usd_per_hour")
+    return "-" if low is None or high is None else f"{_usd(low)}-{_usd(high)}"
 
 
 def _print_over(rows: list[dict], console) -> None:

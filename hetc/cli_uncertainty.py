@@ -14,6 +14,38 @@ DEFAULT_SAMPLES = 1000
 MAX_SAMPLES = 100_000
 
 
+def study_options(command):
+    """--uncertainty [FILE], --samples, --seed: the study `hetc sweep --pairs` and `hetc compile` add (one code
+    path with `hetc uncertainty`, hetc.uncertainty.analysis.study)."""
+    command = click.option("--seed", "uncertainty_seed", type=click.IntRange(0, 2**63 - 1), default=None,
+                           help="With --uncertainty: the random seed (default 0).")(command)
+    command = click.option("--samples", "uncertainty_samples", type=click.IntRange(1, MAX_SAMPLES), default=None,
+                           help=f"With --uncertainty: Monte Carlo samples (default {DEFAULT_SAMPLES}).")(command)
+    return click.option("--uncertainty", "uncertainty_file", type=click.Path(dir_okay=False), is_flag=False,
+                        flag_value="", default=None, metavar="[FILE]",
+                        help="Add win probabilities and p10/p50/p90 TCO bands under uncertain inputs: the default "
+                             "distributions, or those of FILE (docs/uncertainty.md). Give it after SPEC.")(command)
+
+
+def study_settings(uncertainty_file: str | None, samples: int | None, seed: int | None, hwdb: str,
+                   hwdb_extra) -> object:
+    """The StudySettings of --uncertainty (None without it); a bad file is the user's error before any work."""
+    from hetc.uncertainty.analysis import StudySettings
+
+    if uncertainty_file is None:
+        if samples is not None or seed is not None:
+            raise HetcError("--samples and --seed set the --uncertainty study; add --uncertainty", Loc("--samples"
+                            if samples is not None else "--seed"))
+        return None
+    if uncertainty_file:
+        from hetc.hwdb.loader import load_hwdb
+        from hetc.uncertainty.inputs import load_uncertainty
+
+        load_uncertainty(uncertainty_file, load_hwdb(hwdb, list(hwdb_extra)))
+    return StudySettings(DEFAULT_SAMPLES if samples is None else samples, 0 if seed is None else seed,
+                         uncertainty_file or None)
+
+
 @click.command("uncertainty")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=DEFAULT_SAMPLES, show_default=True,
@@ -69,6 +101,10 @@ def text_lines(result: dict) -> list[str]:
                  f"{'feasible' if result['rows'] == 'alternatives' else 'SLA met':>8}"]
     for row in sorted(result["alternatives"], key=lambda r: (-r["p_cheapest"], r["nominal_usd_per_hour"] or 1e300)):
         lines.append(f"{row['plan']:40} {_usd(row['nominal_usd_per_hour']):>11} {row['p_cheapest']:>11.1%} "
+                     f"{_usd(row['p10_usd_per_hour']):>8} {_usd(row['p50_usd_per_hour']):>8} "
+                     f"{_usd(row['p90_usd_per_hour']):>8} {row['p_feasible']:>8.0%}")
+    for row in result["baselines"]:  # homogeneous baselines: banded, not competing
+        lines.append(f"{row['plan']:40} {_usd(row['nominal_usd_per_hour']):>11} {'-':>11} "
                      f"{_usd(row['p10_usd_per_hour']):>8} {_usd(row['p50_usd_per_hour']):>8} "
                      f"{_usd(row['p90_usd_per_hour']):>8} {row['p_feasible']:>8.0%}")
     nominal, robust = result["nominal_plan"], result["robust_plan"]

@@ -32,6 +32,7 @@ class CompileOptions:
     generic: bool = False
     codegen: bool = True
     verify_code: bool = True  # run the consuming tools (llvmlite, ptxas, cc) on generated code where present
+    uncertainty: object = None  # --uncertainty: hetc.uncertainty.analysis.StudySettings, or None (no study)
 
 
 @dataclass
@@ -105,6 +106,11 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
 
     with timer.stage("plan"):
         plan = build_plan(module, spec, db, run.pass_names, kernels, options)
+    if plan is not None and options.uncertainty is not None:
+        from hetc.uncertainty.analysis import plan_uncertainty
+
+        with timer.stage("uncertainty"):
+            plan = plan_uncertainty(plan, spec, db, module, options)
     if plan is not None:  # a pipeline without place makes IR only
         files["plan.json"] = _json(plan)
         with timer.stage("deploy"):

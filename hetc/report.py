@@ -10,7 +10,8 @@ Charts (each an <svg> with a stable id): chart-plan (stages as a graph, coloured
 chart-tco (each stage's cost by component: capital, power, overhead, cloud rental),
 chart-baselines (homogeneous baselines), chart-pareto (cost vs
 latency, with the non-dominated front), chart-sla (every path against its limit), and for a pair sweep
-chart-pd (TCO benefit of every P::D pair relative to the baseline pair).
+chart-pd (TCO benefit of every P::D pair relative to the baseline pair); with a study under uncertainty
+chart-uncertainty and chart-tornado (hetc.uncertainty.charts).
 """
 
 from __future__ import annotations
@@ -627,8 +628,9 @@ def _sweep_table(rows: Sequence[dict]) -> str:
 # ------------------------------------------------------------------------------------------------ page
 
 
-def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
-    """The report page for a plan.json dict, and for the rows of a sweep (hetc.sweep) when given."""
+def render_report(plan: dict, sweep: list[dict] | None = None, uncertainty: dict | None = None) -> str:
+    """The report page for a plan.json dict, and for the rows of a sweep (hetc.sweep) when given; with a study
+    under uncertainty (`uncertainty`, else the plan's own "uncertainty"), its verdict, bands and tornado."""
     stage_devices = set(_stage_devices(plan))
     colours = device_colours(
         list(stage_devices) + [b["device"] for b in plan.get("baselines", [])]
@@ -672,6 +674,11 @@ def render_report(plan: dict, sweep: list[dict] | None = None) -> str:
                         "LLM $/hour divided by the pair's, at the same request rate and SLA (higher is cheaper). "
                         "Squares: prefill and decode device.</p>" + pd_svg(sweep, colours) + "</section>")
         body.append("<section><h2>Sweep</h2>" + _sweep_table(sweep) + "</section>")
+    study = uncertainty or plan.get("uncertainty")
+    if study:
+        from hetc.uncertainty.charts import uncertainty_section
+
+        body.insert(2, uncertainty_section(study))  # after the cards: the verdict is what a buyer reads first
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -75,9 +75,39 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
             ratio = f"{b['relative_cost']:.2f}" if b["relative_cost"] is not None else "-"
             base.add_row(b["device"], _usd(b["usd_per_hour"]), ratio, "" if b["feasible"] else b["reason"] or "")
         console.print(base)
+    if plan.get("uncertainty"):
+        _print_uncertainty(plan["uncertainty"], console)
     if explain and result is not None:
         _print_explain(result, console)
     console.print(f"bundle written to {output}")
+
+
+def _band(row: dict) -> str:
+    return f"{_usd(row['p10_usd_per_hour'])} / {_usd(row['p50_usd_per_hour'])} / {_usd(row['p90_usd_per_hour'])}"
+
+
+def _print_uncertainty(study: dict, console: Console) -> None:
+    """--uncertainty: the alternatives' win probabilities and TCO bands, the baselines' bands, the deployed
+    plan's band and SLA risk, and the verdict (plan.json "uncertainty"; docs/uncertainty.md)."""
+    title = (f"under uncertainty ({study['samples']:,} samples, seed {study['seed']}, {study['uncertainty']}): "
+             + ("alternatives" if study["rows"] == "alternatives" else "plans the samples chose, by P::D"))
+    table = Table(title=title, title_justify="left")
+    for col in ("plan", "nominal $/hour", "P(cheapest)", "p10 / p50 / p90 $/hour"):
+        table.add_column(col, justify="left" if col == "plan" else "right", overflow="fold")
+    for row in sorted(study["alternatives"], key=lambda r: (-r["p_cheapest"], r["nominal_usd_per_hour"] or 1e300)):
+        table.add_row(row["plan"], _usd(row["nominal_usd_per_hour"]), f"{row['p_cheapest']:.1%}", _band(row))
+    for row in study["baselines"]:
+        table.add_row(row["plan"], _usd(row["nominal_usd_per_hour"]), "-", _band(row))
+    console.print(table)
+    nominal = study["nominal_plan"]
+    if nominal:
+        console.print(f"this plan: {_band(nominal)} per hour (p10 / p50 / p90), misses the SLA in "
+                      f"{nominal['p_sla_violated']:.1%} of samples, regret p90 {_usd(nominal['regret_p90'])}/hour")
+    robust = study["robust_plan"]
+    if robust and nominal and robust["plan"] != nominal["plan"]:
+        console.print(f"robust plan: {robust['plan']}, {_usd(robust['nominal_usd_per_hour'])}/hour nominal, SLA met "
+                      f"in {robust['p_sla_met']:.1%} (hetc uncertainty SPEC --objective robust)")
+    console.print(study["verdict"])
 
 
 def _print_explain(result, console: Console) -> None:

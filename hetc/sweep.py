@@ -208,6 +208,7 @@ class SweepOptions:
     soft_sla: float = 0.0
     model_precision: str | None = None  # --model-precision: applied before the overrides
     jobs: int = 2  # worker processes for the override sweep (1 = in this process)
+    uncertainty: object = None  # --uncertainty (pairs): hetc.uncertainty.analysis.StudySettings, or None
 
 
 def base_params(options: SweepOptions) -> dict[str, str]:
@@ -295,6 +296,7 @@ class SweepResult:
     rows: list[dict]
     plans: dict[int, dict] = field(default_factory=dict)  # row index -> plan (override sweep)
     report_plan: dict | None = None  # the plan the report shows
+    uncertainty: dict[int, dict] = field(default_factory=dict)  # variant -> study (pairs with --uncertainty)
 
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -440,8 +442,11 @@ def _pd_devices(result) -> tuple[str, str]:
     return prefill, decode
 
 
-def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], options: SweepOptions) -> list[dict]:
-    """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice."""
+def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], options: SweepOptions,
+              studies: list[dict] | None = None) -> list[dict]:
+    """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice. With
+    options.uncertainty, each pair row gains its win probability and TCO band (UNCERTAINTY_COLUMNS) and the
+    study's results are appended to `studies`."""
     from hetc.frontend import spec_to_module
     from hetc.kvpaths import pair_status
     from hetc.passes.place import main_graph
@@ -484,7 +489,27 @@ def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], optio
     for row in rows:
         if row["llm_usd_per_hour"] and base["llm_usd_per_hour"]:
             row["benefit"] = base["llm_usd_per_hour"] / row["llm_usd_per_hour"]
+    if options.uncertainty is not None:
+        _add_uncertainty(rows, built, db, spec.hardware.pricing, pairs, options.uncertainty, studies)
     return rows
+
+
+# --uncertainty: what each pair row gains (the whole plan's $/hour, as `hetc uncertainty --pairs` reports it)
+UNCERTAINTY_COLUMNS = ("p_cheapest", "p10_usd_per_hour", "p50_usd_per_hour", "p90_usd_per_hour")
+
+
+def _add_uncertainty(rows: list[dict], built, db, pricing: str, pairs, settings, studies: list | None) -> None:
+    """The pair study under uncertainty (hetc.uncertainty.analysis.study, the code path of `hetc uncertainty
+    --pairs`): every pair row gets its P(cheapest) and p10/p50/p90 TCO; hetc's own row gets none."""
+    from hetc.uncertainty.analysis import pair_alternatives, study
+
+    result = study(built, db, pricing, pair_alternatives(built.problem, pairs), settings)
+    by_pair = {r["plan"]: r for r in result["alternatives"]}
+    for row in rows:
+        found = by_pair.get(row["pair"]) if row["choice"] == "pair" else None
+        row.update({key: found[key] if found else None for key in UNCERTAINTY_COLUMNS})
+    if studies is not None:
+        studies.append(result)
 
 
 def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequence[Over], options: SweepOptions,
@@ -505,8 +530,9 @@ def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequ
     steps = len(variants) + (1 if with_report_plan else 0)
     for number, (params, variant_spec) in enumerate(zip(variants, specs, strict=True)):
         shown = {k: v for k, v in params.items() if k not in fixed or k == "precision"}
+        studies: list[dict] = []
         try:
-            rows = pair_rows(variant_spec, db, devices, baseline, options)
+            rows = pair_rows(variant_spec, db, devices, baseline, options, studies)
         except InfeasibleError as exc:  # an op has no candidate at all (e.g. a model fits nowhere)
             rows = [{"pair": "-", "prefill_device": "-", "decode_device": "-", "choice": "pair",
                      **_failed_row("infeasible", exc), "benefit": None, "llm_usd_per_hour": None,
@@ -515,6 +541,8 @@ def run_pairs(spec_path: str, devices_text: str, baseline_text: str, overs: Sequ
         for row in rows:
             result.rows.append({"index": len(result.rows), "variant": number, "params": shown,
                                 "baseline": f"{baseline[0]}{PAIR_SEPARATOR}{baseline[1]}", **row})
+        if studies:
+            result.uncertainty[number] = studies[0]
         if progress:
             progress(number + 1, steps)
     if with_report_plan:
@@ -549,6 +577,8 @@ def table_csv(result: SweepResult) -> str:
     """One row per sweep row; override values first as `over:KEY` columns."""
     keys = sorted({k for r in result.rows for k in r["params"]})
     columns = PAIR_COLUMNS if result.mode == "pairs" else OVER_COLUMNS
+    if result.uncertainty:
+        columns = columns + UNCERTAINTY_COLUMNS
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([f"over:{k}" for k in keys] + list(columns))
@@ -558,7 +588,10 @@ def table_csv(result: SweepResult) -> str:
 
 
 def table_json(result: SweepResult) -> dict:
-    return {"mode": result.mode, "rows": result.rows}
+    data = {"mode": result.mode, "rows": result.rows}
+    if result.uncertainty:  # per combination (variant): the study of `hetc uncertainty --pairs --json`
+        data["uncertainty"] = {str(variant): study for variant, study in sorted(result.uncertainty.items())}
+    return data
 
 
 def output_files(result: SweepResult) -> dict[str, bytes]:
@@ -569,7 +602,8 @@ def output_files(result: SweepResult) -> dict[str, bytes]:
     for index, plan in sorted(result.plans.items()):
         files[f"plans/{index:03d}.json"] = to_json(plan)
     if result.report_plan is not None:
-        files["report.html"] = render_report(result.report_plan, result.rows).encode()
+        files["report.html"] = render_report(result.report_plan, result.rows,
+                                             uncertainty=result.uncertainty.get(0)).encode()
     return files
 
 

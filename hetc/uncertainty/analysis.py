@@ -1,7 +1,12 @@
-"""From a spec file to the uncertainty study's results: builds the placement problem as `hetc sweep` does
-(its pair study's pool and restriction for --pairs), draws the samples and runs the study."""
+"""From a placement problem to the uncertainty study's results, the one code path of `hetc uncertainty`,
+`hetc sweep --pairs --uncertainty` and `hetc compile --uncertainty`: `study()` draws the samples, runs the
+Monte Carlo and the tornado and returns the JSON-ready summary. `build()` makes the problem from a spec file
+as `hetc sweep` does (its pair study's pool and restriction for --pairs); `pair_alternatives()` and
+`unit_alternatives()` are the alternatives the study compares."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,22 +17,27 @@ from hetc.uncertainty.study import run_study, summary
 from hetc.uncertainty.tornado import tornado
 
 
+@dataclass(frozen=True)
+class StudySettings:
+    """How to run a study: samples, seed, the --uncertainty file (None = the documented defaults), and the
+    robust plan's risk measure and SLA share."""
+
+    samples: int = 1000
+    seed: int = 0
+    uncertainty_file: str | None = None
+    risk: str = "p90"
+    sla_share: float = 0.9
+
+
 def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (),
           overrides: dict[str, str] | None = None):
     """(db, spec, BuiltProblem, [(label, allowed masks or None)]) for the free problem or the pair study;
     `overrides` are `hetc sweep --over` settings, one value each (e.g. {"tokens": "512:4096"})."""
-    from hetc.frontend import spec_to_module
-    from hetc.passes.place import main_graph
-    from hetc.pipeline import PipelineRun
-    from hetc.placement_problem import build_problem, record_database
     from hetc.sweep import (
-        DECOMPOSE_PIPELINE,
-        PAIR_SEPARATOR,
         POOL_SEPARATOR,
         SweepOptions,
         _load,
         _pool_cpus,
-        _restrict,
         apply_overrides,
         parse_devices,
     )
@@ -41,18 +51,74 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     if pairs:  # the pair study's pool: the pairs' devices and the spec's CPUs, every device bought
         pool = sorted(set(devices) | set(_pool_cpus(spec, db)))
         spec = apply_overrides(spec, {"pool": POOL_SEPARATOR.join(pool), "inventory": "none"}, db)
+    built = build_loaded(spec, db, hwdb, hwdb_extra)
+    problem = built.problem
+    if not pairs:
+        return db, spec, built, unit_alternatives(built, spec_path)
+    if not any(op.role == "prefill" for op in problem.ops) or not any(op.role == "decode" for op in problem.ops):
+        raise HetcError("--pairs needs an llm node (a prefill and a decode phase) in the spec", Loc(spec_path))
+    return db, spec, built, pair_alternatives(problem, [(p, d) for p in devices for d in devices])
+
+
+def build_loaded(spec, db, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (), kv_paths: str = "released",
+                 kv_paths_extra: tuple[str, ...] = ()):
+    """The BuiltProblem of a loaded spec: decomposed, with the compile's database and KV-path table recorded
+    as the compile driver records them, and a hard SLA."""
+    from hetc.frontend import spec_to_module
+    from hetc.passes.place import main_graph
+    from hetc.pipeline import PipelineRun
+    from hetc.placement_problem import build_problem, record_database, record_kv_paths
+    from hetc.sweep import DECOMPOSE_PIPELINE
+
     module = spec_to_module(spec)
     PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
     record_database(module, hwdb, tuple(hwdb_extra), db)  # as the compile driver does: one database
-    built = build_problem(module, main_graph(module), db, None)
-    problem = built.problem
-    if not pairs:
-        return db, spec, built, _unit_alternatives(built, spec_path)
-    if not any(op.role == "prefill" for op in problem.ops) or not any(op.role == "decode" for op in problem.ops):
-        raise HetcError("--pairs needs an llm node (a prefill and a decode phase) in the spec", Loc(spec_path))
-    alternatives = [(f"{p}{PAIR_SEPARATOR}{d}", _masks(problem, _restrict(problem, p, d)))
-                    for p in devices for d in devices]
-    return db, spec, built, alternatives
+    record_kv_paths(module, kv_paths, tuple(kv_paths_extra))
+    return build_problem(module, main_graph(module), db, None)
+
+
+def baseline_alternatives(problem) -> list[tuple[str, list[np.ndarray]]]:
+    """The homogeneous baselines (hetc.placement.homogeneous_baselines): every op with an accelerator
+    candidate on one accelerator class, the others free; classes without a candidate for some op left out."""
+    accelerator = {d.name for d in problem.devices if d.accelerator}
+    out = []
+    for name in sorted(accelerator):
+        masks = [np.array([c.device == name or not any(x.device in accelerator for x in op.candidates)
+                           for c in op.candidates], dtype=bool) for op in problem.ops]
+        if all(m.any() for m in masks):
+            out.append((f"all on {name}", masks))
+    return out
+
+
+def deployed_choice(problem, module) -> np.ndarray | None:
+    """The candidate index per op of the plan a compiled (placed) module deploys: each task op's placement
+    (device, tp, pp, batch) and estimated latency matched among its op's candidates; None if any op does not
+    match (the study then takes its own nominal plan)."""
+    from hetc.dialects import task as T
+    from hetc.frontend import value_from_attr
+
+    placed = {o.sym_name.data: o for o in module.walk() if isinstance(o, T.TaskOp) and o.placement() is not None}
+    choice = []
+    for op in problem.ops:
+        task = placed.get(op.id)
+        if task is None:
+            return None
+        where = task.placement()
+        latency = value_from_attr(task.attributes["estimate"]).get("latency_ms") if "estimate" in task.attributes else None
+        key = (where.device.data, where.tp.data, where.pp.data, where.batch.data)
+        found = [k for k, c in enumerate(op.candidates) if (c.device, c.tp, c.pp, c.batch) == key
+                 and (latency is None or c.latency_ms == latency)]
+        if not found:
+            return None
+        choice.append(found[0])
+    return np.array(choice)
+
+
+def pair_alternatives(problem, pairs: list[tuple[str, str]]) -> list[tuple[str, list[np.ndarray]]]:
+    """One alternative per (prefill, decode) pair, restricted as hetc.sweep's pair study restricts it."""
+    from hetc.sweep import PAIR_SEPARATOR, _restrict
+
+    return [(f"{p}{PAIR_SEPARATOR}{d}", _masks(problem, _restrict(problem, p, d))) for p, d in pairs]
 
 
 def _masks(problem, restricted) -> list[np.ndarray]:
@@ -61,7 +127,7 @@ def _masks(problem, restricted) -> list[np.ndarray]:
             for op, r in zip(problem.ops, restricted.ops, strict=True)]
 
 
-def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
+def unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
     """The free problem; with sub-agents planned as a unit, one alternative per combination of their
     accelerator classes, as hetc.placement_problem.solve_placement tries them."""
     import itertools
@@ -85,22 +151,39 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
             pairs: str | None = None, risk: str = "p90", sla_share: float = 0.9, hwdb: str = "default",
             hwdb_extra: tuple[str, ...] = (), uncertainty: UncertaintySpec | None = None,
             overrides: dict[str, str] | None = None) -> dict:
-    """The JSON-ready results (hetc.uncertainty.study.summary plus the run's settings)."""
+    """`hetc uncertainty`: the JSON-ready results (hetc.uncertainty.study.summary plus the run's settings)."""
     db, spec, built, alternatives = build(spec_path, pairs, hwdb, hwdb_extra, overrides)
+    settings = StudySettings(samples, seed, uncertainty_file, risk, sla_share)
+    result = study(built, db, spec.hardware.pricing, alternatives, settings, uncertainty=uncertainty,
+                   baselines=None if pairs else baseline_alternatives(built.problem))
+    result.update({"mode": "pairs" if pairs else "free", "overrides": dict(sorted((overrides or {}).items()))})
+    return result
+
+
+def study(built, db, pricing: str, alternatives, settings: StudySettings, *,
+          uncertainty: UncertaintySpec | None = None, nominal_choice: np.ndarray | None = None,
+          baselines: list | None = None) -> dict:
+    """The study of a built problem (hetc.placement_problem.BuiltProblem) over `alternatives` (label, candidate
+    masks per op or None): hetc.uncertainty.study.summary, the tornado and the settings. `nominal_choice`
+    (a candidate index per op) names the plan hetc deploys, when the caller solved it itself (compile);
+    `baselines` are alternatives shown with their bands that do not compete (homogeneous baselines)."""
     if uncertainty is None:
-        uncertainty = load_uncertainty(uncertainty_file, db) if uncertainty_file else UncertaintySpec()
-    pricing = spec.hardware.pricing
+        uncertainty = (load_uncertainty(settings.uncertainty_file, db) if settings.uncertainty_file
+                       else UncertaintySpec())
     problem = built.problem
+    if problem.soft_sla_lambda is not None:
+        raise HetcError("--uncertainty needs a hard SLA: leave out --soft-sla", Loc("--uncertainty"))
     offline = bool(built.rate_basis)  # offline work: the rate follows from the job's volume
     inputs = inputs_for(uncertainty, [db.devices[d.name] for d in problem.devices], pricing, offline)
-    sc = scenarios(problem, inputs, draw(inputs, samples, seed), db, pricing, offline)
-    margins = margin_plans(problem, inputs, db, pricing, offline, alternatives, sla_share)
-    study = run_study(problem, sc, alternatives, risk=risk, sla_share=sla_share, margin_plans=margins)
-    result = summary(study)
+    sc = scenarios(problem, inputs, draw(inputs, settings.samples, settings.seed), db, pricing, offline)
+    margins = margin_plans(problem, inputs, db, pricing, offline, alternatives, settings.sla_share)
+    result_study = run_study(problem, sc, alternatives, risk=settings.risk, sla_share=settings.sla_share,
+                             margin_plans=margins, nominal_choice=nominal_choice, baselines=baselines or [])
+    result = summary(result_study)
+    nominal = result_study.nominal
     result["tornado"] = (tornado(problem, inputs, db, pricing, offline, alternatives,
-                                 study.fixed[study.nominal].choice) if study.nominal >= 0 else [])
-    result.update({"seed": seed, "uncertainty": uncertainty.origin, "pricing": pricing,
-                   "mode": "pairs" if pairs else "free", "overrides": dict(sorted((overrides or {}).items())),
+                                 result_study.fixed[nominal].choice) if nominal >= 0 else [])
+    result.update({"seed": settings.seed, "uncertainty": uncertainty.origin, "pricing": pricing,
                    "inputs": [{"input": i.name, "law": i.dist.describe()} for i in inputs]})
     return result
 
@@ -119,3 +202,23 @@ def margin_plans(problem, inputs, db, pricing: str, offline: bool, alternatives,
         if not (choice == NO_CHOICE).any():
             plans.append(choice)
     return plans
+
+
+# The keys of a study's results that plan.json keeps (hetc/schemas/plan.schema.json, "uncertainty"): all but
+# the fixed plans' rows, which `hetc uncertainty --json` lists.
+PLAN_KEYS = ("samples", "seed", "uncertainty", "pricing", "risk_measure", "sla_share", "rows", "alternatives",
+             "baselines", "nominal_plan", "robust_plan", "price_of_robustness", "sensitivity", "tornado",
+             "resolves", "verdict", "inputs")
+
+
+def plan_uncertainty(plan: dict, spec, db, module, options) -> dict:
+    """`hetc compile --uncertainty`: the plan with the study of its own decision under "uncertainty" (the
+    deployed plan is the nominal plan; sub-agent units and homogeneous baselines as `hetc uncertainty SPEC`
+    compares them), checked against the plan's schema."""
+    from hetc.plan_schema import check_built_plan
+
+    built = build_loaded(spec, db, options.hwdb, options.hwdb_extra, options.kv_paths, options.kv_paths_extra)
+    result = study(built, db, spec.hardware.pricing, unit_alternatives(built, spec.path), options.uncertainty,
+                   nominal_choice=deployed_choice(built.problem, module),
+                   baselines=baseline_alternatives(built.problem))
+    return check_built_plan({**plan, "uncertainty": {key: result[key] for key in PLAN_KEYS}})

@@ -61,6 +61,7 @@ class Study:
     sensitivity: list[dict]
     sc: Scenarios
     problem: PlacementProblem
+    baselines: list[Alternative] = field(default_factory=list)  # re-solved for their bands, not competing
 
 
 def pd_of(problem: PlacementProblem, choice) -> str:
@@ -85,28 +86,39 @@ def plan_label(problem: PlacementProblem, choice: np.ndarray) -> str:
 
 
 def run_study(problem: PlacementProblem, sc: Scenarios, alternatives: list[tuple[str, list | None]],
-              risk: str = "p90", sla_share: float = 0.9, margin_plans: list[np.ndarray] = ()) -> Study:
+              risk: str = "p90", sla_share: float = 0.9, margin_plans: list[np.ndarray] = (),
+              nominal_choice: np.ndarray | None = None, baselines: list[tuple[str, list | None]] = ()) -> Study:
     """`margin_plans`: more fixed plans to consider for the robust choice (e.g. plans solved with every
-    cost-model error at its `sla_share` quantile, which keep a latency margin)."""
+    cost-model error at its `sla_share` quantile, which keep a latency margin). `nominal_choice`: the plan
+    hetc deploys (a candidate index per op), when the caller solved it; by default the cheapest
+    alternative's plan at nominal inputs. `baselines`: more alternatives re-solved in every sample for their
+    TCO bands (e.g. homogeneous baselines) that do not compete for P(cheapest)."""
     compiled = Compiled(problem, sc)
     at_nominal = Compiled(problem, nominal_scenario(problem, sc.inputs))  # the same path as every sample
-    alts = []
-    for label, allowed in alternatives:
-        tco, choice, _ = at_nominal.cheapest(allowed)
-        alt = Alternative(label, allowed, float(tco[0]), None if (choice[0] == NO_CHOICE).any() else choice[0])
-        alt.cost, alt.choice, alt.resolved = compiled.cheapest(allowed)
-        alts.append(alt)
+    alts = [_resolved(label, allowed, compiled, at_nominal) for label, allowed in alternatives]
+    references = [_resolved(label, allowed, compiled, at_nominal) for label, allowed in baselines]
     costs = np.stack([a.cost for a in alts], axis=1)
     best = costs.min(axis=1)
     winner = np.where(np.isfinite(best), costs.argmin(axis=1), -1)
-    fixed = _fixed_plans(problem, compiled, at_nominal, alts, winner, margin_plans)
+    deployed = [] if nominal_choice is None else [np.asarray(nominal_choice)]
+    fixed = _fixed_plans(problem, compiled, at_nominal, alts, winner, deployed + list(margin_plans))
     nominal_alt = min(range(len(alts)), key=lambda i: (alts[i].nominal_tco, i))
     nominal = -1
-    if math.isfinite(alts[nominal_alt].nominal_tco):
+    if nominal_choice is not None:
+        nominal = next(i for i, f in enumerate(fixed) if np.array_equal(f.choice, nominal_choice))
+    elif math.isfinite(alts[nominal_alt].nominal_tco):
         nominal = next(i for i, f in enumerate(fixed) if np.array_equal(f.choice, alts[nominal_alt].nominal_choice))
     robust = _robust(fixed, best, risk, sla_share, nominal)
     sensitivity = _sensitivity(sc, fixed[nominal], best) if nominal >= 0 else []
-    return Study(alts, fixed, best, winner, nominal, robust, risk, sla_share, sensitivity, sc, problem)
+    return Study(alts, fixed, best, winner, nominal, robust, risk, sla_share, sensitivity, sc, problem, references)
+
+
+def _resolved(label: str, allowed, compiled: Compiled, at_nominal: Compiled) -> Alternative:
+    """An alternative solved at nominal inputs and re-solved in every sample, by the same fast path."""
+    tco, choice, _ = at_nominal.cheapest(allowed)
+    alt = Alternative(label, allowed, float(tco[0]), None if (choice[0] == NO_CHOICE).any() else choice[0])
+    alt.cost, alt.choice, alt.resolved = compiled.cheapest(allowed)
+    return alt
 
 
 def _fixed_plans(problem, compiled: Compiled, at_nominal: Compiled, alts: list[Alternative], winner: np.ndarray,
@@ -192,14 +204,15 @@ def alternative_rows(study: Study) -> list[dict]:
     n = len(study.best)
     if len(study.alternatives) == 1:
         return _pd_rows(study)
-    rows = []
-    for i, alt in enumerate(study.alternatives):
-        p10, p50, p90 = percentiles(alt.cost)
-        rows.append({"plan": alt.label, "nominal_usd_per_hour": _finite(alt.nominal_tco),
-                     "p_cheapest": float(np.sum(study.winner == i) / n), "p10_usd_per_hour": p10,
-                     "p50_usd_per_hour": p50, "p90_usd_per_hour": p90,
-                     "p_feasible": float(np.isfinite(alt.cost).mean()), "resolved_samples": alt.resolved})
-    return rows
+    return [{**_band_row(alt), "p_cheapest": float(np.sum(study.winner == i) / n)}
+            for i, alt in enumerate(study.alternatives)]
+
+
+def _band_row(alt: Alternative) -> dict:
+    p10, p50, p90 = percentiles(alt.cost)
+    return {"plan": alt.label, "nominal_usd_per_hour": _finite(alt.nominal_tco), "p10_usd_per_hour": p10,
+            "p50_usd_per_hour": p50, "p90_usd_per_hour": p90, "p_feasible": float(np.isfinite(alt.cost).mean()),
+            "resolved_samples": alt.resolved}
 
 
 def _pd_rows(study: Study) -> list[dict]:
@@ -249,13 +262,14 @@ def summary(study: Study) -> dict:
                  and nominal["risk"] is not None else None}
     return {"samples": len(study.best), "risk_measure": study.risk, "sla_share": study.sla_share,
             "alternatives": alternative_rows(study),
+            "baselines": [_band_row(b) for b in study.baselines],
             # rows: re-solved alternatives (feasible share) or, for the free problem, fixed plans per P::D
             "rows": "alternatives" if len(study.alternatives) > 1 else "plans_by_pd",
             "nominal_plan": nominal, "robust_plan": robust,
             "price_of_robustness": price, "sensitivity": study.sensitivity,
             "fixed_plans": [fixed_row(study, i) for i in range(len(study.fixed))],
-            "resolves": {"heuristic": sum(a.resolved for a in study.alternatives),
-                         "total": len(study.best) * len(study.alternatives)},
+            "resolves": {"heuristic": sum(a.resolved for a in study.alternatives + study.baselines),
+                         "total": len(study.best) * (len(study.alternatives) + len(study.baselines))},
             "verdict": verdict(study)}
 
 
