@@ -4,13 +4,14 @@
     python bench/uncertainty.py                       # 1,000 samples, 3 runs, medians
     python bench/uncertainty.py --samples 5000 --runs 1 --pairs h100,b200,gaudi3
 
-Per run: building the problem (decompose + candidates, once per study), drawing the samples and pricing
-them (hetc.tco per sample and device), and the study (every pair re-solved in every sample through the
-vectorised fast path, with the heuristic on the samples it cannot decide; fixed plans; sensitivity). The
-reference is what the study would cost re-solving every (pair, sample) with the heuristic
-(solve(..., "heuristic", lp_bound=False)): its median time per solve, measured on the nominal pairs, times
-pairs x samples. The whole command (`hetc uncertainty ... --json` in a new process: imports, problem,
-study, output) is timed too.
+Per run: building the problem (decompose + candidates, once per study), then the study through the code
+path every command shares (hetc.uncertainty.analysis.study: drawing and pricing the samples, every pair
+re-solved in every sample through the vectorised fast path with the heuristic on the samples it cannot
+decide, fixed plans, sensitivity, the tornado, the summary). The reference is what the study would cost
+re-solving every (pair, sample) with the planner's heuristic (hetc.uncertainty.fast.solve_restricted): its
+median time per solve on the nominal pairs, times pairs x samples. The whole command (`hetc uncertainty
+... --json` in a new process: imports, problem, study, output) is timed too, run twice per seed, and its
+two outputs compared byte for byte.
 """
 
 from __future__ import annotations
@@ -27,35 +28,26 @@ TARGET_S = 60.0
 
 
 def one_run(samples: int, pairs: str, seed: int) -> dict[str, float]:
-    from hetc.uncertainty.analysis import build, margin_plans
-    from hetc.uncertainty.inputs import UncertaintySpec, inputs_for
-    from hetc.uncertainty.sampling import draw, scenarios
-    from hetc.uncertainty.study import run_study, summary
+    from hetc.uncertainty.analysis import StudySettings, build, study
 
     t0 = time.perf_counter()
     db, spec, built, alternatives = build(VOICE, pairs)
-    problem, pricing = built.problem, spec.hardware.pricing
     t1 = time.perf_counter()
-    inputs = inputs_for(UncertaintySpec(), [db.devices[d.name] for d in problem.devices], pricing, built.offline)
-    sc = scenarios(problem, inputs, draw(inputs, samples, seed), db, pricing, built.offline)
+    result = study(built, db, spec.hardware.pricing, alternatives, StudySettings(samples, seed))
     t2 = time.perf_counter()
-    margins = margin_plans(problem, inputs, db, pricing, built.offline, alternatives, 0.9)
-    study = run_study(problem, sc, alternatives, margin_plans=margins)
-    summary(study)
-    t3 = time.perf_counter()
-    return {"build": t1 - t0, "draw": t2 - t1, "study": t3 - t2, "total": t3 - t0,
-            "alternatives": len(alternatives), "heuristic": sum(a.resolved for a in study.alternatives)}
+    return {"build": t1 - t0, "study": t2 - t1, "total": t2 - t0, "alternatives": len(alternatives),
+            "heuristic": result["resolves"]["heuristic"]}
 
 
-def cli_s(samples: int, pairs: str, seed: int) -> float:
-    """Wall time of the whole command in a fresh process (imports and output included)."""
+def cli_run(samples: int, pairs: str, seed: int) -> tuple[float, bytes]:
+    """(wall time, stdout) of the whole command in a fresh process (imports and output included)."""
     import subprocess
     import sys
 
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hetc.cli", "uncertainty", VOICE, "--pairs", pairs, "--samples",
-                    str(samples), "--seed", str(seed), "--json"], check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-m", "hetc.cli", "uncertainty", VOICE, "--pairs", pairs, "--samples",
+                           str(samples), "--seed", str(seed), "--json"], check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start, proc.stdout
 
 
 def heuristic_solve_s(pairs: str) -> float:
@@ -80,19 +72,22 @@ def main() -> None:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS)
     args = parser.parse_args()
     runs = [one_run(args.samples, args.pairs, args.seed + i) for i in range(args.runs)]
-    median = {k: statistics.median(r[k] for r in runs) for k in ("build", "draw", "study", "total")}
+    median = {k: statistics.median(r[k] for r in runs) for k in ("build", "study", "total")}
     n_alt = runs[0]["alternatives"]
     per_solve = heuristic_solve_s(args.pairs)
-    command = statistics.median(cli_s(args.samples, args.pairs, args.seed + i) for i in range(args.runs))
+    commands = [(cli_run(args.samples, args.pairs, args.seed + i), cli_run(args.samples, args.pairs, args.seed + i))
+                for i in range(args.runs)]
+    command = statistics.median(t for pair in commands for t, _ in pair)
+    identical = all(first[1] == second[1] for first, second in commands)
     reference = per_solve * n_alt * args.samples
     print(f"voice agent, {n_alt} pairs ({args.pairs}), {args.samples} samples, median of {args.runs} run(s)")
     print(f"  build problem     {median['build']:8.2f} s")
-    print(f"  draw + price      {median['draw']:8.2f} s")
-    print(f"  study             {median['study']:8.2f} s   (heuristic re-solves: "
+    print(f"  study             {median['study']:8.2f} s   (draw, price, re-solve, tornado; heuristic re-solves: "
           f"{', '.join(str(r['heuristic']) for r in runs)} of {n_alt * args.samples} per run)")
     print(f"  total             {median['total']:8.2f} s   target < {TARGET_S:.0f} s: "
           f"{'met' if median['total'] < TARGET_S else 'MISSED'}")
-    print(f"  hetc uncertainty  {command:8.2f} s   (the whole command in a new process, --json)")
+    print(f"  hetc uncertainty  {command:8.2f} s   (the whole command in a new process, --json); "
+          f"same seed twice byte-identical: {'yes' if identical else 'NO'}")
     print(f"  samples/s         {args.samples / median['total']:8.1f}       "
           f"(pair-samples/s {args.samples * n_alt / median['total']:.0f})")
     print(f"  reference: heuristic per (pair, sample): {per_solve * 1e3:.1f} ms median per solve -> "
