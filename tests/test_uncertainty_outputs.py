@@ -177,3 +177,27 @@ def test_report_escapes_study_labels(compiled):
     plan["uncertainty"]["tornado"][0]["input"] = evil
     page = render_report(plan)
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+# -------------------------------------------------------------------------------------------------- docs
+
+
+def _doc_commands():
+    from docs_snippets import hetc_commands
+
+    return [c for doc in ("uncertainty.md", "paper-study.md") for c in hetc_commands(ROOT / "docs" / doc)
+            if any(word.startswith("--uncertainty") for word in c.argv) or c.argv[0] == "uncertainty"]
+
+
+@pytest.mark.parametrize("command", _doc_commands(), ids=lambda c: c.where)
+def test_documented_uncertainty_commands_parse(command):
+    from test_docs import PLACEHOLDERS, _parse_only
+
+    _parse_only(tuple(PLACEHOLDERS.get(word, word) for word in command.argv))
+
+
+def test_the_documented_sweep_with_uncertainty_runs():
+    (command,) = [c for c in _doc_commands() if c.argv[0] == "sweep" and c.where.startswith("uncertainty.md")]
+    proc = _hetc(*command.argv)
+    assert proc.returncode == 0, proc.stderr
+    assert "P(cheapest)" in proc.stdout and " is cheapest in " in proc.stdout
