@@ -246,7 +246,10 @@ def test_zero_uncertainty_free_problem_with_owned_devices_gives_the_nominal_plan
     assert nominal["nominal_usd_per_hour"] == free.tco_usd_per_hour
     assert nominal["p_chosen"] == 1.0 and nominal["p_sla_violated"] == 0.0
     assert nominal["p10_usd_per_hour"] == pytest.approx(free.tco_usd_per_hour, rel=1e-12)
-    assert result["resolves"] == {"heuristic": 5, "total": 5}
+    solves = 5 * (1 + len(result["baselines"]))  # the free problem and each homogeneous baseline, every sample
+    assert len(result["baselines"]) >= 2 and result["resolves"] == {"heuristic": solves, "total": solves}
+    for row in result["baselines"]:  # zero spread: each baseline's band is its nominal cost
+        assert row["p10_usd_per_hour"] == row["p90_usd_per_hour"] == row["nominal_usd_per_hour"]
 
 
 def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_tries_them():

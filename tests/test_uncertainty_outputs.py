@@ -124,6 +124,14 @@ def test_compile_uncertainty_is_in_the_plan_and_the_plan_passes_its_schema(compi
     assert study["verdict"] in proc.stdout and "this plan:" in proc.stdout
 
 
+def test_compile_uncertainty_is_byte_identical_per_seed(compiled, tmp_path):
+    proc = _hetc("compile", SUPERVISOR, "-o", str(tmp_path / "again"), "--uncertainty", "--samples", "120",
+                 "--seed", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "again" / "plan.json").read_bytes() == (compiled[1] / "plan.json").read_bytes()
+    assert (tmp_path / "again" / "report.html").read_bytes() == (compiled[1] / "report.html").read_bytes()
+
+
 def test_a_plan_with_a_broken_uncertainty_section_fails_the_schema(compiled):
     from hetc.errors import HetcError
     from hetc.plan_schema import validate_plan
