@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
+from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report, print_module
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CompileResult:
     files: dict[str, bytes]
     dumps: list[tuple[str, str]]
     timings: dict[str, float] = field(default_factory=dict)
-    placement: object | None = None
+    placement: dict | None = None  # place's plan-wide summary (cost, paths, edges, baselines, explain)
 
 
 class _Timer:
@@ -103,8 +103,9 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
         files.update(code_files)
     from hetc.plan import build_plan
 
+    summary = pass_report(module, "place")
     with timer.stage("plan"):
-        plan = build_plan(module, spec, db, run.pass_names, kernels, options)
+        plan = build_plan(module, spec, db, run.pass_names, kernels, options, summary)
     if plan is not None:  # a pipeline without place makes IR only
         files["plan.json"] = _json(plan)
         with timer.stage("deploy"):
@@ -112,7 +113,7 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
         with timer.stage("report"):
             files.update(_report_files(plan))
     return CompileResult(spec, module, plan, files, [d for d in run.dumps if _wanted(d[0], options)],
-                         timer.timings)
+                         timer.timings, summary)
 
 
 def _bundle_names(spec) -> dict[str, str]:

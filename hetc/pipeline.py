@@ -11,6 +11,7 @@ import functools
 import io
 import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,21 @@ def _registry() -> dict[str, Callable[[], type]]:
     for name in ("dce", "cse", "canonicalize"):
         passes[name] = get_all_passes()[name]
     return passes
+
+
+# What a pass finds beyond the IR it rewrites (place: the plan's cost, paths, edges, baselines), kept beside
+# the module it was found for and dropped with it. Plan-wide results go to plan.json through the compile
+# driver, not into the IR: as an attribute they were a third of a large graph's IR.
+_PASS_REPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record_pass_report(module, pass_name: str, report: object) -> None:
+    _PASS_REPORTS.setdefault(module, {})[pass_name] = report
+
+
+def pass_report(module, pass_name: str):
+    """What `pass_name` reported on its last run on `module`, or None (it did not run on it)."""
+    return _PASS_REPORTS.get(module, {}).get(pass_name)
 
 
 def make_context():

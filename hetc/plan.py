@@ -86,16 +86,17 @@ def _concurrency(est: dict, latency_ms: float) -> int:
     return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
-def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options) -> dict | None:
+def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options,
+               summary: dict | None) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
-    None when the pipeline did not run place (the bundle then holds the IR only)."""
+    None when the pipeline did not run place (the bundle then holds the IR only). `summary` is place's
+    plan-wide report (hetc.pipeline.pass_report), which the compile driver hands on."""
     from hetc.placement_problem import module_kv_paths, output_tokens_per_request
     from hetc.plan_schema import check_built_plan
 
-    if "place" not in pass_names:
+    if "place" not in pass_names or summary is None:
         return None
     graph = next(o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes)
-    summary = value_from_attr(module.attributes["hetc.placement"])
     recorded = value_from_attr(module.attributes["hetc.hwdb"]) if "hetc.hwdb" in module.attributes else {}
     slo = value_from_attr(graph.attributes["hetc.slo"])
     traffic = value_from_attr(graph.attributes["hetc.traffic"])

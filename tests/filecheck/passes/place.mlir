@@ -1,8 +1,8 @@
 // RUN: hetc opt %s -p place | filecheck %s
 // place chooses a device class, parallelism, batch and replicas for every task op and writes them back:
 // `placement = #task.device<...>`, `estimate = {...}` (latency, throughput, cost) and `device_kind` on each
-// op, and the summary `hetc.placement` on the module. Hand-written IR records no hardware database, so place
-// uses the default one and records it (`hetc.hwdb` with its sha256) for the passes after it.
+// op. The plan-wide summary (cost, paths, baselines) goes to plan.json, not into the IR. Hand-written IR records
+// no hardware database, so place uses the default one and records it (`hetc.hwdb` with its sha256) for the passes after it.
 // Device names and cost figures come from the database and the cost model: they are matched loosely here.
 
 builtin.module attributes {hetc.main = @g} {
@@ -17,6 +17,7 @@ builtin.module attributes {hetc.main = @g} {
   }
 }
 
+// CHECK-NOT:  hetc.placement
 // CHECK:      builtin.module attributes {hetc.main = @g, hetc.hwdb = {extra = [], name = "default", sha256 = "{{[0-9a-f]+}}"}
 // CHECK:      agent.input @q() {tokens = 64 : i64}
 // The KV transfer runs with the decode it feeds (same class, parallelism and batch); the CPU-only compute
