@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number
+from hetc.hwdb.schema import KINDS as DEVICE_KINDS
 from xdsl.dialects.builtin import I64, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import (
@@ -30,7 +31,10 @@ from xdsl.utils.exceptions import VerifyException
 
 @irdl_attr_definition
 class DeviceAttr(ParametrizedAttribute):
-    """#task.device<"nvidia-h100-sxm", replicas = 3, tp = 2, pp = 1, batch = 32>"""
+    """#task.device<"nvidia-h100-sxm", kind = "gpu", replicas = 3, tp = 2, pp = 1, batch = 32>
+
+    `kind` is the device class's kind in the hardware database (gpu, accelerator, cpu): partition chooses a
+    transport by it. IR written before it was part of the placement leaves it out (printed and read as "")."""
 
     name = "task.device"
     device: StringAttr
@@ -38,36 +42,52 @@ class DeviceAttr(ParametrizedAttribute):
     tp: IntAttr
     pp: IntAttr
     batch: IntAttr
+    kind: StringAttr
 
     FIELDS: ClassVar[tuple[str, ...]] = ("replicas", "tp", "pp", "batch")
 
-    def __init__(self, device: str, replicas: int = 1, tp: int = 1, pp: int = 1, batch: int = 1):
-        super().__init__(StringAttr(device), IntAttr(replicas), IntAttr(tp), IntAttr(pp), IntAttr(batch))
+    def __init__(self, device: str, replicas: int = 1, tp: int = 1, pp: int = 1, batch: int = 1, kind: str = ""):
+        super().__init__(StringAttr(device), IntAttr(replicas), IntAttr(tp), IntAttr(pp), IntAttr(batch),
+                         StringAttr(kind))
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser):
         with parser.in_angle_brackets():
             device = StringAttr(parser.parse_str_literal())
+            kind = StringAttr("")
             values = []
             for field in cls.FIELDS:
                 parser.parse_punctuation(",")
+                if field == "replicas" and parser.parse_optional_keyword("kind") is not None:
+                    parser.parse_punctuation("=")
+                    kind = StringAttr(parser.parse_str_literal())
+                    parser.parse_punctuation(",")
                 parser.parse_keyword(field)
                 parser.parse_punctuation("=")
                 values.append(IntAttr(parser.parse_integer(allow_negative=False)))
-        return [device, *values]
+        return [device, *values, kind]
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string_literal(self.device.data)
+            if self.kind.data:
+                printer.print_string(", kind = ")
+                printer.print_string_literal(self.kind.data)
             for field in self.FIELDS:
                 printer.print_string(f", {field} = {getattr(self, field).data}")
 
     def verify(self) -> None:
         if not self.device.data:
             raise VerifyException("task.device: empty device class")
+        if self.kind.data and self.kind.data not in DEVICE_KINDS:
+            raise VerifyException(f"task.device: kind must be one of {'|'.join(DEVICE_KINDS)}, got {self.kind.data!r}")
         for field in self.FIELDS:
             if getattr(self, field).data < 1:
                 raise VerifyException(f"task.device: {field} must be >= 1")
+
+    def with_shape(self, replicas: int = 1, tp: int = 1, pp: int = 1, batch: int = 1) -> DeviceAttr:
+        """The same device class (and kind) with another replica count, parallelism and batch."""
+        return DeviceAttr(self.device.data, replicas, tp, pp, batch, self.kind.data)
 
 
 class TaskOp(IRDLOperation):

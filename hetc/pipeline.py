@@ -318,7 +318,23 @@ def parse_ir_file(path: str):
         where = Loc(path, *_line_col(text, at))
         raise HetcError(f"cannot parse the IR: {exc}{hint}", where) from None
     _restore_strings(module)
+    _upgrade_placements(module)
     return module
+
+
+def _upgrade_placements(module) -> None:
+    """IR written before the device kind was part of the placement (a `device_kind = "gpu"` attribute beside
+    `placement = #task.device<...>`) reads as if written now."""
+    from xdsl.dialects.builtin import StringAttr
+
+    from hetc.dialects.task import DeviceAttr
+
+    for op in module.walk():
+        kind, place = op.attributes.get("device_kind"), op.attributes.get("placement")
+        if isinstance(kind, StringAttr) and isinstance(place, DeviceAttr) and not place.kind.data:
+            op.attributes["placement"] = DeviceAttr(place.device.data, place.replicas.data, place.tp.data,
+                                                    place.pp.data, place.batch.data, kind.data)
+            del op.attributes["device_kind"]
 
 
 def _restore_strings(module) -> None:

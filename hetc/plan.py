@@ -303,11 +303,10 @@ def _edges(ids, priced) -> list[dict]:
 def _transport(src, dst) -> str:
     if isinstance(src, A.InputOp) or isinstance(dst, A.OutputOp):
         return "http"
-    a, b = (o.attributes.get("device_kind") for o in (src, dst))
     pa, pb = src.placement(), dst.placement()
     if pa is not None and pb is not None and pa.device == pb.device:
         return "in-process"
     if isinstance(dst, T.ToolLookupOp):
         return "http"
-    kinds = {k.data for k in (a, b) if k is not None}
+    kinds = {p.kind.data for p in (pa, pb) if p is not None and p.kind.data}
     return "ethernet" if "cpu" in kinds else "roce"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
@@ -65,17 +65,13 @@ class PlacePass(ModulePass):
             task_op = built.ops[placement.op]
             cand = placement.candidate
             task_op.attributes["placement"] = T.DeviceAttr(cand.device, placement.replicas, cand.tp, cand.pp,
-                                                           cand.batch)
+                                                           cand.batch, built.db.devices[cand.device].kind)
             task_op.attributes["estimate"] = attr_from_value({
                 "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
                 "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
                 "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
                 **dict(cand.metrics)})
         _place_followers(graph)
-        for task_op in graph.walk():
-            if isinstance(task_op, T.TaskOp) and task_op.placement() is not None:
-                device = built.db.devices[task_op.placement().device.data]
-                task_op.attributes["device_kind"] = StringAttr(device.kind)
         baselines = homogeneous_baselines(built.problem, self.solver,
                                           solve_with=lambda problem, solve_one: meet_percentiles(built, problem, solve_one))
         percentiles = {t.percentile: percentile_latencies(built.problem, result, t.invocations)
