@@ -8,11 +8,13 @@ the spec node it came from. After the `place` pass each op carries `placement = 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number
 from hetc.hwdb.schema import KINDS as DEVICE_KINDS
-from xdsl.dialects.builtin import I64, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
+from xdsl.dialects.builtin import I64, ArrayAttr, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import (
     IRDLOperation,
@@ -88,6 +90,68 @@ class DeviceAttr(ParametrizedAttribute):
     def with_shape(self, replicas: int = 1, tp: int = 1, pp: int = 1, batch: int = 1) -> DeviceAttr:
         """The same device class (and kind) with another replica count, parallelism and batch."""
         return DeviceAttr(self.device.data, replicas, tp, pp, batch, self.kind.data)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@irdl_attr_definition
+class TargetAttr(ParametrizedAttribute):
+    """#task.target<"default", extra = ["my-devices.yaml"], sha256 = "9f2c...">: the hardware database a compile
+    prices with (a bundled name or a folder, plus extra device files) and its sha256. The compile driver records
+    it once on the module (`hetc.target`); every stage reads it there, and no pass option names a database.
+    Hand-written IR may leave out the sha256 (""): place fills it in from the database it loads."""
+
+    name = "task.target"
+    hwdb: StringAttr
+    extra: ArrayAttr[StringAttr]
+    sha256: StringAttr
+
+    def __init__(self, hwdb: str, extra: Sequence[str] = (), sha256: str = ""):
+        super().__init__(StringAttr(hwdb), ArrayAttr([StringAttr(e) for e in extra]), StringAttr(sha256))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser):
+        with parser.in_angle_brackets():
+            hwdb = StringAttr(parser.parse_str_literal())
+            extra, sha256 = ArrayAttr([]), StringAttr("")
+            if parser.parse_optional_punctuation(",") is not None:
+                if parser.parse_optional_keyword("extra") is not None:
+                    parser.parse_punctuation("=")
+                    extra = ArrayAttr(parser.parse_comma_separated_list(
+                        parser.Delimiter.SQUARE, lambda: StringAttr(parser.parse_str_literal())))
+                    if parser.parse_optional_punctuation(",") is None:
+                        return [hwdb, extra, sha256]
+                parser.parse_keyword("sha256")
+                parser.parse_punctuation("=")
+                sha256 = StringAttr(parser.parse_str_literal())
+        return [hwdb, extra, sha256]
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string_literal(self.hwdb.data)
+            if self.extra.data:
+                printer.print_string(", extra = [")
+                printer.print_list(self.extra.data, lambda e: printer.print_string_literal(e.data))
+                printer.print_string("]")
+            if self.sha256.data:
+                printer.print_string(", sha256 = ")
+                printer.print_string_literal(self.sha256.data)
+
+    def verify(self) -> None:
+        if not self.hwdb.data:
+            raise VerifyException("task.target: empty hardware database name")
+        if self.sha256.data and not _SHA256.fullmatch(self.sha256.data):
+            raise VerifyException(f"task.target: sha256 must be 64 lowercase hex digits, got {self.sha256.data!r}")
+
+    def extra_files(self) -> list[str]:
+        return [e.data for e in self.extra.data]
+
+
+def module_target(module) -> TargetAttr | None:
+    """The hardware target a module records (`hetc.target`), if any."""
+    target = module.attributes.get("hetc.target")
+    return target if isinstance(target, TargetAttr) else None
 
 
 class TaskOp(IRDLOperation):
@@ -299,4 +363,4 @@ TASK_OPS = (
     EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, StoreOp,
 )
 
-Task = Dialect("task", list(TASK_OPS), [DeviceAttr])
+Task = Dialect("task", list(TASK_OPS), [DeviceAttr, TargetAttr])

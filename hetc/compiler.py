@@ -85,8 +85,7 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
     record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
-        "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
-                  "soft_sla": options.soft_sla, "explain": options.explain}})
+        "place": {"solver": options.solver, "soft_sla": options.soft_sla, "explain": options.explain}})
     with timer.stage("passes"):
         run.run(module)
     timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})

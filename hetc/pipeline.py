@@ -128,10 +128,21 @@ def verify(module, stage: str) -> None:
 
     try:
         module.verify()
+        _verify_module_attributes(module)
     except VerifyException as exc:
         bad = _failing_op(module, str(exc)) or _redefined_symbol(module, str(exc)) or module
         where = op_loc(bad)
         raise HetcError([Diagnostic(where, f"invalid IR after {stage}: {exc}")]) from None
+
+
+def _verify_module_attributes(module) -> None:
+    from xdsl.utils.exceptions import VerifyException
+
+    from hetc.dialects.task import TargetAttr
+
+    target = module.attributes.get("hetc.target")
+    if target is not None and not isinstance(target, TargetAttr):
+        raise VerifyException(f"hetc.target must be a #task.target<...> (the hardware database), got {target}")
 
 
 def _redefined_symbol(module, message: str):
@@ -191,6 +202,9 @@ class PipelineRun:
             reason = lines[-1] if lines else type(exc).__name__
             at = next((line for line in lines if line.startswith("pass-pipeline:")), "")
             where = f" (at column {at.rsplit(':', 1)[-1]})" if at else ""
+            if "hwdb" in reason:  # place{hwdb=...} named a database before the module recorded it
+                reason += (" (no pass option names a hardware database: the compile records it on the module as "
+                           "hetc.target; choose it with --hwdb and --hwdb-extra)")
             raise HetcError(f"bad pass pipeline '{self.spec}'{where}: {reason}. Known passes: {names}",
                             Loc("--passes")) from None
         from dataclasses import fields, replace
@@ -318,17 +332,27 @@ def parse_ir_file(path: str):
         where = Loc(path, *_line_col(text, at))
         raise HetcError(f"cannot parse the IR: {exc}{hint}", where) from None
     _restore_strings(module)
-    _upgrade_placements(module)
+    _upgrade_earlier_ir(module)
     return module
 
 
-def _upgrade_placements(module) -> None:
-    """IR written before the device kind was part of the placement (a `device_kind = "gpu"` attribute beside
-    `placement = #task.device<...>`) reads as if written now."""
-    from xdsl.dialects.builtin import StringAttr
+def _upgrade_earlier_ir(module) -> None:
+    """IR an earlier hetc wrote reads as if written now: its hardware database as a `hetc.hwdb` dictionary
+    becomes the `hetc.target` attribute, and a `device_kind = "gpu"` attribute beside
+    `placement = #task.device<...>` becomes the placement's kind. Its `hetc.placement` summary is dropped
+    (plan-wide results live in plan.json)."""
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
 
-    from hetc.dialects.task import DeviceAttr
+    from hetc.dialects.task import DeviceAttr, TargetAttr
 
+    legacy = module.attributes.get("hetc.hwdb")
+    if isinstance(legacy, DictionaryAttr) and "hetc.target" not in module.attributes:
+        name, extra, sha = (legacy.data.get(k) for k in ("name", "extra", "sha256"))
+        if isinstance(name, StringAttr) and isinstance(sha, StringAttr) and isinstance(extra, ArrayAttr | None):
+            files = [e.data for e in extra.data if isinstance(e, StringAttr)] if extra else []
+            module.attributes["hetc.target"] = TargetAttr(name.data, files, sha.data)
+            del module.attributes["hetc.hwdb"]
+    module.attributes.pop("hetc.placement", None)
     for op in module.walk():
         kind, place = op.attributes.get("device_kind"), op.attributes.get("placement")
         if isinstance(kind, StringAttr) and isinstance(place, DeviceAttr) and not place.kind.data:

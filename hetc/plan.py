@@ -97,7 +97,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
     if "place" not in pass_names or summary is None:
         return None
     graph = next(o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes)
-    recorded = value_from_attr(module.attributes["hetc.hwdb"]) if "hetc.hwdb" in module.attributes else {}
+    target = T.module_target(module)
     slo = value_from_attr(graph.attributes["hetc.slo"])
     traffic = value_from_attr(graph.attributes["hetc.traffic"])
     hardware = value_from_attr(graph.attributes["hetc.hardware"])
@@ -108,7 +108,8 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
         "name": spec.name,
         "pd": summary.get("pd") or None,
         "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256,
-                       "hwdb": recorded.get("name", db.name), "hwdb_sha256": recorded.get("sha256", db.sha256),
+                       "hwdb": target.hwdb.data if target else db.name,
+                       "hwdb_sha256": target.sha256.data if target else db.sha256,
                        "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names),
                        "kv_paths": {"level": kv_level, "table": kv_table.name}},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),

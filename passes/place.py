@@ -27,10 +27,7 @@ from hetc.pipeline import op_loc, record_pass_report
 @dataclass(frozen=True)
 class PlacePass(ModulePass):
     name = "place"
-    # The hardware database: one per compile, recorded on the module (hetc.hwdb) by the compile driver; these
-    # options name it only for IR that records none (hetc opt), and must agree with the record otherwise.
-    hwdb: str = ""  # "" = the recorded one, else "default"
-    hwdb_extra: str = ""  # comma-separated YAML files
+    # No option names a hardware database: place prices with the one the module records (hetc.target).
     solver: str = "auto"
     soft_sla: float = 0.0  # lambda in $/hour per ms over the limit; 0 = hard SLA
     explain: bool = False
@@ -46,10 +43,9 @@ class PlacePass(ModulePass):
         )
 
         graph = main_graph(op)
-        op.attributes.pop("hetc.placement", None)  # the summary IR from before plan.json held it
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
-        db = module_database(op, self.hwdb, [p for p in self.hwdb_extra.split(",") if p])
+        db = module_database(op)
         built = build_problem(op, graph, db, self.soft_sla or None)
         if not built.problem.ops:  # nothing to run (inputs wired straight to outputs): an empty plan
             record_pass_report(op, self.name, {

@@ -198,9 +198,12 @@ def test_one_hardware_database_per_compile(tmp_path):
 
     spec = str(ROOT / "examples/voice-agent.yaml")
     passes = "inline-agents,decompose-llm,decompose-tools,decompose-nodes,place{hwdb=paper-2025},partition"
-    with pytest.raises(HetcError) as caught:
+    with pytest.raises(HetcError) as caught:  # no pass option names a database
         compile_spec(spec, CompileOptions(codegen=False, passes=passes))
     assert caught.value.exit_code == 2 and "--hwdb" in str(caught.value)
+    result = compile_spec(spec, CompileOptions(codegen=False, hwdb="paper-2025"))
+    target = result.module.attributes["hetc.target"]  # recorded once by the compile driver, typed
+    assert (target.hwdb.data, target.sha256.data) == ("paper-2025", load_hwdb("paper-2025").sha256)
     plan = compile_spec(spec, CompileOptions(codegen=False, hwdb="paper-2025")).plan
     assert plan["provenance"]["hwdb"] == "paper-2025"
     assert plan["provenance"]["hwdb_sha256"] == load_hwdb("paper-2025").sha256

@@ -2,7 +2,8 @@
 // place chooses a device class, parallelism, batch and replicas for every task op and writes them back:
 // `placement = #task.device<...>` (with the device kind) and `estimate = {...}` (latency, throughput, cost) on each
 // op. The plan-wide summary (cost, paths, baselines) goes to plan.json, not into the IR. Hand-written IR records
-// no hardware database, so place uses the default one and records it (`hetc.hwdb` with its sha256) for the passes after it.
+// no hardware target, so place uses the default database and records it (`hetc.target` with its sha256) for the
+// passes after it.
 // Device names and cost figures come from the database and the cost model: they are matched loosely here.
 
 builtin.module attributes {hetc.main = @g} {
@@ -18,7 +19,7 @@ builtin.module attributes {hetc.main = @g} {
 }
 
 // CHECK-NOT:  hetc.placement
-// CHECK:      builtin.module attributes {hetc.main = @g, hetc.hwdb = {extra = [], name = "default", sha256 = "{{[0-9a-f]+}}"}
+// CHECK:      builtin.module attributes {hetc.main = @g, hetc.target = #task.target<"default", sha256 = "{{[0-9a-f]+}}">}
 // CHECK:      agent.input @q() {tokens = 64 : i64}
 // The KV transfer runs with the decode it feeds (same class, parallelism and batch); the CPU-only compute
 // lands on a CPU class. Every task op gets a placement with at least one replica and its device kind.
