@@ -8,13 +8,26 @@ the spec node it came from. After the `place` pass each op carries `placement = 
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number
 from hetc.hwdb.schema import KINDS as DEVICE_KINDS
-from xdsl.dialects.builtin import I64, ArrayAttr, FloatAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint, SymbolRefAttr
+from xdsl.dialects.builtin import (
+    I64,
+    ArrayAttr,
+    DictionaryAttr,
+    Float64Type,
+    FloatAttr,
+    FloatData,
+    IntAttr,
+    IntegerAttr,
+    StringAttr,
+    SymbolNameConstraint,
+    SymbolRefAttr,
+)
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import (
     IRDLOperation,
@@ -146,6 +159,94 @@ class TargetAttr(ParametrizedAttribute):
 
     def extra_files(self) -> list[str]:
         return [e.data for e in self.extra.data]
+
+
+def _float_literal(value: float) -> str:
+    """A float as an MLIR float literal that reads back to the same value (MLIR's needs a '.')."""
+    text = repr(float(value))
+    mantissa, _, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + (f"e{exponent}" if exponent else "")
+
+
+@irdl_attr_definition
+class EstimateAttr(ParametrizedAttribute):
+    """#task.estimate<latency_ms = 42.0, throughput_rps = 3.5, load = 1.0, worst = 1.0, usd_per_hour = 2.1,
+    owned_devices = 0, tbt_ms = 0.02, memory_gb = 17.0>: what place predicted for the op's chosen candidate.
+    The first six are always there: latency per invocation, planning throughput per replica, expected and
+    worst invocations per request, $/hour and owned devices; then the candidate's metrics (METRICS)."""
+
+    name = "task.estimate"
+    latency_ms: FloatData
+    throughput_rps: FloatData
+    load: FloatData
+    worst: FloatData
+    usd_per_hour: FloatData
+    owned_devices: IntAttr
+    metrics: DictionaryAttr  # name in METRICS -> FloatAttr (f64)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("latency_ms", "throughput_rps", "load", "worst", "usd_per_hour",
+                                           "owned_devices")
+    # what hetc.candidates reports per candidate and the plan reads (docs/plan.md, "predicted" and "service")
+    METRICS: ClassVar[tuple[str, ...]] = (
+        "peak_throughput_rps", "memory_gb", "ttft_ms", "tbt_ms", "tokens_per_s_per_device", "ms_base",
+        "ms_per_item", "step_ms_base", "step_ms_per_seq")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, float]) -> EstimateAttr:
+        missing = [k for k in cls.REQUIRED if k not in values]
+        if missing:
+            raise VerifyException(f"task.estimate: missing {', '.join(missing)}")
+        unknown = sorted(set(values) - set(cls.REQUIRED) - set(cls.METRICS))
+        if unknown:
+            raise VerifyException(f"task.estimate: unknown field(s) {', '.join(unknown)}; expected "
+                                  f"{', '.join(cls.REQUIRED + cls.METRICS)}")
+        metrics = DictionaryAttr({k: FloatAttr(float(values[k]), Float64Type())
+                                  for k in cls.METRICS if k in values})
+        return cls(*(FloatData(float(values[k])) for k in cls.REQUIRED[:-1]),
+                   IntAttr(int(values["owned_devices"])), metrics)
+
+    def values(self) -> dict[str, float]:
+        out: dict[str, float] = {k: getattr(self, k).data for k in self.REQUIRED}
+        out.update({k: v.value.data for k, v in self.metrics.data.items()})
+        return out
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser):
+        values: dict[str, float] = {}
+
+        def field() -> None:
+            pos = parser.pos
+            key = parser.parse_identifier()
+            parser.parse_punctuation("=")
+            if key in values:
+                parser.raise_error(f"task.estimate: {key} given twice", pos)
+            values[key] = parser.parse_number()
+
+        parser.parse_comma_separated_list(parser.Delimiter.ANGLE, field)
+        estimate = cls.from_values(values)
+        return [getattr(estimate, k) for k in (*cls.REQUIRED, "metrics")]
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            items = [f"{k} = {_float_literal(v)}" if k != "owned_devices" else f"{k} = {int(v)}"
+                     for k, v in self.values().items()]
+            printer.print_string(", ".join(items))
+
+    def verify(self) -> None:
+        for key, value in self.values().items():
+            if not math.isfinite(value) or value < 0:
+                raise VerifyException(f"task.estimate: {key} must be a finite number >= 0, got {value}")
+        unknown = set(self.metrics.data) - set(self.METRICS)
+        if unknown:
+            raise VerifyException(f"task.estimate: unknown metric(s) {', '.join(sorted(unknown))}")
+
+
+def estimate_of(op) -> dict[str, float]:
+    """An op's placement estimate as numbers by name ({} when place gave it none)."""
+    estimate = op.attributes.get("estimate")
+    return estimate.values() if isinstance(estimate, EstimateAttr) else {}
 
 
 def module_target(module) -> TargetAttr | None:
@@ -363,4 +464,4 @@ TASK_OPS = (
     EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, StoreOp,
 )
 
-Task = Dialect("task", list(TASK_OPS), [DeviceAttr, TargetAttr])
+Task = Dialect("task", list(TASK_OPS), [DeviceAttr, TargetAttr, EstimateAttr])

@@ -338,12 +338,14 @@ def parse_ir_file(path: str):
 
 def _upgrade_earlier_ir(module) -> None:
     """IR an earlier hetc wrote reads as if written now: its hardware database as a `hetc.hwdb` dictionary
-    becomes the `hetc.target` attribute, and a `device_kind = "gpu"` attribute beside
+    becomes the `hetc.target` attribute, an `estimate = {...}` dictionary a #task.estimate<...>, and a
+    `device_kind = "gpu"` attribute beside
     `placement = #task.device<...>` becomes the placement's kind. Its `hetc.placement` summary is dropped
     (plan-wide results live in plan.json)."""
-    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
+    from xdsl.utils.exceptions import VerifyException
 
-    from hetc.dialects.task import DeviceAttr, TargetAttr
+    from hetc.dialects.task import DeviceAttr, EstimateAttr, TargetAttr
 
     legacy = module.attributes.get("hetc.hwdb")
     if isinstance(legacy, DictionaryAttr) and "hetc.target" not in module.attributes:
@@ -354,6 +356,13 @@ def _upgrade_earlier_ir(module) -> None:
             del module.attributes["hetc.hwdb"]
     module.attributes.pop("hetc.placement", None)
     for op in module.walk():
+        estimate = op.attributes.get("estimate")
+        if isinstance(estimate, DictionaryAttr):  # each value a number; EstimateAttr checks names and values
+            values = {k: v.value.data for k, v in estimate.data.items() if isinstance(v, IntegerAttr | FloatAttr)}
+            try:
+                op.attributes["estimate"] = EstimateAttr.from_values(values)
+            except VerifyException as exc:
+                raise HetcError(f"cannot read the estimate of {op.name}: {exc}", op_loc(op)) from None
         kind, place = op.attributes.get("device_kind"), op.attributes.get("placement")
         if isinstance(kind, StringAttr) and isinstance(place, DeviceAttr) and not place.kind.data:
             op.attributes["placement"] = DeviceAttr(place.device.data, place.replicas.data, place.tp.data,

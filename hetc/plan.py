@@ -125,8 +125,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
     sunk = {dev: bool(v.get("sunk", 0)) for dev, v in hardware.get("inventory", {}).items()}
     flow = analyse(graph)
     priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
-    estimates = {op.sym_name.data: value_from_attr(op.attributes["estimate"])
-                 for op in graph.walk() if "estimate" in op.attributes}
+    estimates = {op.sym_name.data: T.estimate_of(op) for op in graph.walk() if "estimate" in op.attributes}
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
     for op in graph.walk():
@@ -194,7 +193,7 @@ def _bands(device_id: str, predicted: dict) -> dict:
 def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
-    est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
+    est = T.estimate_of(op)
     kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
     if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
         kind = "tool_compute"

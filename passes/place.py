@@ -2,7 +2,7 @@
 
 Builds a hetc.placement problem from the decomposed IR (flow analysis for loop and branch counts,
 hetc.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
-SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = {...}` on every task op.
+SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = #task.estimate<...>` on every task op.
 The plan-wide summary (cost, critical path, P::D, homogeneous baselines) is the pass's report to the compile
 driver (hetc.pipeline.pass_report), which hands it to plan.json: it is not IR.
 An infeasible spec stops compilation with exit code 3 and the reasons.
@@ -20,7 +20,6 @@ from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
 from hetc.errors import HetcError, InfeasibleError
-from hetc.frontend import attr_from_value
 from hetc.pipeline import op_loc, record_pass_report
 
 
@@ -62,7 +61,7 @@ class PlacePass(ModulePass):
             cand = placement.candidate
             task_op.attributes["placement"] = T.DeviceAttr(cand.device, placement.replicas, cand.tp, cand.pp,
                                                            cand.batch, built.db.devices[cand.device].kind)
-            task_op.attributes["estimate"] = attr_from_value({
+            task_op.attributes["estimate"] = T.EstimateAttr.from_values({
                 "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
                 "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
                 "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,

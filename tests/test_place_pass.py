@@ -133,7 +133,6 @@ def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
-    from hetc.frontend import value_from_attr
     from hetc.plan import stage_id
     from hetc.tco import COMPONENTS
 
@@ -149,7 +148,7 @@ def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
     # the placement priced the same plan: its total and each op's cost are the plan's
     summary = compiled[name].placement
     assert plan["tco"]["usd_per_hour"] == pytest.approx(summary["tco_usd_per_hour"], rel=1e-9)
-    estimates = {stage_id(op.sym_name.data): value_from_attr(op.attributes["estimate"])
+    estimates = {stage_id(op.sym_name.data): T.estimate_of(op)
                  for op in main_graph(compiled[name].module).walk() if "estimate" in op.attributes}
     for stage in plan["stages"]:
         if stage["tco"]["devices"]:

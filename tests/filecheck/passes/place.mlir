@@ -1,6 +1,6 @@
 // RUN: hetc opt %s -p place | filecheck %s
 // place chooses a device class, parallelism, batch and replicas for every task op and writes them back:
-// `placement = #task.device<...>` (with the device kind) and `estimate = {...}` (latency, throughput, cost) on each
+// `placement = #task.device<...>` (with the device kind) and `estimate = #task.estimate<...>` (latency, throughput, cost) on each
 // op. The plan-wide summary (cost, paths, baselines) goes to plan.json, not into the IR. Hand-written IR records
 // no hardware target, so place uses the default database and records it (`hetc.target` with its sha256) for the
 // passes after it.
@@ -23,8 +23,8 @@ builtin.module attributes {hetc.main = @g} {
 // CHECK:      agent.input @q() {tokens = 64 : i64}
 // The KV transfer runs with the decode it feeds (same class, parallelism and batch); the CPU-only compute
 // lands on a CPU class. Every task op gets a placement with at least one replica and its device kind.
-// CHECK-NEXT: task.prefill @answer.prefill({{.*}}) {placement = #task.device<"{{[a-z0-9-]+}}", kind = "{{gpu|accelerator}}", replicas = {{[1-9][0-9]*}}, tp = {{[0-9]+}}, pp = {{[0-9]+}}, batch = {{[0-9]+}}>, estimate = {latency_ms = {{.*}} throughput_rps = {{.*}} usd_per_hour = {{.*}}}, node = "answer"
+// CHECK-NEXT: task.prefill @answer.prefill({{.*}}) {placement = #task.device<"{{[a-z0-9-]+}}", kind = "{{gpu|accelerator}}", replicas = {{[1-9][0-9]*}}, tp = {{[0-9]+}}, pp = {{[0-9]+}}, batch = {{[0-9]+}}>, estimate = #task.estimate<latency_ms = {{[0-9.e+-]+}}, throughput_rps = {{[0-9.e+-]+}}, load = 1.0, worst = 1.0, usd_per_hour = {{.*}}>, node = "answer"
 // CHECK-NEXT: task.kv_transfer @answer.kv({{.*}}) {placement = [[DECODE:#task.device<[^>]*>]], node = "answer"
-// CHECK-NEXT: task.decode @answer.decode({{.*}}) {placement = [[DECODE]], estimate = {{{.*}}}, node = "answer"
-// CHECK-NEXT: task.compute @format({{.*}}) {placement = #task.device<"{{[a-z0-9-]+}}", kind = "cpu", replicas = {{[1-9][0-9]*}}, tp = 1, pp = 1, batch = {{[0-9]+}}>, estimate = {{{.*}}}, node = "format"
+// CHECK-NEXT: task.decode @answer.decode({{.*}}) {placement = [[DECODE]], estimate = #task.estimate<{{.*}}>, node = "answer"
+// CHECK-NEXT: task.compute @format({{.*}}) {placement = #task.device<"{{[a-z0-9-]+}}", kind = "cpu", replicas = {{[1-9][0-9]*}}, tp = 1, pp = 1, batch = {{[0-9]+}}>, estimate = #task.estimate<{{.*}}>, node = "format"
 // CHECK-NEXT: agent.output @o

@@ -4,7 +4,7 @@
 
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
-  %c = task.compute @parse(%q) {placement = #task.device<"intel-xeon-8480", replicas = 0, tp = 1, pp = 1, batch = 1>, device_kind = "cpu", node = "parse", cpu_ms = 1.000000e+00 : f64} : (!agent.text) -> !agent.text
+  %c = task.compute @parse(%q) {placement = #task.device<"intel-xeon-8480", kind = "cpu", replicas = 0, tp = 1, pp = 1, batch = 1>, node = "parse", cpu_ms = 1.000000e+00 : f64} : (!agent.text) -> !agent.text
   agent.output @o(%c) : !agent.text
 }
 
