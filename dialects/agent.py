@@ -39,6 +39,8 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
@@ -137,29 +139,94 @@ def _check_fields(op: IRDLOperation, kind: str) -> None:
             raise VerifyException(f"{where}: {name} must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
 
 
-def _arch_of(op: ModelOp) -> ModelArch:
-    """The architecture an agent.model holds, each field checked against the spec loader's ARCH_RULES."""
-    where = f"agent.model @{op.sym_name.data}"
-    values: dict[str, object] = {"name": op.sym_name.data}
-    for key, attr in op.arch.data.items():
-        rule = ARCH_RULES.get(key)
-        if rule is None:
-            raise VerifyException(f"{where}: unknown arch field '{key}'")
-        if rule.type in ("int", "bool"):
-            if not isinstance(attr, IntegerAttr):
-                raise VerifyException(f"{where}: arch field '{key}' must be an integer")
-            value = attr.value.data
-            if rule.type == "bool" and value not in (0, 1):
-                raise VerifyException(f"{where}: arch field '{key}' must be 0 or 1, got {value}")
-            check_number(where, key, value, rule.allow_zero or rule.type == "bool", rule.limit)
-            values[key] = bool(value) if rule.type == "bool" else value
-        else:
-            if not isinstance(attr, StringAttr):
-                raise VerifyException(f"{where}: arch field '{key}' must be a string")
-            if rule.choices and attr.data not in rule.choices:
-                raise VerifyException(f"{where}: arch kind must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
-            values[key] = attr.data
-    return ModelArch(**values)
+@irdl_attr_definition
+class ArchAttr(ParametrizedAttribute):
+    """#agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, ..., tied_embeddings = false>: a model's
+    architecture, each field one of hetc.models.ModelArch's, typed and limited by the spec loader's rule for
+    it (ARCH_RULES): integers, booleans (true/false) and strings. Fields left out take ModelArch's defaults."""
+
+    name = "agent.arch"
+    fields: DictionaryAttr  # field name -> IntegerAttr (i64; booleans 0/1) | StringAttr
+
+    def __init__(self, values: dict[str, int | bool | str] | DictionaryAttr):
+        def attr(value):
+            if isinstance(value, Attribute):
+                return value
+            return StringAttr(value) if isinstance(value, str) else IntegerAttr(int(value), 64)
+
+        items = values.data.items() if isinstance(values, DictionaryAttr) else values.items()
+        super().__init__(DictionaryAttr({k: attr(v) for k, v in items}))
+
+    @property
+    def data(self) -> dict[str, Attribute]:
+        """The fields as builtin attributes by name (as the dictionary it replaces held them)."""
+        return self.fields.data
+
+    def values(self) -> dict[str, int | bool | str]:
+        out: dict[str, int | bool | str] = {}
+        for key, attr in self.fields.data.items():
+            if isinstance(attr, StringAttr):
+                out[key] = attr.data
+            else:
+                out[key] = bool(attr.value.data) if ARCH_RULES[key].type == "bool" else attr.value.data
+        return out
+
+    def model_arch(self, name: str) -> ModelArch:
+        """The architecture as the cost model takes it; `name` (the agent.model symbol) where it names none."""
+        return ModelArch(**{"name": name, **self.values()})
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser):
+        values: dict[str, Attribute] = {}
+
+        def field() -> None:
+            pos = parser.pos
+            key = parser.parse_identifier()
+            parser.parse_punctuation("=")
+            if key in values:
+                parser.raise_error(f"agent.arch: {key} given twice", pos)
+            if (text := parser.parse_optional_str_literal()) is not None:
+                values[key] = StringAttr(text)
+            elif parser.parse_optional_keyword("true") is not None:
+                values[key] = IntegerAttr(1, 64)
+            elif parser.parse_optional_keyword("false") is not None:
+                values[key] = IntegerAttr(0, 64)
+            else:
+                values[key] = IntegerAttr(parser.parse_integer(), 64)
+
+        parser.parse_comma_separated_list(parser.Delimiter.ANGLE, field)
+        return [DictionaryAttr(values)]
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            for index, (key, attr) in enumerate(self.fields.data.items()):
+                printer.print_string(f"{', ' if index else ''}{key} = ")
+                if isinstance(attr, StringAttr):
+                    printer.print_string_literal(attr.data)
+                elif ARCH_RULES.get(key) is not None and ARCH_RULES[key].type == "bool":
+                    printer.print_string("true" if attr.value.data else "false")
+                else:
+                    printer.print_string(str(attr.value.data))
+
+    def verify(self) -> None:
+        """Each field against the spec loader's rule for it: known, of its type, within its limit."""
+        for key, attr in self.fields.data.items():
+            rule = ARCH_RULES.get(key)
+            if rule is None:
+                raise VerifyException(f"agent.arch: unknown field '{key}'")
+            if rule.type in ("int", "bool"):
+                if not isinstance(attr, IntegerAttr):
+                    raise VerifyException(f"agent.arch: {key} must be {'an integer' if rule.type == 'int' else 'true or false'}")
+                value = attr.value.data
+                if rule.type == "bool" and value not in (0, 1):
+                    raise VerifyException(f"agent.arch: {key} must be true or false, got {value}")
+                check_number("agent.arch", key, value, rule.allow_zero or rule.type == "bool", rule.limit)
+            else:
+                if not isinstance(attr, StringAttr):
+                    raise VerifyException(f"agent.arch: {key} must be a string")
+                if rule.choices and attr.data not in rule.choices:
+                    raise VerifyException(f"agent.arch: {key} must be one of {'|'.join(rule.choices)}, "
+                                          f"got {attr.data!r}")
 
 
 def _require_inputs(op: IRDLOperation, accepted: tuple[type[PayloadType], ...], at_least: int = 1) -> None:
@@ -219,7 +286,7 @@ class ModelOp(IRDLOperation):
 
     name = "agent.model"
     sym_name = prop_def(SymbolNameConstraint())
-    arch = prop_def(DictionaryAttr)
+    arch = prop_def(ArchAttr)
     precision = prop_def(StringAttr)
     kv_precision = prop_def(StringAttr)
     traits = traits_def(SymbolOpInterface())
@@ -234,7 +301,7 @@ class ModelOp(IRDLOperation):
             if getattr(self, key).data not in PRECISION_BYTES:
                 raise VerifyException(f"agent.model @{self.sym_name.data}: {key} must be one of "
                                       f"{'|'.join(PRECISION_BYTES)}, got {getattr(self, key).data!r}")
-        for _, message in arch_problems(_arch_of(self)):
+        for _, message in arch_problems(self.arch.model_arch(self.sym_name.data)):
             raise VerifyException(f"agent.model @{self.sym_name.data}: {message}")
 
 
@@ -541,5 +608,5 @@ Agent = Dialect(
         ModelOp, GraphOp, InputOp, OutputOp, LLMOp, SpeechToTextOp, TextToSpeechOp, EmbeddingOp, ModelCallOp,
         KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
     ],
-    [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType],
+    [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType, ArchAttr],
 )

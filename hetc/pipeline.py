@@ -269,6 +269,12 @@ def _locating_parser_class():
                 op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(col))
             return op
 
+        def parse_optional_attr_dict(self):
+            return _typed_arch(super().parse_optional_attr_dict())
+
+        def parse_optional_properties_dict(self):
+            return _typed_arch(super().parse_optional_properties_dict())
+
         def parse_optional_location(self):
             location = super().parse_optional_location()
             frames = self.__dict__.get("hetc_frames")
@@ -277,6 +283,18 @@ def _locating_parser_class():
             return location
 
     return LocatingParser
+
+
+def _typed_arch(entries: dict) -> dict:
+    """An agent.model's arch as an earlier hetc wrote it (a dictionary) reads as the #agent.arch it is now."""
+    from xdsl.dialects.builtin import DictionaryAttr
+
+    from hetc.dialects.agent import ArchAttr
+
+    arch = entries.get("arch")
+    if isinstance(arch, DictionaryAttr):
+        entries["arch"] = ArchAttr(arch)
+    return entries
 
 
 _HEX_ESCAPE_ABOVE_7F = re.compile(r"\\[89A-Fa-f][0-9A-Fa-f]")

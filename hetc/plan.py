@@ -200,9 +200,9 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     model, spec_engine = None, None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
-        arch = value_from_attr(ref.arch)
-        model = {"id": ref.sym_name.data, "name": arch["name"], "precision": ref.precision.data}
-        spec_engine = arch.get("engine") or None  # the engine the spec chose for this model, if any
+        arch = arch_from_attr(ref.arch, ref.sym_name.data)
+        model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data}
+        spec_engine = arch.engine or None  # the engine the spec chose for this model, if any
     engine = (spec_engine or _engine(kind, device)) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0

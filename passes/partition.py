@@ -61,10 +61,10 @@ def _insert_allreduce(op: T.TaskOp) -> None:
     if place is None or place.tp.data <= 1 or any(isinstance(u.operation, T.AllReduceOp) for u in op.result.uses):
         return  # not tensor-parallel, or its all-reduce is in place (partition ran before)
     model = SymbolTable.lookup_symbol(op, op.model)
-    arch = model.arch.data
+    arch = model.arch.model_arch(model.sym_name.data)
     tokens = op.input_tokens.value.data if isinstance(op, T.PrefillOp) else 1
-    layer_bytes = tokens * arch["d_model"].value.data * ACTIVATION_BYTES * place.batch.data
-    size = 2 * arch["n_layers"].value.data * layer_bytes
+    layer_bytes = tokens * arch.d_model * ACTIVATION_BYTES * place.batch.data
+    size = 2 * arch.n_layers * layer_bytes
     uses = list(op.result.uses)
     reduce = task(T.AllReduceOp, op, "allreduce", [op.result], op.result.type, tp=i64(place.tp.data),
                   bytes=i64(size))

@@ -7,9 +7,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from hetc.pipeline import make_context, print_module
 
-MODEL = ('agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, '
-         'n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, '
-         'precision = "bf16", kv_precision = "bf16"}\n')
+MODEL = ('agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, '
+         'n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}\n')
 
 
 def parse(text: str):

@@ -5,7 +5,7 @@
 // decode placed with tensor parallelism (tp > 1). Ops on one class talk in process: no transfer. The device
 // class's kind (gpu, accelerator, cpu) is part of each placement, as place writes it.
 
-agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
   %c = task.compute @clean(%q) {placement = #task.device<"intel-xeon-8480", kind = "cpu", replicas = 1, tp = 1, pp = 1, batch = 1>, node = "clean", cpu_ms = 1.000000e+00 : f64} : (!agent.text) -> !agent.text

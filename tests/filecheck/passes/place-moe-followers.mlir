@@ -5,7 +5,7 @@
 // matched f"{node}.{phase}" and left these ops unplaced).
 
 builtin.module attributes {hetc.main = @g} {
-  agent.model @moe {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 32000 : i64, n_experts = 8 : i64, experts_per_token = 2 : i64}, precision = "bf16", kv_precision = "bf16"}
+  agent.model @moe {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 32000, n_experts = 8, experts_per_token = 2>, precision = "bf16", kv_precision = "bf16"}
   agent.graph @g attributes {hetc.traffic = {requests_per_s = 2.000000e+00 : f64}, hetc.slo = {latency_ms = 2.000000e+04 : f64}} {
     %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
     %g1 = task.gate @route_in(%q) {node = "answer", model = @moe, phase = "prefill", n_experts = 8 : i64, experts_per_token = 2 : i64} : (!agent.text) -> !agent.tokens

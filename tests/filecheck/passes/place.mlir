@@ -7,7 +7,7 @@
 // Device names and cost figures come from the database and the cost model: they are matched loosely here.
 
 builtin.module attributes {hetc.main = @g} {
-  agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, precision = "bf16", kv_precision = "bf16"}
+  agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
   agent.graph @g attributes {hetc.traffic = {requests_per_s = 2.000000e+00 : f64}, hetc.slo = {latency_ms = 2.000000e+04 : f64}} {
     %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
     %p = task.prefill @answer.prefill(%q) {node = "answer", model = @chat, input_tokens = 512 : i64} : (!agent.text) -> !agent.kv
