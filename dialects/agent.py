@@ -10,7 +10,7 @@ values of its back edges to the next iteration.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -139,6 +139,22 @@ def _check_fields(op: IRDLOperation, kind: str) -> None:
             raise VerifyException(f"{where}: {name} must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
 
 
+def parse_named_values(parser: AttrParser, what: str, parse_value: Callable[[], object]) -> dict[str, object]:
+    """An attribute's `<name = value, ...>`, each name at most once."""
+    values: dict[str, object] = {}
+
+    def entry() -> None:
+        pos = parser.pos
+        key = parser.parse_identifier()
+        parser.parse_punctuation("=")
+        if key in values:
+            parser.raise_error(f"{what}: {key} given twice", pos)
+        values[key] = parse_value()
+
+    parser.parse_comma_separated_list(parser.Delimiter.ANGLE, entry)
+    return values
+
+
 @irdl_attr_definition
 class ArchAttr(ParametrizedAttribute):
     """#agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, ..., tied_embeddings = false>: a model's
@@ -177,25 +193,16 @@ class ArchAttr(ParametrizedAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser):
-        values: dict[str, Attribute] = {}
-
-        def field() -> None:
-            pos = parser.pos
-            key = parser.parse_identifier()
-            parser.parse_punctuation("=")
-            if key in values:
-                parser.raise_error(f"agent.arch: {key} given twice", pos)
+        def value() -> Attribute:
             if (text := parser.parse_optional_str_literal()) is not None:
-                values[key] = StringAttr(text)
-            elif parser.parse_optional_keyword("true") is not None:
-                values[key] = IntegerAttr(1, 64)
-            elif parser.parse_optional_keyword("false") is not None:
-                values[key] = IntegerAttr(0, 64)
-            else:
-                values[key] = IntegerAttr(parser.parse_integer(), 64)
+                return StringAttr(text)
+            if parser.parse_optional_keyword("true") is not None:
+                return IntegerAttr(1, 64)
+            if parser.parse_optional_keyword("false") is not None:
+                return IntegerAttr(0, 64)
+            return IntegerAttr(parser.parse_integer(), 64)
 
-        parser.parse_comma_separated_list(parser.Delimiter.ANGLE, field)
-        return [DictionaryAttr(values)]
+        return [DictionaryAttr(parse_named_values(parser, "agent.arch", value))]
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():

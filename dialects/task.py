@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number
+from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number, parse_named_values
 from hetc.hwdb.schema import KINDS as DEVICE_KINDS
 from xdsl.dialects.builtin import (
     I64,
@@ -214,18 +214,7 @@ class EstimateAttr(ParametrizedAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser):
-        values: dict[str, float] = {}
-
-        def field() -> None:
-            pos = parser.pos
-            key = parser.parse_identifier()
-            parser.parse_punctuation("=")
-            if key in values:
-                parser.raise_error(f"task.estimate: {key} given twice", pos)
-            values[key] = parser.parse_number()
-
-        parser.parse_comma_separated_list(parser.Delimiter.ANGLE, field)
-        estimate = cls.from_values(values)
+        estimate = cls.from_values(parse_named_values(parser, "task.estimate", parser.parse_number))
         return [getattr(estimate, k) for k in (*cls.REQUIRED, "metrics")]
 
     def print_parameters(self, printer: Printer) -> None:
