@@ -288,11 +288,7 @@ class PrefillOp(ModelTaskOp):
     KIND: ClassVar[str] = "prefill"
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
     input_tokens = prop_def(_I)
-
-    def verify_(self) -> None:
-        super().verify_()
-        if not isinstance(self.result.type, KVType):
-            raise VerifyException(f"task.prefill @{self.sym_name.data} must produce !agent.kv")
+    result = result_def(KVType)  # the KV cache its decode reads
 
 
 @irdl_op_definition
@@ -302,11 +298,7 @@ class KVTransferOp(ModelTaskOp):
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
     store = opt_prop_def(StringAttr)  # a kv_cache node's placement: local, remote or disaggregated
-
-    def verify_(self) -> None:
-        super().verify_()
-        if not isinstance(self.result.type, KVType):
-            raise VerifyException(f"task.kv_transfer @{self.sym_name.data} must produce !agent.kv")
+    result = result_def(KVType)
 
 
 @irdl_op_definition

@@ -297,6 +297,8 @@ def _typed_arch(entries: dict) -> dict:
     return entries
 
 
+# `%x = task.prefill @"answer.prefill"(...` at the start of an op: its name and symbol
+_OP_AT = re.compile(r'(?:[%\w#:, ]+=\s*)?(?P<name>[a-z_]+\.[a-z_]+)\s+(?P<sym>@"(?:[^"\\]|\\.)*"|@[\w.\-/>$]+)')
 _HEX_ESCAPE_ABOVE_7F = re.compile(r"\\[89A-Fa-f][0-9A-Fa-f]")
 
 
@@ -348,7 +350,9 @@ def parse_ir_file(path: str):
                 if _HEX_ESCAPE_ABOVE_7F.search(text) else "")
         at = vars(parser).get("hetc_failed_at", parser.pos) if parser is not None else 0
         where = Loc(path, *_line_col(text, at))
-        raise HetcError(f"cannot parse the IR: {exc}{hint}", where) from None
+        op = _OP_AT.match(text, at)  # an op whose declared operand, result or property types it fails: name it
+        named = f"{op['name']} {op['sym']}: " if op and op["sym"] not in str(exc) else ""
+        raise HetcError(f"cannot parse the IR: {named}{exc}{hint}", where) from None
     _restore_strings(module)
     _upgrade_earlier_ir(module)
     return module

@@ -7,5 +7,5 @@ agent.graph @g {
   agent.output @o(%q) : !agent.text
 }
 
-// CHECK: {{.*}}arch-field-type.mlir:4:1: error: cannot parse the IR: agent.arch: gated_mlp must be true or false, got 2
+// CHECK: {{.*}}arch-field-type.mlir:4:1: error: cannot parse the IR: agent.model @chat: agent.arch: gated_mlp must be true or false, got 2
 // CHECK-NOT: internal error

@@ -8,5 +8,5 @@ agent.graph @g {
   agent.output @o(%q) : !agent.text
 }
 
-// CHECK: {{.*}}arch-unknown-field.mlir:5:1: error: cannot parse the IR: agent.arch: unknown field 'n_expert'
+// CHECK: {{.*}}arch-unknown-field.mlir:5:1: error: cannot parse the IR: agent.model @chat: agent.arch: unknown field 'n_expert'
 // CHECK-NOT: internal error

@@ -8,5 +8,5 @@ agent.graph @g {
   agent.output @o(%c) : !agent.text
 }
 
-// CHECK: {{.*}}device-kind.mlir:7:3: error: cannot parse the IR: task.device: kind must be one of gpu|accelerator|cpu, got 'quantum'
+// CHECK: {{.*}}device-kind.mlir:7:3: error: cannot parse the IR: task.compute @parse: task.device: kind must be one of gpu|accelerator|cpu, got 'quantum'
 // CHECK-NOT: internal error

@@ -8,5 +8,5 @@ agent.graph @g {
   agent.output @o(%c) : !agent.text
 }
 
-// CHECK: {{.*}}device-replicas.mlir:7:3: error: cannot parse the IR: task.device: replicas must be >= 1
+// CHECK: {{.*}}device-replicas.mlir:7:3: error: cannot parse the IR: task.compute @parse: task.device: replicas must be >= 1
 // CHECK-NOT: internal error

@@ -7,5 +7,5 @@ agent.graph @g {
   agent.output @o(%c) : !agent.text
 }
 
-// CHECK: {{.*}}estimate-negative.mlir:6:3: error: cannot parse the IR: task.estimate: usd_per_hour must be a finite number >= 0, got -1.25
+// CHECK: {{.*}}estimate-negative.mlir:6:3: error: cannot parse the IR: task.compute @parse: task.estimate: usd_per_hour must be a finite number >= 0, got -1.25
 // CHECK-NOT: internal error

@@ -8,5 +8,5 @@ agent.graph @g {
   agent.output @o(%c) : !agent.text
 }
 
-// CHECK: {{.*}}estimate-unknown-field.mlir:7:3: error: cannot parse the IR: task.estimate: unknown field(s) tbt; expected latency_ms, throughput_rps, load, worst, usd_per_hour, owned_devices, peak_throughput_rps, memory_gb, ttft_ms, tbt_ms
+// CHECK: {{.*}}estimate-unknown-field.mlir:7:3: error: cannot parse the IR: task.compute @parse: task.estimate: unknown field(s) tbt; expected latency_ms, throughput_rps, load, worst, usd_per_hour, owned_devices, peak_throughput_rps, memory_gb, ttft_ms, tbt_ms
 // CHECK-NOT: internal error

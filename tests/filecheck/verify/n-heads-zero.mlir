@@ -8,5 +8,5 @@ agent.graph @g {
   agent.output @o(%q) : !agent.text
 }
 
-// CHECK: {{.*}}n-heads-zero.mlir:5:1: error: cannot parse the IR: agent.arch: n_heads must be > 0, got 0
+// CHECK: {{.*}}n-heads-zero.mlir:5:1: error: cannot parse the IR: agent.model @chat: agent.arch: n_heads must be > 0, got 0
 // CHECK-NOT: internal error
