@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -25,6 +26,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
 from xdsl.irdl import (
+    AttrConstraint,
     AttrSizedOperandSegments,
     IRDLOperation,
     ParsePropInAttrDict,
@@ -39,6 +41,7 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
+from xdsl.irdl.constraints import VerificationContext
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
@@ -236,15 +239,22 @@ class ArchAttr(ParametrizedAttribute):
                                           f"got {attr.data!r}")
 
 
-def _require_inputs(op: IRDLOperation, accepted: tuple[type[PayloadType], ...], at_least: int = 1) -> None:
-    if len(op.inputs) < at_least:
-        raise VerifyException(f"{op.name} @{op.sym_name.data}: expected at least {at_least} input(s)")
-    for value in op.inputs:
-        if not isinstance(value.type, accepted):
-            names = ", ".join(f"!{t.name}" for t in accepted)
-            raise VerifyException(
-                f"{op.name} @{op.sym_name.data}: input of type {value.type} is not accepted; expected {names}"
-            )
+@dataclass(frozen=True)
+class Payload(AttrConstraint):
+    """An operand's declared type: one of a node kind's accepted payloads (its ACCEPTED_INPUTS)."""
+
+    types: tuple[type[PayloadType], ...]
+
+    def verify(self, attr: Attribute, constraint_context: VerificationContext) -> None:
+        if not isinstance(attr, self.types):
+            names = ", ".join(f"!{t.name}" for t in self.types)
+            raise VerifyException(f"input of type {attr} is not accepted; expected {names}")
+
+    def get_bases(self) -> set[type[Attribute]]:
+        return set(self.types)
+
+    def mapping_type_vars(self, type_var_mapping) -> Payload:
+        return self
 
 
 _TEXTUAL = (TextType, TokensType, DocumentsType, JsonType, EmbeddingType)
@@ -268,7 +278,8 @@ class NodeOp(IRDLOperation):
         return self.sym_name.data
 
     def verify_(self) -> None:
-        _require_inputs(self, self.ACCEPTED_INPUTS, self.MIN_INPUTS)
+        if len(self.inputs) < self.MIN_INPUTS:
+            raise VerifyException(f"{self.name} @{self.sym_name.data}: expected at least {self.MIN_INPUTS} input(s)")
         _check_fields(self, self.SPEC_KIND)
 
 
@@ -390,6 +401,7 @@ class LLMOp(ModelNodeOp):
     input_tokens = prop_def(IntegerAttr[I64])
     output_tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _LLM_INPUTS
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -400,6 +412,7 @@ class SpeechToTextOp(ModelNodeOp):
     audio_seconds = prop_def(FloatAttr)
     output_tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (AudioType,)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -410,6 +423,7 @@ class TextToSpeechOp(ModelNodeOp):
     input_tokens = prop_def(IntegerAttr[I64])
     audio_seconds = prop_def(FloatAttr)
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, JsonType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -419,6 +433,7 @@ class EmbeddingOp(ModelNodeOp):
     result = result_def(EmbeddingType)
     tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -477,6 +492,7 @@ class MemoryLookupOp(NodeOp):
     embed_model = opt_prop_def(SymbolRefAttr)
     rerank_model = opt_prop_def(SymbolRefAttr)
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, EmbeddingType, JsonType, DocumentsType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
     def verify_(self) -> None:
         super().verify_()

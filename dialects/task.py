@@ -162,7 +162,10 @@ class TargetAttr(ParametrizedAttribute):
 
 
 def _float_literal(value: float) -> str:
-    """A float as an MLIR float literal that reads back to the same value (MLIR's needs a '.')."""
+    """A float as an MLIR float literal that reads back to the same value (MLIR's needs a '.'); `inf` for an
+    unbounded rate."""
+    if math.isinf(value) and value > 0:
+        return "inf"
     text = repr(float(value))
     mantissa, _, exponent = text.partition("e")
     if "." not in mantissa:
@@ -175,7 +178,8 @@ class EstimateAttr(ParametrizedAttribute):
     """#task.estimate<latency_ms = 42.0, throughput_rps = 3.5, load = 1.0, worst = 1.0, usd_per_hour = 2.1,
     owned_devices = 0, tbt_ms = 0.02, memory_gb = 17.0>: what place predicted for the op's chosen candidate.
     The first six are always there: latency per invocation, planning throughput per replica, expected and
-    worst invocations per request, $/hour and owned devices; then the candidate's metrics (METRICS)."""
+    worst invocations per request, $/hour and owned devices; then the candidate's metrics (METRICS). Each is a
+    finite number >= 0, but a rate may be `inf` (an op that takes no measurable time)."""
 
     name = "task.estimate"
     latency_ms: FloatData
@@ -192,6 +196,8 @@ class EstimateAttr(ParametrizedAttribute):
     METRICS: ClassVar[tuple[str, ...]] = (
         "peak_throughput_rps", "memory_gb", "ttft_ms", "tbt_ms", "tokens_per_s_per_device", "ms_base",
         "ms_per_item", "step_ms_base", "step_ms_per_seq")
+    # rates that are unbounded (inf) for an op that takes no measurable time
+    RATES: ClassVar[tuple[str, ...]] = ("throughput_rps", "peak_throughput_rps", "tokens_per_s_per_device")
 
     @classmethod
     def from_values(cls, values: Mapping[str, float]) -> EstimateAttr:
@@ -214,7 +220,10 @@ class EstimateAttr(ParametrizedAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser):
-        estimate = cls.from_values(parse_named_values(parser, "task.estimate", parser.parse_number))
+        def number() -> float:
+            return math.inf if parser.parse_optional_keyword("inf") is not None else parser.parse_number()
+
+        estimate = cls.from_values(parse_named_values(parser, "task.estimate", number))
         return [getattr(estimate, k) for k in (*cls.REQUIRED, "metrics")]
 
     def print_parameters(self, printer: Printer) -> None:
@@ -225,7 +234,8 @@ class EstimateAttr(ParametrizedAttribute):
 
     def verify(self) -> None:
         for key, value in self.values().items():
-            if not math.isfinite(value) or value < 0:
+            unbounded = key in self.RATES and value == math.inf
+            if not (math.isfinite(value) or unbounded) or value < 0:
                 raise VerifyException(f"task.estimate: {key} must be a finite number >= 0, got {value}")
         unknown = set(self.metrics.data) - set(self.METRICS)
         if unknown:

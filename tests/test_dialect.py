@@ -98,6 +98,9 @@ agent.graph @g {
     '#task.target<"paper-2025", extra = ["my devices.yaml", "b.yaml"], sha256 = "' + "0f" * 32 + '">',
     '#task.estimate<latency_ms = 1.0e-05, throughput_rps = 3.0, load = 0.5, worst = 4.0, '
     'usd_per_hour = 0.30000000000000004, owned_devices = 2, memory_gb = 1.0e+20, tbt_ms = 12.25>',
+    # found by tests/test_fuzz.py: a tool with ~0 ms of compute has an unbounded throughput
+    '#task.estimate<latency_ms = 0.0, throughput_rps = inf, load = 1.0, worst = 1.0, usd_per_hour = 0.0, '
+    'owned_devices = 0, peak_throughput_rps = inf>',
 ])
 def test_typed_attributes_print_and_parse_back(text):
     ctx = make_context()

@@ -1,5 +1,6 @@
 // RUN: not hetc opt %s 2>&1 | filecheck %s
-// Each node kind accepts the payloads it can read: speech-to-text reads audio.
+// Each node kind accepts the payloads it can read: speech-to-text reads audio. The op declares its operand
+// types (agent.Payload of its ACCEPTED_INPUTS), checked as the op is read.
 
 agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
@@ -8,5 +9,5 @@ agent.graph @g {
   agent.output @o(%t) : !agent.text
 }
 
-// CHECK: {{.*}}input-type.mlir:7:3: error: invalid IR after input: agent.speech_to_text @stt: input of type !agent.text is not accepted; expected !agent.audio
+// CHECK: {{.*}}input-type.mlir:8:3: error: cannot parse the IR: agent.speech_to_text @stt: input of type !agent.text is not accepted; expected !agent.audio
 // CHECK-NOT: internal error
