@@ -10,7 +10,8 @@ values of its back edges to the next iteration.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -25,6 +26,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
 from xdsl.irdl import (
+    AttrConstraint,
     AttrSizedOperandSegments,
     IRDLOperation,
     ParsePropInAttrDict,
@@ -39,6 +41,9 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
+from xdsl.irdl.constraints import VerificationContext
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
@@ -137,40 +142,119 @@ def _check_fields(op: IRDLOperation, kind: str) -> None:
             raise VerifyException(f"{where}: {name} must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
 
 
-def _arch_of(op: ModelOp) -> ModelArch:
-    """The architecture an agent.model holds, each field checked against the spec loader's ARCH_RULES."""
-    where = f"agent.model @{op.sym_name.data}"
-    values: dict[str, object] = {"name": op.sym_name.data}
-    for key, attr in op.arch.data.items():
-        rule = ARCH_RULES.get(key)
-        if rule is None:
-            raise VerifyException(f"{where}: unknown arch field '{key}'")
-        if rule.type in ("int", "bool"):
-            if not isinstance(attr, IntegerAttr):
-                raise VerifyException(f"{where}: arch field '{key}' must be an integer")
-            value = attr.value.data
-            if rule.type == "bool" and value not in (0, 1):
-                raise VerifyException(f"{where}: arch field '{key}' must be 0 or 1, got {value}")
-            check_number(where, key, value, rule.allow_zero or rule.type == "bool", rule.limit)
-            values[key] = bool(value) if rule.type == "bool" else value
-        else:
-            if not isinstance(attr, StringAttr):
-                raise VerifyException(f"{where}: arch field '{key}' must be a string")
-            if rule.choices and attr.data not in rule.choices:
-                raise VerifyException(f"{where}: arch kind must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
-            values[key] = attr.data
-    return ModelArch(**values)
+def parse_named_values(parser: AttrParser, what: str, parse_value: Callable[[], object]) -> dict[str, object]:
+    """An attribute's `<name = value, ...>`, each name at most once."""
+    values: dict[str, object] = {}
+
+    def entry() -> None:
+        pos = parser.pos
+        key = parser.parse_identifier()
+        parser.parse_punctuation("=")
+        if key in values:
+            parser.raise_error(f"{what}: {key} given twice", pos)
+        values[key] = parse_value()
+
+    parser.parse_comma_separated_list(parser.Delimiter.ANGLE, entry)
+    return values
 
 
-def _require_inputs(op: IRDLOperation, accepted: tuple[type[PayloadType], ...], at_least: int = 1) -> None:
-    if len(op.inputs) < at_least:
-        raise VerifyException(f"{op.name} @{op.sym_name.data}: expected at least {at_least} input(s)")
-    for value in op.inputs:
-        if not isinstance(value.type, accepted):
-            names = ", ".join(f"!{t.name}" for t in accepted)
-            raise VerifyException(
-                f"{op.name} @{op.sym_name.data}: input of type {value.type} is not accepted; expected {names}"
-            )
+@irdl_attr_definition
+class ArchAttr(ParametrizedAttribute):
+    """#agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, ..., tied_embeddings = false>: a model's
+    architecture, each field one of hetc.models.ModelArch's, typed and limited by the spec loader's rule for
+    it (ARCH_RULES): integers, booleans (true/false) and strings. Fields left out take ModelArch's defaults."""
+
+    name = "agent.arch"
+    fields: DictionaryAttr  # field name -> IntegerAttr (i64; booleans 0/1) | StringAttr
+
+    def __init__(self, values: dict[str, int | bool | str] | DictionaryAttr):
+        def attr(value):
+            if isinstance(value, Attribute):
+                return value
+            return StringAttr(value) if isinstance(value, str) else IntegerAttr(int(value), 64)
+
+        items = values.data.items() if isinstance(values, DictionaryAttr) else values.items()
+        super().__init__(DictionaryAttr({k: attr(v) for k, v in items}))
+
+    @property
+    def data(self) -> dict[str, Attribute]:
+        """The fields as builtin attributes by name (as the dictionary it replaces held them)."""
+        return self.fields.data
+
+    def values(self) -> dict[str, int | bool | str]:
+        out: dict[str, int | bool | str] = {}
+        for key, attr in self.fields.data.items():
+            if isinstance(attr, StringAttr):
+                out[key] = attr.data
+            else:
+                out[key] = bool(attr.value.data) if ARCH_RULES[key].type == "bool" else attr.value.data
+        return out
+
+    def model_arch(self, name: str) -> ModelArch:
+        """The architecture as the cost model takes it; `name` (the agent.model symbol) where it names none."""
+        return ModelArch(**{"name": name, **self.values()})
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser):
+        def value() -> Attribute:
+            if (text := parser.parse_optional_str_literal()) is not None:
+                return StringAttr(text)
+            if parser.parse_optional_keyword("true") is not None:
+                return IntegerAttr(1, 64)
+            if parser.parse_optional_keyword("false") is not None:
+                return IntegerAttr(0, 64)
+            return IntegerAttr(parser.parse_integer(), 64)
+
+        return [DictionaryAttr(parse_named_values(parser, "agent.arch", value))]
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            for index, (key, attr) in enumerate(self.fields.data.items()):
+                printer.print_string(f"{', ' if index else ''}{key} = ")
+                if isinstance(attr, StringAttr):
+                    printer.print_string_literal(attr.data)
+                elif ARCH_RULES.get(key) is not None and ARCH_RULES[key].type == "bool":
+                    printer.print_string("true" if attr.value.data else "false")
+                else:
+                    printer.print_string(str(attr.value.data))
+
+    def verify(self) -> None:
+        """Each field against the spec loader's rule for it: known, of its type, within its limit."""
+        for key, attr in self.fields.data.items():
+            rule = ARCH_RULES.get(key)
+            if rule is None:
+                raise VerifyException(f"agent.arch: unknown field '{key}'")
+            if rule.type in ("int", "bool"):
+                if not isinstance(attr, IntegerAttr):
+                    raise VerifyException(f"agent.arch: {key} must be {'an integer' if rule.type == 'int' else 'true or false'}")
+                value = attr.value.data
+                if rule.type == "bool" and value not in (0, 1):
+                    raise VerifyException(f"agent.arch: {key} must be true or false, got {value}")
+                check_number("agent.arch", key, value, rule.allow_zero or rule.type == "bool", rule.limit)
+            else:
+                if not isinstance(attr, StringAttr):
+                    raise VerifyException(f"agent.arch: {key} must be a string")
+                if rule.choices and attr.data not in rule.choices:
+                    raise VerifyException(f"agent.arch: {key} must be one of {'|'.join(rule.choices)}, "
+                                          f"got {attr.data!r}")
+
+
+@dataclass(frozen=True)
+class Payload(AttrConstraint):
+    """An operand's declared type: one of a node kind's accepted payloads (its ACCEPTED_INPUTS)."""
+
+    types: tuple[type[PayloadType], ...]
+
+    def verify(self, attr: Attribute, constraint_context: VerificationContext) -> None:
+        if not isinstance(attr, self.types):
+            names = ", ".join(f"!{t.name}" for t in self.types)
+            raise VerifyException(f"input of type {attr} is not accepted; expected {names}")
+
+    def get_bases(self) -> set[type[Attribute]]:
+        return set(self.types)
+
+    def mapping_type_vars(self, type_var_mapping) -> Payload:
+        return self
 
 
 _TEXTUAL = (TextType, TokensType, DocumentsType, JsonType, EmbeddingType)
@@ -194,7 +278,8 @@ class NodeOp(IRDLOperation):
         return self.sym_name.data
 
     def verify_(self) -> None:
-        _require_inputs(self, self.ACCEPTED_INPUTS, self.MIN_INPUTS)
+        if len(self.inputs) < self.MIN_INPUTS:
+            raise VerifyException(f"{self.name} @{self.sym_name.data}: expected at least {self.MIN_INPUTS} input(s)")
         _check_fields(self, self.SPEC_KIND)
 
 
@@ -219,7 +304,7 @@ class ModelOp(IRDLOperation):
 
     name = "agent.model"
     sym_name = prop_def(SymbolNameConstraint())
-    arch = prop_def(DictionaryAttr)
+    arch = prop_def(ArchAttr)
     precision = prop_def(StringAttr)
     kv_precision = prop_def(StringAttr)
     traits = traits_def(SymbolOpInterface())
@@ -234,7 +319,7 @@ class ModelOp(IRDLOperation):
             if getattr(self, key).data not in PRECISION_BYTES:
                 raise VerifyException(f"agent.model @{self.sym_name.data}: {key} must be one of "
                                       f"{'|'.join(PRECISION_BYTES)}, got {getattr(self, key).data!r}")
-        for _, message in arch_problems(_arch_of(self)):
+        for _, message in arch_problems(self.arch.model_arch(self.sym_name.data)):
             raise VerifyException(f"agent.model @{self.sym_name.data}: {message}")
 
 
@@ -316,6 +401,7 @@ class LLMOp(ModelNodeOp):
     input_tokens = prop_def(IntegerAttr[I64])
     output_tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _LLM_INPUTS
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -326,6 +412,7 @@ class SpeechToTextOp(ModelNodeOp):
     audio_seconds = prop_def(FloatAttr)
     output_tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (AudioType,)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -336,6 +423,7 @@ class TextToSpeechOp(ModelNodeOp):
     input_tokens = prop_def(IntegerAttr[I64])
     audio_seconds = prop_def(FloatAttr)
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, JsonType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -345,6 +433,7 @@ class EmbeddingOp(ModelNodeOp):
     result = result_def(EmbeddingType)
     tokens = prop_def(IntegerAttr[I64])
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
 
 @irdl_op_definition
@@ -403,6 +492,7 @@ class MemoryLookupOp(NodeOp):
     embed_model = opt_prop_def(SymbolRefAttr)
     rerank_model = opt_prop_def(SymbolRefAttr)
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, EmbeddingType, JsonType, DocumentsType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
     def verify_(self) -> None:
         super().verify_()
@@ -541,5 +631,5 @@ Agent = Dialect(
         ModelOp, GraphOp, InputOp, OutputOp, LLMOp, SpeechToTextOp, TextToSpeechOp, EmbeddingOp, ModelCallOp,
         KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
     ],
-    [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType],
+    [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType, ArchAttr],
 )

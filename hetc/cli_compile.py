@@ -80,9 +80,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
         data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
                 "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
         if explain:
-            from hetc.frontend import value_from_attr
-
-            data["explain"] = value_from_attr(result.module.attributes["hetc.placement"]).get("explain", [])
+            data["explain"] = (result.placement or {}).get("explain", [])
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     elif not quiet:
         from hetc.summary import print_summary

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
+from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report, print_module
 
 
 @dataclass
@@ -43,7 +43,7 @@ class CompileResult:
     files: dict[str, bytes]
     dumps: list[tuple[str, str]]
     timings: dict[str, float] = field(default_factory=dict)
-    placement: object | None = None
+    placement: dict | None = None  # place's plan-wide summary (cost, paths, edges, baselines, explain)
 
 
 class _Timer:
@@ -86,8 +86,7 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
     record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
     dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
     run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
-        "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
-                  "soft_sla": options.soft_sla, "explain": options.explain}})
+        "place": {"solver": options.solver, "soft_sla": options.soft_sla, "explain": options.explain}})
     with timer.stage("passes"):
         run.run(module)
     timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})
@@ -104,8 +103,9 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
         files.update(code_files)
     from hetc.plan import build_plan
 
+    summary = pass_report(module, "place")
     with timer.stage("plan"):
-        plan = build_plan(module, spec, db, run.pass_names, kernels, options)
+        plan = build_plan(module, spec, db, run.pass_names, kernels, options, summary)
     if plan is not None and options.uncertainty is not None:
         from hetc.uncertainty.analysis import plan_uncertainty
 
@@ -118,7 +118,7 @@ def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) ->
         with timer.stage("report"):
             files.update(_report_files(plan))
     return CompileResult(spec, module, plan, files, [d for d in run.dumps if _wanted(d[0], options)],
-                         timer.timings)
+                         timer.timings, summary)
 
 
 def _bundle_names(spec) -> dict[str, str]:

@@ -75,23 +75,14 @@ def value_from_attr(attr: Attribute):
     raise TypeError(f"no value for {attr}")
 
 
-def arch_attr(arch: ModelArch) -> DictionaryAttr:
-    return attr_from_value({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
+def arch_attr(arch: ModelArch) -> A.ArchAttr:
+    return A.ArchAttr({f.name: getattr(arch, f.name) for f in fields(ModelArch)})
 
 
-def arch_from_attr(attr: DictionaryAttr, name: str) -> ModelArch:
+def arch_from_attr(attr: A.ArchAttr, name: str) -> ModelArch:
     """Inverse of arch_attr, used by passes that need the model numbers. `name` (the agent.model symbol)
     stands in where the arch names none, as in the verifier: hand-written IR may leave it out."""
-    kwargs: dict[str, object] = {"name": name}
-    types = {f.name: f.type for f in fields(ModelArch)}
-    for key, value in attr.data.items():
-        if key not in types:
-            continue
-        if isinstance(value, StringAttr):
-            kwargs[key] = value.data
-        elif isinstance(value, IntegerAttr):
-            kwargs[key] = bool(value.value.data) if types[key] in (bool, "bool") else value.value.data
-    return ModelArch(**kwargs)
+    return attr.model_arch(name)
 
 
 # Result payload per node kind (compute and model_call depend on their inputs/attributes).

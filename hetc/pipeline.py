@@ -11,6 +11,7 @@ import functools
 import io
 import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,21 @@ def _registry() -> dict[str, Callable[[], type]]:
     for name in ("dce", "cse", "canonicalize"):
         passes[name] = get_all_passes()[name]
     return passes
+
+
+# What a pass finds beyond the IR it rewrites (place: the plan's cost, paths, edges, baselines), kept beside
+# the module it was found for and dropped with it. Plan-wide results go to plan.json through the compile
+# driver, not into the IR: as an attribute they were a third of a large graph's IR.
+_PASS_REPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record_pass_report(module, pass_name: str, report: object) -> None:
+    _PASS_REPORTS.setdefault(module, {})[pass_name] = report
+
+
+def pass_report(module, pass_name: str):
+    """What `pass_name` reported on its last run on `module`, or None (it did not run on it)."""
+    return _PASS_REPORTS.get(module, {}).get(pass_name)
 
 
 def make_context():
@@ -112,10 +128,21 @@ def verify(module, stage: str) -> None:
 
     try:
         module.verify()
+        _verify_module_attributes(module)
     except VerifyException as exc:
         bad = _failing_op(module, str(exc)) or _redefined_symbol(module, str(exc)) or module
         where = op_loc(bad)
         raise HetcError([Diagnostic(where, f"invalid IR after {stage}: {exc}")]) from None
+
+
+def _verify_module_attributes(module) -> None:
+    from xdsl.utils.exceptions import VerifyException
+
+    from hetc.dialects.task import TargetAttr
+
+    target = module.attributes.get("hetc.target")
+    if target is not None and not isinstance(target, TargetAttr):
+        raise VerifyException(f"hetc.target must be a #task.target<...> (the hardware database), got {target}")
 
 
 def _redefined_symbol(module, message: str):
@@ -175,6 +202,9 @@ class PipelineRun:
             reason = lines[-1] if lines else type(exc).__name__
             at = next((line for line in lines if line.startswith("pass-pipeline:")), "")
             where = f" (at column {at.rsplit(':', 1)[-1]})" if at else ""
+            if "hwdb" in reason:  # place{hwdb=...} named a database before the module recorded it
+                reason += (" (no pass option names a hardware database: the compile records it on the module as "
+                           "hetc.target; choose it with --hwdb and --hwdb-extra)")
             raise HetcError(f"bad pass pipeline '{self.spec}'{where}: {reason}. Known passes: {names}",
                             Loc("--passes")) from None
         from dataclasses import fields, replace
@@ -239,6 +269,12 @@ def _locating_parser_class():
                 op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(col))
             return op
 
+        def parse_optional_attr_dict(self):
+            return _typed_arch(super().parse_optional_attr_dict())
+
+        def parse_optional_properties_dict(self):
+            return _typed_arch(super().parse_optional_properties_dict())
+
         def parse_optional_location(self):
             location = super().parse_optional_location()
             frames = self.__dict__.get("hetc_frames")
@@ -249,6 +285,20 @@ def _locating_parser_class():
     return LocatingParser
 
 
+def _typed_arch(entries: dict) -> dict:
+    """An agent.model's arch as an earlier hetc wrote it (a dictionary) reads as the #agent.arch it is now."""
+    from xdsl.dialects.builtin import DictionaryAttr
+
+    from hetc.dialects.agent import ArchAttr
+
+    arch = entries.get("arch")
+    if isinstance(arch, DictionaryAttr):
+        entries["arch"] = ArchAttr(arch)
+    return entries
+
+
+# `%x = task.prefill @"answer.prefill"(...` at the start of an op: its name and symbol
+_OP_AT = re.compile(r'(?:[%\w#:, ]+=\s*)?(?P<name>[a-z_]+\.[a-z_]+)\s+(?P<sym>@"(?:[^"\\]|\\.)*"|@[\w.\-/>$]+)')
 _HEX_ESCAPE_ABOVE_7F = re.compile(r"\\[89A-Fa-f][0-9A-Fa-f]")
 
 
@@ -300,9 +350,46 @@ def parse_ir_file(path: str):
                 if _HEX_ESCAPE_ABOVE_7F.search(text) else "")
         at = vars(parser).get("hetc_failed_at", parser.pos) if parser is not None else 0
         where = Loc(path, *_line_col(text, at))
-        raise HetcError(f"cannot parse the IR: {exc}{hint}", where) from None
+        op = _OP_AT.match(text, at)  # an op whose declared operand, result or property types it fails: name it
+        named = f"{op['name']} {op['sym']}: " if op and op["sym"] not in str(exc) else ""
+        raise HetcError(f"cannot parse the IR: {named}{exc}{hint}", where) from None
     _restore_strings(module)
+    _upgrade_earlier_ir(module)
     return module
+
+
+def _upgrade_earlier_ir(module) -> None:
+    """IR an earlier hetc wrote reads as if written now: its hardware database as a `hetc.hwdb` dictionary
+    becomes the `hetc.target` attribute, an `estimate = {...}` dictionary a #task.estimate<...>, and a
+    `device_kind = "gpu"` attribute beside
+    `placement = #task.device<...>` becomes the placement's kind. Its `hetc.placement` summary is dropped
+    (plan-wide results live in plan.json)."""
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
+    from xdsl.utils.exceptions import VerifyException
+
+    from hetc.dialects.task import DeviceAttr, EstimateAttr, TargetAttr
+
+    legacy = module.attributes.get("hetc.hwdb")
+    if isinstance(legacy, DictionaryAttr) and "hetc.target" not in module.attributes:
+        name, extra, sha = (legacy.data.get(k) for k in ("name", "extra", "sha256"))
+        if isinstance(name, StringAttr) and isinstance(sha, StringAttr) and isinstance(extra, ArrayAttr | None):
+            files = [e.data for e in extra.data if isinstance(e, StringAttr)] if extra else []
+            module.attributes["hetc.target"] = TargetAttr(name.data, files, sha.data)
+            del module.attributes["hetc.hwdb"]
+    module.attributes.pop("hetc.placement", None)
+    for op in module.walk():
+        estimate = op.attributes.get("estimate")
+        if isinstance(estimate, DictionaryAttr):  # each value a number; EstimateAttr checks names and values
+            values = {k: v.value.data for k, v in estimate.data.items() if isinstance(v, IntegerAttr | FloatAttr)}
+            try:
+                op.attributes["estimate"] = EstimateAttr.from_values(values)
+            except VerifyException as exc:
+                raise HetcError(f"cannot read the estimate of {op.name}: {exc}", op_loc(op)) from None
+        kind, place = op.attributes.get("device_kind"), op.attributes.get("placement")
+        if isinstance(kind, StringAttr) and isinstance(place, DeviceAttr) and not place.kind.data:
+            op.attributes["placement"] = DeviceAttr(place.device.data, place.replicas.data, place.tp.data,
+                                                    place.pp.data, place.batch.data, kind.data)
+            del op.attributes["device_kind"]
 
 
 def _restore_strings(module) -> None:

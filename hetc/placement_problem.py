@@ -84,8 +84,8 @@ def _model(module, op) -> C.ModelInfo:
 
 
 def record_database(module, name: str, extra, db) -> None:
-    """The compile driver's choice of hardware database, recorded once on the module for every pass."""
-    module.attributes["hetc.hwdb"] = attr_from_value({"name": name, "extra": list(extra), "sha256": db.sha256})
+    """The compile driver's choice of hardware database, recorded once on the module for every stage."""
+    module.attributes["hetc.target"] = T.TargetAttr(name, [str(e) for e in extra], db.sha256)
 
 
 def record_kv_paths(module, level: str, extra) -> None:
@@ -102,27 +102,19 @@ def module_kv_paths(module) -> tuple[KVPathTable, str]:
     return load_kv_paths([Path(e) for e in info.get("extra", [])]), info["level"]
 
 
-def module_database(module, name: str = "", extra: list[str] | None = None):
-    """The one hardware database of this compile: the one the module records (hetc.hwdb); IR that records
-    none (hetc opt on hand-written IR) uses `name` (default "default") and `extra`, and records them.
-    A pass option naming another database is a user error: one compile prices with one database."""
-    extra = list(extra or [])
-    recorded = module.attributes.get("hetc.hwdb")
-    if recorded is None:
-        db = load_hwdb(name or "default", extra)
-        record_database(module, name or "default", extra, db)
-        return db
-    info = value_from_attr(recorded)
-    if (name and name != info["name"]) or (extra and extra != list(info.get("extra", []))):
-        given = name + "".join(f" + {e}" for e in extra)
-        raise HetcError(f"place{{hwdb=...}} names the hardware database '{given}' but this compile uses "
-                        f"'{info['name']}'; one compile prices with one database: choose it with --hwdb "
-                        "(and --hwdb-extra), not with a pass option", Loc("--passes"))
-    db = load_hwdb(info["name"], list(info.get("extra", [])))
-    if db.sha256 != info["sha256"]:
-        raise HetcError(f"the hardware database '{info['name']}' changed since this IR was made (sha256 "
-                        f"{info['sha256'][:12]}..., now {db.sha256[:12]}...); compile the spec again",
-                        Loc("hetc.hwdb"))
+def module_database(module):
+    """The one hardware database of this compile: the one the module records (`hetc.target`); IR that records
+    none (hetc opt on hand-written IR) is priced with the bundled default, which is then recorded. A recorded
+    sha256 that no longer matches the database stops the compile; a hand-written target without one gets it."""
+    target = T.module_target(module)
+    if target is None:
+        target = T.TargetAttr("default")
+    db = load_hwdb(target.hwdb.data, target.extra_files())
+    if target.sha256.data and db.sha256 != target.sha256.data:
+        raise HetcError(f"the hardware database '{target.hwdb.data}' changed since this IR was made (sha256 "
+                        f"{target.sha256.data[:12]}..., now {db.sha256[:12]}...); compile the spec again",
+                        Loc("hetc.target"))
+    record_database(module, target.hwdb.data, target.extra_files(), db)
     return db
 
 

@@ -86,17 +86,18 @@ def _concurrency(est: dict, latency_ms: float) -> int:
     return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
-def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options) -> dict | None:
+def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options,
+               summary: dict | None) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
-    None when the pipeline did not run place (the bundle then holds the IR only)."""
+    None when the pipeline did not run place (the bundle then holds the IR only). `summary` is place's
+    plan-wide report (hetc.pipeline.pass_report), which the compile driver hands on."""
     from hetc.placement_problem import module_kv_paths, output_tokens_per_request
     from hetc.plan_schema import check_built_plan
 
-    if "place" not in pass_names:
+    if "place" not in pass_names or summary is None:
         return None
     graph = next(o for o in module.body.block.ops if isinstance(o, A.GraphOp) and "hetc.subagent" not in o.attributes)
-    summary = value_from_attr(module.attributes["hetc.placement"])
-    recorded = value_from_attr(module.attributes["hetc.hwdb"]) if "hetc.hwdb" in module.attributes else {}
+    target = T.module_target(module)
     slo = value_from_attr(graph.attributes["hetc.slo"])
     traffic = value_from_attr(graph.attributes["hetc.traffic"])
     hardware = value_from_attr(graph.attributes["hetc.hardware"])
@@ -107,7 +108,8 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
         "name": spec.name,
         "pd": summary.get("pd") or None,
         "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256,
-                       "hwdb": recorded.get("name", db.name), "hwdb_sha256": recorded.get("sha256", db.sha256),
+                       "hwdb": target.hwdb.data if target else db.name,
+                       "hwdb_sha256": target.sha256.data if target else db.sha256,
                        "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names),
                        "kv_paths": {"level": kv_level, "table": kv_table.name}},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
@@ -123,8 +125,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
     sunk = {dev: bool(v.get("sunk", 0)) for dev, v in hardware.get("inventory", {}).items()}
     flow = analyse(graph)
     priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
-    estimates = {op.sym_name.data: value_from_attr(op.attributes["estimate"])
-                 for op in graph.walk() if "estimate" in op.attributes}
+    estimates = {op.sym_name.data: T.estimate_of(op) for op in graph.walk() if "estimate" in op.attributes}
     ids: dict[object, str] = {}
     used_ids: set[str] = set()
     for op in graph.walk():
@@ -192,16 +193,16 @@ def _bands(device_id: str, predicted: dict) -> dict:
 def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates) -> dict:
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
-    est = value_from_attr(op.attributes["estimate"]) if "estimate" in op.attributes else {}
+    est = T.estimate_of(op)
     kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
     if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
         kind = "tool_compute"
     model, spec_engine = None, None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
-        arch = value_from_attr(ref.arch)
-        model = {"id": ref.sym_name.data, "name": arch["name"], "precision": ref.precision.data}
-        spec_engine = arch.get("engine") or None  # the engine the spec chose for this model, if any
+        arch = arch_from_attr(ref.arch, ref.sym_name.data)
+        model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data}
+        spec_engine = arch.engine or None  # the engine the spec chose for this model, if any
     engine = (spec_engine or _engine(kind, device)) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
@@ -302,11 +303,10 @@ def _edges(ids, priced) -> list[dict]:
 def _transport(src, dst) -> str:
     if isinstance(src, A.InputOp) or isinstance(dst, A.OutputOp):
         return "http"
-    a, b = (o.attributes.get("device_kind") for o in (src, dst))
     pa, pb = src.placement(), dst.placement()
     if pa is not None and pb is not None and pa.device == pb.device:
         return "in-process"
     if isinstance(dst, T.ToolLookupOp):
         return "http"
-    kinds = {k.data for k in (a, b) if k is not None}
+    kinds = {p.kind.data for p in (pa, pb) if p is not None and p.kind.data}
     return "ethernet" if "cpu" in kinds else "roce"

@@ -111,10 +111,7 @@ def _print_uncertainty(study: dict, console: Console) -> None:
 
 
 def _print_explain(result, console: Console) -> None:
-    from hetc.frontend import value_from_attr
-
-    attr = result.module.attributes.get("hetc.placement")
-    rows = value_from_attr(attr).get("explain", []) if attr is not None else []
+    rows = (result.placement or {}).get("explain", [])
     if rows:
         console.print(EXPLAIN_BASIS)
     for op in rows:

@@ -258,7 +258,7 @@ def compile_loaded(spec, db, options: SweepOptions) -> dict:
     """The plan.json of an already loaded (and possibly modified) spec; no code generation."""
     from hetc.compiler import CompileOptions
     from hetc.frontend import spec_to_module
-    from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun
+    from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report
     from hetc.placement_problem import record_database, record_kv_paths
     from hetc.plan import build_plan
 
@@ -272,7 +272,7 @@ def compile_loaded(spec, db, options: SweepOptions) -> dict:
     compile_options = CompileOptions(hwdb=options.hwdb, hwdb_extra=options.hwdb_extra, kv_paths=options.kv_paths,
                                      kv_paths_extra=options.kv_paths_extra, solver=options.solver,
                                      soft_sla=options.soft_sla, codegen=False)
-    return build_plan(module, spec, db, run.pass_names, {}, compile_options)
+    return build_plan(module, spec, db, run.pass_names, {}, compile_options, pass_report(module, "place"))
 
 
 def compile_variant(job: tuple[str, dict[str, str], SweepOptions]) -> tuple[dict, dict | None]:

@@ -6,6 +6,9 @@
 - On every data edge between ops placed on different device classes a `task.transfer` carries the
   payload over the network (`roce` between accelerators, `ethernet` when a CPU is involved). KV caches
   already move in `task.kv_transfer`, which gets its transport set the same way.
+
+Idempotent by construction: a phase whose result already feeds its all-reduce, and an edge whose value
+already comes through a transfer, are left as they are.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ def _device_of(op: Operation) -> str | None:
     return place.device.data if isinstance(place, T.DeviceAttr) else None
 
 
-def _device_kind(op: Operation) -> StringAttr:
-    """The device kind `place` writes beside a placement (hand-written IR may give a placement alone)."""
-    kind = op.attributes.get("device_kind")
-    if not isinstance(kind, StringAttr):
-        raise HetcError(f"partition: {op.name} @{op.sym_name.data} has a placement but no device_kind "
-                        '(cpu, gpu, ...): run place first, or write device_kind = "..." beside the placement',
-                        op_loc(op))
+def _device_kind(op: Operation) -> str:
+    """The kind of the device class an op is placed on, which place writes into the placement (hand-written
+    IR may leave it out)."""
+    kind = op.attributes["placement"].kind.data
+    if not kind:
+        raise HetcError(f"partition: {op.name} @{op.sym_name.data} has a placement without the device kind "
+                        '(gpu, accelerator, cpu): run place first, or write kind = "..." after the device class '
+                        'in its #task.device<...>', op_loc(op))
     return kind
 
 
@@ -48,33 +52,36 @@ def transport(src: Operation, dst: Operation) -> str:
     """How data moves between two placed ops: in process on one class, else over the network."""
     if _device_of(src) == _device_of(dst):
         return "in-process"
-    kinds = {_device_kind(o).data for o in (src, dst)}
+    kinds = {_device_kind(o) for o in (src, dst)}
     return "ethernet" if "cpu" in kinds else "roce"
 
 
 def _insert_allreduce(op: T.TaskOp) -> None:
     place = op.placement()
-    if place is None or place.tp.data <= 1 or "hetc.allreduce" in op.attributes:
-        return
+    if place is None or place.tp.data <= 1 or any(isinstance(u.operation, T.AllReduceOp) for u in op.result.uses):
+        return  # not tensor-parallel, or its all-reduce is in place (partition ran before)
     model = SymbolTable.lookup_symbol(op, op.model)
-    arch = model.arch.data
+    arch = model.arch.model_arch(model.sym_name.data)
     tokens = op.input_tokens.value.data if isinstance(op, T.PrefillOp) else 1
-    layer_bytes = tokens * arch["d_model"].value.data * ACTIVATION_BYTES * place.batch.data
-    size = 2 * arch["n_layers"].value.data * layer_bytes
+    layer_bytes = tokens * arch.d_model * ACTIVATION_BYTES * place.batch.data
+    size = 2 * arch.n_layers * layer_bytes
     uses = list(op.result.uses)
     reduce = task(T.AllReduceOp, op, "allreduce", [op.result], op.result.type, tp=i64(place.tp.data),
                   bytes=i64(size))
     reduce.attributes["placement"] = place
-    reduce.attributes["device_kind"] = _device_kind(op)
     Rewriter.insert_op(reduce, InsertPoint.after(op))
     for use in uses:
         use.operation.operands[use.index] = reduce.result
-    op.attributes["hetc.allreduce"] = StringAttr(reduce.sym_name.data)
+
+
+def _stops_at_transfers(op: Operation) -> bool:
+    return placeable(op) or isinstance(op, T.TransferOp)
 
 
 def _placed_producer(value: SSAValue) -> Operation | None:
-    """The placed op a value comes from (through branches and loop structure), if exactly one."""
-    found = {src for src, _, _, back, _ in producers(value) if not back and _device_of(src) is not None}
+    """The placed op (or transfer) a value comes from (through branches and loop structure), if exactly one."""
+    found = {src for src, _, _, back, _ in producers(value, stop=_stops_at_transfers)
+             if not back and _device_of(src) is not None}
     return found.pop() if len(found) == 1 else None
 
 
@@ -95,11 +102,10 @@ def _insert_transfers(graph: A.GraphOp) -> None:
                 continue  # KV caches move in their own task.kv_transfer
             src = _placed_producer(value)
             if src is None or _device_of(src) == dst or isinstance(src, T.TransferOp):
-                continue
+                continue  # same class, or the transfer is in place (partition ran before)
             move = task(T.TransferOp, op, f"in{index}", [value], value.type,
                         bytes=i64(int(payload_bytes(value))), transport=StringAttr(transport(src, op)))
-            move.attributes["placement"] = T.DeviceAttr(dst)
-            move.attributes["device_kind"] = _device_kind(op)
+            move.attributes["placement"] = op.placement().with_shape()
             Rewriter.insert_op(move, InsertPoint.before(op))
             op.operands[index] = move.results[0]
 

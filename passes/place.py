@@ -2,8 +2,9 @@
 
 Builds a hetc.placement problem from the decomposed IR (flow analysis for loop and branch counts,
 hetc.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
-SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = {...}` on every task op,
-and a summary (`hetc.placement`: cost, critical path, P::D, homogeneous baselines) on the module.
+SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = #task.estimate<...>` on every task op.
+The plan-wide summary (cost, critical path, P::D, homogeneous baselines) is the pass's report to the compile
+driver (hetc.pipeline.pass_report), which hands it to plan.json: it is not IR.
 An infeasible spec stops compilation with exit code 3 and the reasons.
 """
 
@@ -14,22 +15,18 @@ from dataclasses import dataclass
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
 from hetc.errors import HetcError, InfeasibleError
-from hetc.frontend import attr_from_value
-from hetc.pipeline import op_loc
+from hetc.pipeline import op_loc, record_pass_report
 
 
 @dataclass(frozen=True)
 class PlacePass(ModulePass):
     name = "place"
-    # The hardware database: one per compile, recorded on the module (hetc.hwdb) by the compile driver; these
-    # options name it only for IR that records none (hetc opt), and must agree with the record otherwise.
-    hwdb: str = ""  # "" = the recorded one, else "default"
-    hwdb_extra: str = ""  # comma-separated YAML files
+    # No option names a hardware database: place prices with the one the module records (hetc.target).
     solver: str = "auto"
     soft_sla: float = 0.0  # lambda in $/hour per ms over the limit; 0 = hard SLA
     explain: bool = False
@@ -47,10 +44,10 @@ class PlacePass(ModulePass):
         graph = main_graph(op)
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
-        db = module_database(op, self.hwdb, [p for p in self.hwdb_extra.split(",") if p])
+        db = module_database(op)
         built = build_problem(op, graph, db, self.soft_sla or None)
         if not built.problem.ops:  # nothing to run (inputs wired straight to outputs): an empty plan
-            op.attributes["hetc.placement"] = attr_from_value({
+            record_pass_report(op, self.name, {
                 "solver": "none", "status": "empty", "tco_usd_per_hour": 0.0, "critical_path": [],
                 "critical_path_ms": 0.0, "pd": "", "request_rate_rps": built.problem.request_rate_rps,
                 "rate_basis": built.rate_basis, "devices": [], "paths": [], "paths_total": 0, "edges": [],
@@ -63,17 +60,13 @@ class PlacePass(ModulePass):
             task_op = built.ops[placement.op]
             cand = placement.candidate
             task_op.attributes["placement"] = T.DeviceAttr(cand.device, placement.replicas, cand.tp, cand.pp,
-                                                           cand.batch)
-            task_op.attributes["estimate"] = attr_from_value({
+                                                           cand.batch, built.db.devices[cand.device].kind)
+            task_op.attributes["estimate"] = T.EstimateAttr.from_values({
                 "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
                 "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
                 "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
                 **dict(cand.metrics)})
         _place_followers(graph)
-        for task_op in graph.walk():
-            if isinstance(task_op, T.TaskOp) and task_op.placement() is not None:
-                device = built.db.devices[task_op.placement().device.data]
-                task_op.attributes["device_kind"] = StringAttr(device.kind)
         baselines = homogeneous_baselines(built.problem, self.solver,
                                           solve_with=lambda problem, solve_one: meet_percentiles(built, problem, solve_one))
         percentiles = {t.percentile: percentile_latencies(built.problem, result, t.invocations)
@@ -104,7 +97,7 @@ class PlacePass(ModulePass):
                      "delta_tco_usd_per_hour": c.delta_tco_usd_per_hour, "reason": c.reason}
                     for c in e.candidates]}
                 for e in explain_placement(built.problem, result)]
-        op.attributes["hetc.placement"] = attr_from_value(summary)
+        record_pass_report(op, self.name, summary)
 
 
 def _diag(graph, message: str):
@@ -125,20 +118,33 @@ def main_graph(module: ModuleOp) -> A.GraphOp:
 
 
 def _place_followers(graph: A.GraphOp) -> None:
-    """Gate, merge and KV-transfer ops run with the phase they belong to."""
-    by_name = {o.sym_name.data: o for o in graph.walk() if isinstance(o, T.TaskOp)}
+    """Gate, merge and KV-transfer ops run with the phase they belong to, found by the SSA links
+    decompose-llm makes: a gate's routing feeds its phase op, a merge reads its phase op's result."""
     for o in graph.walk():
         if isinstance(o, (T.GateOp, T.MergeOp)):
-            phase = by_name.get(f"{o.node.data}.{o.phase.data}")
+            phase = _phase_of(o)
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
-    _place_kv_transfers(graph, by_name)
+    _place_kv_transfers(graph)
 
 
-def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
-    """An LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
-    (through loops and branches: a cache read inside a loop is a block argument of the loop body), which may
-    be another KV transfer placed first; one read by no placed op lands with the op that writes it."""
+_PHASES = (T.PrefillOp, T.DecodeOp)
+
+
+def _phase_of(op: T.GateOp | T.MergeOp) -> T.TaskOp | None:
+    if isinstance(op, T.GateOp):
+        return next((use.operation for use in op.result.uses if isinstance(use.operation, _PHASES)), None)
+    source = op.inputs[0].owner if op.inputs else None
+    if isinstance(source, T.AllReduceOp):  # IR placed again after partition: the phase's all-reduce in between
+        source = source.inputs[0].owner
+    return source if isinstance(source, _PHASES) else None
+
+
+def _place_kv_transfers(graph: A.GraphOp) -> None:
+    """A KV transfer lands on the first op that reads the cache: an LLM's on its decode, a kv_cache node's on
+    the op reading it (through loops and branches: a cache read inside a loop is a block argument of the loop
+    body), which may be another KV transfer placed first; one read by no placed op lands with the op that
+    writes it."""
     from hetc.flow import producers
 
     kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
@@ -148,9 +154,7 @@ def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
         for o in kv_ops:
             if o.placement() is not None:
                 continue
-            decode = by_name.get(f"{o.node.data}.decode")
-            placed = [r for r in ([decode] if decode is not None else readers.get(o, []))
-                      if r is not None and r.placement() is not None]
+            placed = [r for r in readers.get(o, []) if r.placement() is not None]
             if placed:
                 o.attributes["placement"] = placed[0].placement()
                 changed = True

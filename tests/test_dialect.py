@@ -7,9 +7,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from hetc.pipeline import make_context, print_module
 
-MODEL = ('agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, '
-         'n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, '
-         'precision = "bf16", kv_precision = "bf16"}\n')
+MODEL = ('agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, '
+         'n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}\n')
 
 
 def parse(text: str):
@@ -90,3 +89,30 @@ agent.graph @g {
     assert print_module(Parser(make_context(), print_module(module)).parse_module()) == print_module(module)
     with pytest.raises(VerifyException, match="replicas must be >= 1"):
         parse(text.replace("replicas = 2", "replicas = 0")).verify()
+
+
+@pytest.mark.parametrize("text", [
+    '#task.device<"nvidia-h100-sxm", kind = "gpu", replicas = 3, tp = 2, pp = 1, batch = 32>',
+    '#task.device<"intel-xeon-8480", replicas = 1, tp = 1, pp = 1, batch = 1>',  # kind left out: ""
+    '#task.target<"default">',
+    '#task.target<"paper-2025", extra = ["my devices.yaml", "b.yaml"], sha256 = "' + "0f" * 32 + '">',
+    '#task.estimate<latency_ms = 1.0e-05, throughput_rps = 3.0, load = 0.5, worst = 4.0, '
+    'usd_per_hour = 0.30000000000000004, owned_devices = 2, memory_gb = 1.0e+20, tbt_ms = 12.25>',
+    # found by tests/test_fuzz.py: a tool with ~0 ms of compute has an unbounded throughput
+    '#task.estimate<latency_ms = 0.0, throughput_rps = inf, load = 1.0, worst = 1.0, usd_per_hour = 0.0, '
+    'owned_devices = 0, peak_throughput_rps = inf>',
+])
+def test_typed_attributes_print_and_parse_back(text):
+    ctx = make_context()
+    attr = Parser(ctx, text).parse_attribute()
+    attr.verify()
+    assert str(attr) == text and Parser(ctx, str(attr)).parse_attribute() == attr
+
+
+def test_estimate_values_are_the_numbers_place_wrote():
+    values = {"latency_ms": 0.1 + 0.2, "throughput_rps": 7.0, "load": 1.0, "worst": 3.0, "usd_per_hour": 1e-9,
+              "owned_devices": 4, "tbt_ms": 0.031, "peak_throughput_rps": 9.5}
+    attr = T.EstimateAttr.from_values(values)
+    assert Parser(make_context(), str(attr)).parse_attribute().values() == values
+    with pytest.raises(VerifyException, match="missing worst"):
+        T.EstimateAttr.from_values({k: v for k, v in values.items() if k != "worst"})

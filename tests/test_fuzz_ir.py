@@ -127,7 +127,7 @@ def opt_error(tmp_path: Path, text: str, passes: str = DEFAULT_PIPELINE) -> str:
 
 @pytest.mark.parametrize("old, new, message", [
     ("cpu_ms = 5.000000e+00", "cpu_ms = 0x7FF8000000000000", r"bad.mlir:6:5: .*cpu_ms must be a finite number, got nan"),
-    ("n_heads = 32", "n_heads = 0", r"bad.mlir:3:3: .*agent.model @chat: n_heads must be > 0, got 0"),
+    ("n_heads = 32", "n_heads = 0", r"bad.mlir:3:3: .*agent.arch: n_heads must be > 0, got 0"),
     ("input_tokens = 3072", "input_tokens = -5", r"bad.mlir:8:5: .*input_tokens must be > 0, got -5"),
     ("requests_per_s = 1.000000e+02", "requests_per_s = -1.0", r"hetc.traffic: requests_per_s must be > 0"),
     ("latency_ms = 1.500000e+04", "latency_ms = 0x7FF0000000000000", r"hetc.slo: latency_ms must be a finite"),

@@ -96,10 +96,8 @@ def test_sunk_inventory_is_used_before_buying(compiled):
 
 
 def test_explain_lists_candidates(tmp_path):
-    from hetc.frontend import value_from_attr
-
     result = compile_spec(str(ROOT / "examples/voice-agent.yaml"), CompileOptions(codegen=False, explain=True))
-    rows = value_from_attr(result.module.attributes["hetc.placement"])["explain"]
+    rows = result.placement["explain"]
     decode = next(r for r in rows if r["op"] == "llm.decode")
     assert sum(c["status"] == "chosen" for c in decode["candidates"]) == 1
     assert len(decode["candidates"]) > 1 and all(c["reason"] for c in decode["candidates"])
@@ -135,7 +133,6 @@ def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
-    from hetc.frontend import value_from_attr
     from hetc.plan import stage_id
     from hetc.tco import COMPONENTS
 
@@ -149,9 +146,9 @@ def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
         on = [s for s in plan["stages"] if s["device"] == d["device"]]
         assert sum(s["tco"]["devices"] for s in on) == d["count"] and sum(s["tco"]["owned_devices"] for s in on) == d["owned"]
     # the placement priced the same plan: its total and each op's cost are the plan's
-    summary = value_from_attr(compiled[name].module.attributes["hetc.placement"])
+    summary = compiled[name].placement
     assert plan["tco"]["usd_per_hour"] == pytest.approx(summary["tco_usd_per_hour"], rel=1e-9)
-    estimates = {stage_id(op.sym_name.data): value_from_attr(op.attributes["estimate"])
+    estimates = {stage_id(op.sym_name.data): T.estimate_of(op)
                  for op in main_graph(compiled[name].module).walk() if "estimate" in op.attributes}
     for stage in plan["stages"]:
         if stage["tco"]["devices"]:
@@ -178,11 +175,9 @@ def test_cloud_pricing_is_cloud_rental_not_capital(compiled):
 
 def test_explain_prices_the_chosen_candidate_as_the_plan_does():
     # was: speech-to-text $1.21/h in --explain, $0.22/h in the plan (bought price vs the sunk inventory)
-    from hetc.frontend import value_from_attr
-
     result = compile_spec(str(ROOT / "examples/voice-agent.yaml"), CompileOptions(codegen=False, explain=True))
     cost = {s["id"]: s["tco"]["usd_per_hour"] for s in result.plan["stages"]}
-    rows = value_from_attr(result.module.attributes["hetc.placement"])["explain"]
+    rows = result.placement["explain"]
     assert {r["op"] for r in rows} <= set(cost)
     for row in rows:
         chosen = [c for c in row["candidates"] if c["status"] == "chosen"]
@@ -202,9 +197,12 @@ def test_one_hardware_database_per_compile(tmp_path):
 
     spec = str(ROOT / "examples/voice-agent.yaml")
     passes = "inline-agents,decompose-llm,decompose-tools,decompose-nodes,place{hwdb=paper-2025},partition"
-    with pytest.raises(HetcError) as caught:
+    with pytest.raises(HetcError) as caught:  # no pass option names a database
         compile_spec(spec, CompileOptions(codegen=False, passes=passes))
     assert caught.value.exit_code == 2 and "--hwdb" in str(caught.value)
+    result = compile_spec(spec, CompileOptions(codegen=False, hwdb="paper-2025"))
+    target = result.module.attributes["hetc.target"]  # recorded once by the compile driver, typed
+    assert (target.hwdb.data, target.sha256.data) == ("paper-2025", load_hwdb("paper-2025").sha256)
     plan = compile_spec(spec, CompileOptions(codegen=False, hwdb="paper-2025")).plan
     assert plan["provenance"]["hwdb"] == "paper-2025"
     assert plan["provenance"]["hwdb_sha256"] == load_hwdb("paper-2025").sha256
@@ -265,3 +263,16 @@ def test_an_unmeetable_percentile_target_is_infeasible_with_the_best_found(tmp_p
     spec.write_text(text)
     with pytest.raises(InfeasibleError, match=r"p50 60000 ms cannot be met: the fastest plan found takes \d+"):
         compile_spec(str(spec), CompileOptions(codegen=False))
+
+
+# ------------------------------------------------------------------ plan-wide results are not IR (issue 13)
+
+
+@pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
+def test_the_placement_summary_reaches_the_plan_through_the_compile_result_not_the_ir(name, compiled):
+    result = compiled[name]
+    final = result.files["ir/final.generic.mlir"].decode()
+    # it was a module attribute: 4.9 MB on one line for a 10,000-node graph, booleans as i64
+    assert "hetc.placement" not in result.module.attributes and "hetc.placement" not in final
+    assert result.placement["tco_usd_per_hour"] == pytest.approx(result.plan["tco"]["usd_per_hour"], rel=1e-9)
+    assert [b["device"] for b in result.placement["baselines"]] == [b["device"] for b in result.plan["baselines"]]

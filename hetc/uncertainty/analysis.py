@@ -95,7 +95,6 @@ def deployed_choice(problem, module) -> np.ndarray | None:
     (device, tp, pp, batch) and estimated latency matched among its op's candidates; None if any op does not
     match (the study then takes its own nominal plan)."""
     from hetc.dialects import task as T
-    from hetc.frontend import value_from_attr
 
     placed = {o.sym_name.data: o for o in module.walk() if isinstance(o, T.TaskOp) and o.placement() is not None}
     choice = []
@@ -104,7 +103,7 @@ def deployed_choice(problem, module) -> np.ndarray | None:
         if task is None:
             return None
         where = task.placement()
-        latency = value_from_attr(task.attributes["estimate"]).get("latency_ms") if "estimate" in task.attributes else None
+        latency = T.estimate_of(task).get("latency_ms")
         key = (where.device.data, where.tp.data, where.pp.data, where.batch.data)
         found = [k for k, c in enumerate(op.candidates) if (c.device, c.tp, c.pp, c.batch) == key
                  and (latency is None or c.latency_ms == latency)]

@@ -2,7 +2,7 @@
 // canonicalize has no hetc patterns to apply: the graph comes out as it went in, and its generic form
 // (with locations) reads back to the same custom form, symbol names, properties and types included.
 
-agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
   %a = agent.llm @"answer ü"(%q) {model = @chat, input_tokens = 512 : i64, output_tokens = 128 : i64} : (!agent.text) -> !agent.text
@@ -11,7 +11,7 @@ agent.graph @g {
 }
 
 // CHECK:      builtin.module {
-// CHECK-NEXT:   agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, precision = "bf16", kv_precision = "bf16"}
+// CHECK-NEXT:   agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
 // CHECK-NEXT:   agent.graph @g {
 // CHECK-NEXT:     [[Q:%.*]] = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
 // CHECK-NEXT:     [[A:%.*]] = agent.llm @"answer ü"([[Q]]) {model = @chat, input_tokens = 512 : i64, output_tokens = 128 : i64} : (!agent.text) -> !agent.text

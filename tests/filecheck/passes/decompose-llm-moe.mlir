@@ -2,7 +2,7 @@
 // A mixture-of-experts model gets gate -> experts (the phase op) -> merge in each phase: the gate routes
 // the phase's first input, the phase op takes the gate's routing as an extra operand, merge follows it.
 
-agent.model @moe {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 32000 : i64, n_experts = 8 : i64, experts_per_token = 2 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @moe {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 32000, n_experts = 8, experts_per_token = 2>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
   %a = agent.llm @answer(%q) {model = @moe, input_tokens = 256 : i64, output_tokens = 32 : i64} : (!agent.text) -> !agent.text

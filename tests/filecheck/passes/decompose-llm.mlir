@@ -2,7 +2,7 @@
 // decompose-llm splits an agent.llm into prefill -> kv_transfer -> decode, linked by SSA through the KV
 // cache (!agent.kv); the phases keep the model and the token counts and name the node they came from.
 
-agent.model @chat {arch = {kind = "decoder", n_layers = 32 : i64, d_model = 4096 : i64, n_heads = 32 : i64, n_kv_heads = 8 : i64, d_ff = 14336 : i64, vocab_size = 128256 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, n_kv_heads = 8, d_ff = 14336, vocab_size = 128256>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
   %a = agent.llm @answer(%q) {model = @chat, input_tokens = 512 : i64, output_tokens = 128 : i64} : (!agent.text) -> !agent.text

@@ -4,9 +4,9 @@
 // compute -> task.compute, memory_store -> task.embed -> task.store, kv_cache -> task.kv_transfer. The
 // task ops keep the node's name, and its uses move to the new result.
 
-agent.model @whisper {arch = {kind = "encoder_decoder", n_layers = 32 : i64, d_model = 1280 : i64, n_heads = 20 : i64, n_kv_heads = 20 : i64, d_ff = 5120 : i64, vocab_size = 51866 : i64, encoder_layers = 32 : i64, encoder_frames = 1500 : i64}, precision = "fp16", kv_precision = "fp16"}
-agent.model @voice {arch = {kind = "tts", n_layers = 12 : i64, d_model = 768 : i64, n_heads = 12 : i64, n_kv_heads = 12 : i64, d_ff = 3072 : i64, vocab_size = 8192 : i64}, precision = "fp16", kv_precision = "fp16"}
-agent.model @emb {arch = {kind = "encoder", n_layers = 12 : i64, d_model = 768 : i64, n_heads = 12 : i64, n_kv_heads = 12 : i64, d_ff = 3072 : i64, vocab_size = 30522 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @whisper {arch = #agent.arch<kind = "encoder_decoder", n_layers = 32, d_model = 1280, n_heads = 20, n_kv_heads = 20, d_ff = 5120, vocab_size = 51866, encoder_layers = 32, encoder_frames = 1500>, precision = "fp16", kv_precision = "fp16"}
+agent.model @voice {arch = #agent.arch<kind = "tts", n_layers = 12, d_model = 768, n_heads = 12, n_kv_heads = 12, d_ff = 3072, vocab_size = 8192>, precision = "fp16", kv_precision = "fp16"}
+agent.model @emb {arch = #agent.arch<kind = "encoder", n_layers = 12, d_model = 768, n_heads = 12, n_kv_heads = 12, d_ff = 3072, vocab_size = 30522>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %mic = agent.input @mic() {audio_seconds = 4.500000e+01 : f64} : () -> !agent.audio
   %t = agent.speech_to_text @stt(%mic) {model = @whisper, audio_seconds = 4.500000e+01 : f64, output_tokens = 64 : i64} : (!agent.audio) -> !agent.text

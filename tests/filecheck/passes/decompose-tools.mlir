@@ -3,7 +3,7 @@
 // when compute_ms > 0); agent.memory_lookup -> task.embed (with embed_model) -> task.vector_search ->
 // task.rerank (with rerank_model). Each part feeds the next by SSA; the node's users read the last part.
 
-agent.model @emb {arch = {kind = "encoder", n_layers = 12 : i64, d_model = 768 : i64, n_heads = 12 : i64, n_kv_heads = 12 : i64, d_ff = 3072 : i64, vocab_size = 30522 : i64}, precision = "bf16", kv_precision = "bf16"}
+agent.model @emb {arch = #agent.arch<kind = "encoder", n_layers = 12, d_model = 768, n_heads = 12, n_kv_heads = 12, d_ff = 3072, vocab_size = 30522>, precision = "bf16", kv_precision = "bf16"}
 agent.graph @g {
   %q = agent.input @q() {tokens = 32 : i64} : () -> !agent.text
   %w = agent.tool @web(%q) {tool = "search", latency_ms = 2.000000e+02 : f64, compute_ms = 5.000000e+00 : f64, request_kb = 1.000000e+00 : f64, response_kb = 8.000000e+00 : f64} : (!agent.text) -> !agent.documents

@@ -1,6 +1,7 @@
 // RUN: not hetc opt %s -p partition 2>&1 | filecheck %s
-// Hand-written IR may place ops without the device_kind that `place` writes beside each placement;
-// partition needs it to choose a transport and says so at the op (it once failed with a KeyError).
+// Hand-written IR may place ops without the device kind that `place` writes into each placement
+// (#task.device<"...", kind = "gpu", ...>); partition needs it to choose a transport and says so at the op
+// (it once failed with a KeyError).
 
 agent.graph @g {
   %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
@@ -9,5 +10,5 @@ agent.graph @g {
   agent.output @o(%f) : !agent.text
 }
 
-// CHECK: partition-no-device-kind.mlir:7:3: error: partition: task.compute @clean has a placement but no device_kind (cpu, gpu, ...): run place first
+// CHECK: partition-no-device-kind.mlir:8:3: error: partition: task.compute @clean has a placement without the device kind (gpu, accelerator, cpu): run place first, or write kind = "..." after the device class
 // CHECK-NOT: internal error

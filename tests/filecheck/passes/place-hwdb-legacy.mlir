@@ -1,0 +1,13 @@
+// RUN: not hetc opt %s -p place 2>&1 | filecheck %s
+// IR an earlier hetc wrote records its hardware database as a `hetc.hwdb` dictionary: hetc opt reads it as the
+// module's hardware target (hetc.target), so its sha256 is still checked against the database.
+
+builtin.module attributes {hetc.hwdb = {extra = [], name = "default", sha256 = "0000000000000000000000000000000000000000000000000000000000000000"}} {
+  agent.graph @g attributes {hetc.traffic = {requests_per_s = 1.000000e+00 : f64}} {
+    %q = agent.input @q() {tokens = 64 : i64} : () -> !agent.text
+    %c = task.compute @format(%q) {node = "format", cpu_ms = 2.000000e+00 : f64} : (!agent.text) -> !agent.text
+    agent.output @o(%c) : !agent.text
+  }
+}
+
+// CHECK: hetc.target: error: the hardware database 'default' changed since this IR was made (sha256 000000000000..., now {{[0-9a-f]+}}...); compile the spec again
