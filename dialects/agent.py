@@ -43,7 +43,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from hetc.models import PRECISION_BYTES, ModelArch
-from hetc.spec_loader import ARCH_RULES, MAX_ITERATIONS, MAX_MS, MAX_RPS, NODE_FIELDS, FieldRule, Limit, arch_problems
+from hetc.spec.loader import ARCH_RULES, MAX_ITERATIONS, MAX_MS, MAX_RPS, NODE_FIELDS, FieldRule, Limit, arch_problems
 
 # ---------------------------------------------------------------------------------------------- types
 

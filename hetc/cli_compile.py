@@ -73,7 +73,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
         data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
                 "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
         if explain:
-            from hetc.frontend import value_from_attr
+            from hetc.spec.frontend import value_from_attr
 
             data["explain"] = value_from_attr(result.module.attributes["hetc.placement"]).get("explain", [])
         click.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -93,8 +93,8 @@ def validate_cmd(spec, as_json, hwdb, hwdb_extra):
     SPEC - reads standard input; errors then name <stdin>.
     """
     from hetc.compiler import CompileOptions, load
-    from hetc.frontend import spec_to_module
     from hetc.pipeline import verify
+    from hetc.spec.frontend import spec_to_module
 
     try:
         _, loaded = load(spec, CompileOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra)))

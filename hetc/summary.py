@@ -81,7 +81,7 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
 
 
 def _print_explain(result, console: Console) -> None:
-    from hetc.frontend import value_from_attr
+    from hetc.spec.frontend import value_from_attr
 
     attr = result.module.attributes.get("hetc.placement")
     rows = value_from_attr(attr).get("explain", []) if attr is not None else []

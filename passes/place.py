@@ -19,8 +19,8 @@ from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
 from hetc.errors import HetcError, InfeasibleError
-from hetc.frontend import attr_from_value
 from hetc.pipeline import op_loc
+from hetc.spec.frontend import attr_from_value
 
 
 @dataclass(frozen=True)

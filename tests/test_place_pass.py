@@ -96,7 +96,7 @@ def test_sunk_inventory_is_used_before_buying(compiled):
 
 
 def test_explain_lists_candidates(tmp_path):
-    from hetc.frontend import value_from_attr
+    from hetc.spec.frontend import value_from_attr
 
     result = compile_spec(str(ROOT / "examples/voice-agent.yaml"), CompileOptions(codegen=False, explain=True))
     rows = value_from_attr(result.module.attributes["hetc.placement"])["explain"]
@@ -135,8 +135,8 @@ def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
-    from hetc.frontend import value_from_attr
     from hetc.plan import stage_id
+    from hetc.spec.frontend import value_from_attr
     from hetc.tco import COMPONENTS
 
     plan = compiled[name].plan
@@ -178,7 +178,7 @@ def test_cloud_pricing_is_cloud_rental_not_capital(compiled):
 
 def test_explain_prices_the_chosen_candidate_as_the_plan_does():
     # was: speech-to-text $1.21/h in --explain, $0.22/h in the plan (bought price vs the sunk inventory)
-    from hetc.frontend import value_from_attr
+    from hetc.spec.frontend import value_from_attr
 
     result = compile_spec(str(ROOT / "examples/voice-agent.yaml"), CompileOptions(codegen=False, explain=True))
     cost = {s["id"]: s["tco"]["usd_per_hour"] for s in result.plan["stages"]}

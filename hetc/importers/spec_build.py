@@ -18,7 +18,7 @@ from hetc.errors import HetcError, Loc
 from hetc.importers import defaults as D
 from hetc.importers.lg_read import END, START, LGGraph, LGNode, display, unsupported
 from hetc.importers.observe import LevelStats
-from hetc.spec_loader import _reachable
+from hetc.spec.loader import _reachable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _ID_LIMIT = 48

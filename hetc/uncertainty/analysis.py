@@ -16,10 +16,10 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
           overrides: dict[str, str] | None = None):
     """(db, spec, BuiltProblem, [(label, allowed masks or None)]) for the free problem or the pair study;
     `overrides` are `hetc sweep --over` settings, one value each (e.g. {"tokens": "512:4096"})."""
-    from hetc.frontend import spec_to_module
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
     from hetc.placement_problem import build_problem, record_database
+    from hetc.spec.frontend import spec_to_module
     from hetc.sweep import (
         DECOMPOSE_PIPELINE,
         PAIR_SEPARATOR,

@@ -1,4 +1,4 @@
-"""The typed agent spec: what hetc.spec_loader produces from YAML and hetc.frontend turns into IR.
+"""The typed agent spec: what hetc.spec.loader produces from YAML and hetc.spec.frontend turns into IR.
 
 Every object keeps the source location of the YAML it came from so later stages can report errors
 against the user's file. Field meanings, units and defaults are documented in docs/spec.md.

@@ -19,7 +19,7 @@ from hetc.errors import HetcError, Loc
 from hetc.loops import Edge as LoopEdge
 from hetc.loops import LoopGraph
 from hetc.observations import Observations
-from hetc.spec_loader import _split_unit_key
+from hetc.spec.loader import _split_unit_key
 
 
 @dataclass

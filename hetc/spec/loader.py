@@ -34,8 +34,8 @@ from hetc.spec import (
     Spec,
     Traffic,
 )
+from hetc.spec.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 from hetc.userfiles import UnreadableFile, read_input, read_regular_file
-from hetc.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 
 # ---- value vocabularies -------------------------------------------------------------------------------
 
