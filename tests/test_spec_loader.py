@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hetc.errors import HetcError, Loc
 from hetc.models import PRESETS
 from hetc.spec import Graph, Spec
-from hetc.spec.loader import ARCH_RULES, NODE_FIELDS, TOP_KEYS, load_spec
+from hetc.spec.fields import NODE_FIELDS
+from hetc.spec.loader import load_spec
+from hetc.spec.rules import ARCH_RULES, TOP_KEYS
 from hetc.spec.yaml_source import YamlList, YamlMap, YamlScalar, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,17 +14,6 @@ from hetc.models import ModelArch
 
 SPEC_VERSION = 1
 
-# Node kinds of reference/paper-method.md section 1 (see docs/spec.md for each kind's fields).
-NODE_KINDS = (
-    "input", "output",
-    "llm", "speech_to_text", "text_to_speech", "embedding", "model",  # model execution
-    "kv_cache",
-    "tool",
-    "memory_lookup", "memory_store",
-    "compute",
-    "agent",  # nested agent: inline graph or another file
-)
-
 # The data type an edge carries, by producing node kind (an input node declares its own).
 PAYLOAD_TYPES = ("text", "tokens", "audio", "embedding", "documents", "kv", "json")
 
