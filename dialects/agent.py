@@ -9,6 +9,7 @@ values of its back edges to the next iteration.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -145,9 +146,14 @@ def check_number(where: str, name: str, value: float, allow_zero: bool = True, l
         raise VerifyException(f"{where}: {name} = {value} is above {limit.maximum:g} ({limit.reason})")
 
 
+@functools.cache
+def _field_rules(op_type: type[IRDLOperation]) -> dict[str | None, FieldRule]:
+    return dict(node_fields(op_type))
+
+
 def _check_fields(op: IRDLOperation) -> None:
     """Every number and choice of a node op against the rule of its spec field."""
-    rules = dict(node_fields(type(op))) if getattr(op, "SPEC_KIND", "") else {}
+    rules = _field_rules(type(op)) if getattr(op, "SPEC_KIND", "") else {}
     where = f"{op.name} @{op.sym_name.data}"
     for name, attr in op.properties.items():
         rule = rules.get(name)
@@ -227,11 +233,17 @@ class NodeOp(IRDLOperation):
     def spec_payload(cls, attrs: Mapping[str, Any]) -> str | None:
         """The payload a node of this kind produces, given its spec fields: the one its result type names;
         None when the result may be any payload (the node passes on what its first input brings)."""
-        results = cls.get_irdl_definition().results
-        constraint = getattr(getattr(results[0][1].constr, "constraint", None), "constr", None) if results else None
-        result_type = getattr(constraint, "attr", None)
-        concrete = isinstance(result_type, type) and issubclass(result_type, PayloadType) and result_type.PAYLOAD
-        return result_type.PAYLOAD if concrete else None
+        return _result_payload(cls)
+
+
+@functools.cache
+def _result_payload(op_type: type[IRDLOperation]) -> str | None:
+    """The payload the op's single result type names (None: any payload, or no result)."""
+    results = op_type.get_irdl_definition().results
+    constraint = getattr(getattr(results[0][1].constr, "constraint", None), "constr", None) if results else None
+    result_type = getattr(constraint, "attr", None)
+    concrete = isinstance(result_type, type) and issubclass(result_type, PayloadType) and result_type.PAYLOAD
+    return result_type.PAYLOAD if concrete else None
 
 
 class ModelNodeOp(NodeOp):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +53,7 @@ def model_field(kinds: tuple[str, ...], doc: str) -> Any:
 _STRUCTURAL_PROPERTIES = ("sym_name", "callee")
 
 
+@functools.cache
 def node_fields(op_type: type[IRDLOperation]) -> tuple[tuple[str | None, FieldRule], ...]:
     """The fields of an op's spec node kind in spec order: (the property holding it, or None for a field that
     is not a property, its rule). A property declared with a plain prop_def gets a rule from its type alone

@@ -2,6 +2,10 @@
 
 Every object keeps the source location of the YAML it came from so later stages can report errors
 against the user's file. Field meanings, units and defaults are documented in docs/spec.md.
+
+This package is the spec stage of the compiler (docs/architecture.md): reading YAML with locations,
+checking it (the loader and its readers), the node kinds' field rules (fields.py, from the agent ops),
+the frontend to IR, and updating a spec from observations (update.py).
 """
 
 from __future__ import annotations

@@ -67,7 +67,6 @@ class _Loader(ModelReader, GraphReader, NodeReader, SettingsReader):
         return root, top, visible
 
 
-
 def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None) -> Spec:
     """Read and validate a spec file. Raises HetcError with every diagnostic found.
 
