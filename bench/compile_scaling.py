@@ -203,9 +203,9 @@ def auto_threshold() -> None:
     """The smallest synthetic graph whose placement problem exceeds AUTO_EXACT_MAX_BINARIES (bisection on the
     node count; problem size only, placement not solved beyond the probe)."""
     from hetc.compiler import CompileOptions, load
-    from hetc.frontend import spec_to_module
     from hetc.pipeline import PipelineRun
     from hetc.placement import AUTO_EXACT_MAX_BINARIES
+    from hetc.spec.frontend import spec_to_module
 
     def binaries(n: int) -> int:
         stats: dict = {}

@@ -9,11 +9,13 @@ values of its back edges to the next iteration.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from hetc.dialects.spec_fields import model_field, node_fields, spec_field
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -33,7 +35,6 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     lazy_traits_def,
-    opt_prop_def,
     prop_def,
     region_def,
     result_def,
@@ -47,8 +48,32 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
-from hetc.models import PRECISION_BYTES, ModelArch
-from hetc.spec_loader import ARCH_RULES, MAX_ITERATIONS, MAX_MS, MAX_RPS, NODE_FIELDS, FieldRule, Limit, arch_problems
+from hetc.models import MODEL_KINDS, PRECISION_BYTES, ModelArch
+from hetc.spec.rules import (
+    ARCH_RULES,
+    COMPUTE_OPS,
+    EMBED_MODEL_KINDS,
+    INPUT_PAYLOADS,
+    KB,
+    KV_CACHE_MODEL_KINDS,
+    KV_PLACEMENTS,
+    MAX_AUDIO_S,
+    MAX_BYTES,
+    MAX_DIM,
+    MAX_ITERATIONS,
+    MAX_MS,
+    MAX_RPS,
+    MAX_TOP_K,
+    MAX_VECTORS,
+    MS,
+    PRECISIONS,
+    REQUIRED,
+    TOKENS,
+    VECTOR_INDEXES,
+    FieldRule,
+    Limit,
+    arch_problems,
+)
 
 # ---------------------------------------------------------------------------------------------- types
 
@@ -126,18 +151,20 @@ def check_number(where: str, name: str, value: float, allow_zero: bool = True, l
         raise VerifyException(f"{where}: {name} = {value} is above {limit.maximum:g} ({limit.reason})")
 
 
-# IR property -> the spec field it holds, where the names differ (the spec loader's rules are the ranges)
-_SPEC_FIELD = {"payload_bytes": "bytes", "store": "placement", "kernel": "op"}
+@functools.cache
+def _field_rules(op_type: type[IRDLOperation]) -> dict[str | None, FieldRule]:
+    return dict(node_fields(op_type))
 
 
-def _check_fields(op: IRDLOperation, kind: str) -> None:
-    """Every number and choice of a node op against the spec loader's rule for its field (NODE_FIELDS)."""
-    rules: dict[str, FieldRule] = {r.name: r for r in NODE_FIELDS.get(kind, ())}
+def _check_fields(op: IRDLOperation) -> None:
+    """Every number and choice of a node op against the rule of its spec field."""
+    rules = _field_rules(type(op)) if getattr(op, "SPEC_KIND", "") else {}
     where = f"{op.name} @{op.sym_name.data}"
     for name, attr in op.properties.items():
-        rule = rules.get(_SPEC_FIELD.get(name, name))
+        rule = rules.get(name)
         if isinstance(attr, (IntegerAttr, FloatAttr)):
-            check_number(where, name, attr.value.data, rule.allow_zero if rule else True, rule.limit if rule else None)
+            allow_zero = rule is None or rule.allow_zero or rule.type == "bool"
+            check_number(where, name, attr.value.data, allow_zero, rule.limit if rule else None)
         elif isinstance(attr, StringAttr) and rule is not None and rule.choices and attr.data not in rule.choices:
             raise VerifyException(f"{where}: {name} must be one of {'|'.join(rule.choices)}, got {attr.data!r}")
 
@@ -272,7 +299,12 @@ class NodeOp(IRDLOperation):
 
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _ANY
     MIN_INPUTS: ClassVar[int] = 1
-    SPEC_KIND: ClassVar[str] = ""  # the spec node kind (docs/spec.md) whose field rules apply
+    # The spec node kind (docs/spec.md) this op is; its fields are the op's spec_field properties, in order,
+    # after SPEC_EXTRA_FIELDS (fields that are not properties). SPEC_DOC introduces the kind in docs/spec.md.
+    SPEC_KIND: ClassVar[str] = ""
+    SPEC_EXTRA_FIELDS: ClassVar[tuple[FieldRule, ...]] = ()
+    SPEC_DOC: ClassVar[str] = ""
+    SPEC_NOTES: ClassVar[str] = ""  # shown below the kind's table
 
     def node_id(self) -> str:
         return self.sym_name.data
@@ -280,11 +312,27 @@ class NodeOp(IRDLOperation):
     def verify_(self) -> None:
         if len(self.inputs) < self.MIN_INPUTS:
             raise VerifyException(f"{self.name} @{self.sym_name.data}: expected at least {self.MIN_INPUTS} input(s)")
-        _check_fields(self, self.SPEC_KIND)
+        _check_fields(self)
+
+    @classmethod
+    def spec_payload(cls, attrs: Mapping[str, Any]) -> str | None:
+        """The payload a node of this kind produces, given its spec fields: the one its result type names;
+        None when the result may be any payload (the node passes on what its first input brings)."""
+        return _result_payload(cls)
+
+
+@functools.cache
+def _result_payload(op_type: type[IRDLOperation]) -> str | None:
+    """The payload the op's single result type names (None: any payload, or no result)."""
+    results = op_type.get_irdl_definition().results
+    constraint = getattr(getattr(results[0][1].constr, "constraint", None), "constr", None) if results else None
+    result_type = getattr(constraint, "attr", None)
+    concrete = isinstance(result_type, type) and issubclass(result_type, PayloadType) and result_type.PAYLOAD
+    return result_type.PAYLOAD if concrete else None
 
 
 class ModelNodeOp(NodeOp):
-    model = prop_def(SymbolRefAttr)
+    model = model_field(MODEL_KINDS, "the model the node runs")
 
     def verify_(self) -> None:
         super().verify_()
@@ -379,17 +427,35 @@ class InputOp(NodeOp):
 
     name = "agent.input"
     SPEC_KIND: ClassVar[str] = "input"
+    SPEC_DOC: ClassVar[str] = "Where a request enters the graph. No incoming edges."
+    SPEC_EXTRA_FIELDS: ClassVar[tuple[FieldRule, ...]] = (  # the result type
+        FieldRule("produces", "choice", default="text", choices=INPUT_PAYLOADS, doc="payload type"),)
     result = result_def(PayloadType)
-    tokens = opt_prop_def(IntegerAttr[I64])
-    audio_seconds = opt_prop_def(FloatAttr)
-    payload_bytes = opt_prop_def(IntegerAttr[I64])
+    tokens = spec_field("int", optional=True, default=64, **TOKENS,
+                        doc="payload size (not for `audio` or `embedding`)")
+    audio_seconds = spec_field("number", optional=True, unit="seconds", default=10.0, limit=MAX_AUDIO_S,
+                               doc="length of the audio (only for `produces: audio`)")
+    dim = spec_field("int", optional=True, unit="vector elements", default=1024, limit=MAX_DIM,
+                     doc="vector length (only for `produces: embedding`)")
+    payload_bytes = spec_field(
+        "int", "bytes", optional=True, unit="bytes", limit=MAX_BYTES, default_doc="derived",
+        doc="payload bytes; derived: 4 bytes per text token (about 4 characters of English per BPE token), 4 bytes "
+            "per token id, 32,000 bytes per audio second (16 kHz 16-bit mono PCM, Whisper's input), 4 bytes per "
+            "embedding element (fp32)")
+    SPEC_NOTES: ClassVar[str] = "`attrs` holds `produces`, `bytes` and the size field that applies (`tokens`, " \
+                                "`audio_seconds` or `dim`)."
     MIN_INPUTS: ClassVar[int] = 0
+
+    @classmethod
+    def spec_payload(cls, attrs: Mapping[str, Any]) -> str | None:
+        return attrs["produces"]
 
 
 @irdl_op_definition
 class OutputOp(NodeOp):
     name = "agent.output"
     SPEC_KIND: ClassVar[str] = "output"
+    SPEC_DOC: ClassVar[str] = "Where a result leaves the graph. No outgoing edges, no fields besides `description`."
     assembly_format = "$sym_name `(` $inputs `)` attr-dict `:` type($inputs)"
 
 
@@ -397,9 +463,11 @@ class OutputOp(NodeOp):
 class LLMOp(ModelNodeOp):
     name = "agent.llm"
     SPEC_KIND: ClassVar[str] = "llm"
+    SPEC_DOC: ClassVar[str] = "A decoder language model call: prefill of the input, then decode of the output."
     result = result_def(TextType)
-    input_tokens = prop_def(IntegerAttr[I64])
-    output_tokens = prop_def(IntegerAttr[I64])
+    model = model_field(("decoder",), "the language model")
+    input_tokens = spec_field("int", default=512, **TOKENS, in_context=True, doc="prompt length")
+    output_tokens = spec_field("int", default=256, **TOKENS, in_context=True, doc="tokens generated")
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = _LLM_INPUTS
     inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
@@ -408,9 +476,13 @@ class LLMOp(ModelNodeOp):
 class SpeechToTextOp(ModelNodeOp):
     name = "agent.speech_to_text"
     SPEC_KIND: ClassVar[str] = "speech_to_text"
+    SPEC_DOC: ClassVar[str] = "Speech recognition: audio in, text out."
     result = result_def(TextType)
-    audio_seconds = prop_def(FloatAttr)
-    output_tokens = prop_def(IntegerAttr[I64])
+    model = model_field(("encoder_decoder",), "the speech recognition model")
+    audio_seconds = spec_field("number", unit="seconds", limit=MAX_AUDIO_S, doc="length of the audio transcribed",
+                               default_doc="the largest `audio_seconds` of the audio `input` nodes feeding it "
+                                           "directly, else 10")
+    output_tokens = spec_field("int", default=64, **TOKENS, in_context=True, doc="tokens of text produced")
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (AudioType,)
     inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
@@ -419,9 +491,11 @@ class SpeechToTextOp(ModelNodeOp):
 class TextToSpeechOp(ModelNodeOp):
     name = "agent.text_to_speech"
     SPEC_KIND: ClassVar[str] = "text_to_speech"
+    SPEC_DOC: ClassVar[str] = "Speech synthesis: text in, audio out."
     result = result_def(AudioType)
-    input_tokens = prop_def(IntegerAttr[I64])
-    audio_seconds = prop_def(FloatAttr)
+    model = model_field(("tts",), "the speech synthesis model")
+    input_tokens = spec_field("int", default=128, **TOKENS, in_context=True, doc="tokens of text spoken")
+    audio_seconds = spec_field("number", unit="seconds", default=10.0, limit=MAX_AUDIO_S, doc="audio produced")
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, JsonType)
     inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
@@ -430,8 +504,10 @@ class TextToSpeechOp(ModelNodeOp):
 class EmbeddingOp(ModelNodeOp):
     name = "agent.embedding"
     SPEC_KIND: ClassVar[str] = "embedding"
+    SPEC_DOC: ClassVar[str] = "Text to a vector with an encoder model."
     result = result_def(EmbeddingType)
-    tokens = prop_def(IntegerAttr[I64])
+    model = model_field(EMBED_MODEL_KINDS, "the embedding model")
+    tokens = spec_field("int", default=256, **TOKENS, in_context=True, doc="tokens embedded")
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
     inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
@@ -442,18 +518,27 @@ class ModelCallOp(ModelNodeOp):
 
     name = "agent.model_call"
     SPEC_KIND: ClassVar[str] = "model"
+    SPEC_DOC: ClassVar[str] = "Generic model execution (a classifier, a reward model, a guard, ...)."
     result = result_def(PayloadType)
-    input_tokens = prop_def(IntegerAttr[I64])
-    output_tokens = prop_def(IntegerAttr[I64])
+    model = model_field(MODEL_KINDS, "the model (any kind)")
+    input_tokens = spec_field("int", default=512, **TOKENS, in_context=True, doc="tokens in")
+    output_tokens = spec_field("int", default=0, allow_zero=True, **TOKENS, in_context=True,
+                               doc="tokens generated; 0 = prefill / encoder only (an encoder model must have 0)")
+
+    @classmethod
+    def spec_payload(cls, attrs: Mapping[str, Any]) -> str | None:
+        return "text" if attrs["output_tokens"] > 0 else "embedding"
 
 
 @irdl_op_definition
 class KVCacheOp(ModelNodeOp):
     name = "agent.kv_cache"
     SPEC_KIND: ClassVar[str] = "kv_cache"
+    SPEC_DOC: ClassVar[str] = "A model's KV cache held between steps or requests (e.g. a conversation prefix)."
     result = result_def(KVType)
-    tokens = prop_def(IntegerAttr[I64])
-    store = prop_def(StringAttr)
+    model = model_field(KV_CACHE_MODEL_KINDS, "the model whose cache it is")
+    tokens = spec_field("int", default=2048, **TOKENS, in_context=True, doc="cached context")
+    store = spec_field("choice", "placement", default="local", choices=KV_PLACEMENTS, doc="where the cache lives")
 
 
 @irdl_op_definition
@@ -462,13 +547,15 @@ class ToolOp(NodeOp):
 
     name = "agent.tool"
     SPEC_KIND: ClassVar[str] = "tool"
+    SPEC_DOC: ClassVar[str] = "A call to an external service (web search, sandbox, HTTP API)."
     result = result_def(DocumentsType)
-    tool = prop_def(StringAttr)
-    latency_ms = prop_def(FloatAttr)
-    latency_p99_ms = opt_prop_def(FloatAttr)
-    compute_ms = prop_def(FloatAttr)
-    request_kb = prop_def(FloatAttr)
-    response_kb = prop_def(FloatAttr)
+    tool = spec_field("string", default_doc="the node id", doc="the tool's name")
+    latency_ms = spec_field("number", default=REQUIRED, **MS, doc="the service's typical round trip")
+    latency_p99_ms = spec_field("number", optional=True, **MS, default_doc="= `latency_ms`",
+                                doc="the round trip's p99; >= `latency_ms`")
+    compute_ms = spec_field("number", default=0.0, allow_zero=True, **MS, doc="local CPU work per call (one core)")
+    request_kb = spec_field("number", default=1.0, allow_zero=True, **KB, doc="bytes sent")
+    response_kb = spec_field("number", default=4.0, allow_zero=True, **KB, doc="bytes received")
 
     def verify_(self) -> None:
         super().verify_()
@@ -482,15 +569,20 @@ class MemoryLookupOp(NodeOp):
 
     name = "agent.memory_lookup"
     SPEC_KIND: ClassVar[str] = "memory_lookup"
+    SPEC_DOC: ClassVar[str] = "A vector-database search (FAISS, pgvector, ...)."
+    SPEC_NOTES: ClassVar[str] = "`attrs[\"embed_model\"]` and `attrs[\"rerank_model\"]` hold the ids or `None`."
     result = result_def(DocumentsType)
-    n_vectors = prop_def(IntegerAttr[I64])
-    dim = prop_def(IntegerAttr[I64])
-    precision = prop_def(StringAttr)
-    index = prop_def(StringAttr)
-    top_k = prop_def(IntegerAttr[I64])
-    query_tokens = prop_def(IntegerAttr[I64])
-    embed_model = opt_prop_def(SymbolRefAttr)
-    rerank_model = opt_prop_def(SymbolRefAttr)
+    n_vectors = spec_field("int", default=REQUIRED, unit="vectors", limit=MAX_VECTORS, doc="index size")
+    dim = spec_field("int", unit="vector elements", limit=MAX_DIM, default_doc="`embed_model`'s `d_model`",
+                     doc="vector length; required without `embed_model`, must match it with one")
+    precision = spec_field("choice", default="fp32", choices=PRECISIONS, doc="stored vector precision")
+    index = spec_field("choice", default="flat", choices=VECTOR_INDEXES, doc="exhaustive scan or HNSW graph index")
+    top_k = spec_field("int", unit="results", default=10, limit=MAX_TOP_K, doc="results returned; <= `n_vectors`")
+    query_tokens = spec_field("int", default=64, **TOKENS, in_context=True,
+                              doc="query text embedded by `embed_model`")
+    embed_model = spec_field("model", optional=True, default=None, model_kinds=EMBED_MODEL_KINDS,
+                             doc="when given, the lookup embeds the query first (`Node.model` is this model)")
+    rerank_model = spec_field("model", optional=True, default=None, doc="a model that rescores the `top_k` results")
     ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, EmbeddingType, JsonType, DocumentsType)
     inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
 
@@ -504,13 +596,16 @@ class MemoryLookupOp(NodeOp):
 class MemoryStoreOp(NodeOp):
     name = "agent.memory_store"
     SPEC_KIND: ClassVar[str] = "memory_store"
+    SPEC_DOC: ClassVar[str] = "Writing to a vector store / episodic memory (the paper's observation store)."
     result = result_def(JsonType)
-    n_vectors = prop_def(IntegerAttr[I64])
-    dim = prop_def(IntegerAttr[I64])
-    precision = prop_def(StringAttr)
-    tokens = prop_def(IntegerAttr[I64])  # text embedded per call by embed_model
-    latency_ms = prop_def(FloatAttr)
-    embed_model = opt_prop_def(SymbolRefAttr)
+    n_vectors = spec_field("int", unit="vectors", default=1, limit=MAX_VECTORS, doc="vectors written per call")
+    dim = spec_field("int", unit="vector elements", limit=MAX_DIM, default_doc="`embed_model`'s `d_model`",
+                     doc="as for `memory_lookup`")
+    precision = spec_field("choice", default="fp32", choices=PRECISIONS, doc="stored vector precision")
+    tokens = spec_field("int", default=64, **TOKENS, in_context=True, doc="text embedded per call by `embed_model`")
+    embed_model = spec_field("model", optional=True, default=None, model_kinds=EMBED_MODEL_KINDS,
+                             doc="embeds before storing (`Node.model`)")
+    latency_ms = spec_field("number", default=2.0, allow_zero=True, **MS, doc="the store's write latency")
 
 
 @irdl_op_definition
@@ -519,9 +614,11 @@ class ComputeOp(NodeOp):
 
     name = "agent.compute"
     SPEC_KIND: ClassVar[str] = "compute"
+    SPEC_DOC: ClassVar[str] = "General-purpose CPU work: parsing, routing, filtering."
     result = result_def(PayloadType)
-    cpu_ms = prop_def(FloatAttr)
-    kernel = opt_prop_def(StringAttr)
+    cpu_ms = spec_field("number", default=REQUIRED, **MS, doc="work per invocation on one CPU core")
+    kernel = spec_field("choice", "op", optional=True, default="none", choices=COMPUTE_OPS,
+                        doc="a kernel the code generator may emit for this step")
 
 
 @irdl_op_definition
@@ -546,9 +643,25 @@ class CallOp(NodeOp):
     """A nested agent: runs graph `callee` with the inputs bound to its agent.input ops in order."""
 
     name = "agent.call"
+    SPEC_KIND: ClassVar[str] = "agent"
+    SPEC_DOC: ClassVar[str] = (
+        "A nested agent: a node whose work is a whole graph. Edges into the node feed the subgraph's inputs;\n"
+        "its outputs feed the node's outgoing edges.")
+    SPEC_EXTRA_FIELDS: ClassVar[tuple[FieldRule, ...]] = (  # the callee
+        FieldRule("graph", "graph", type_doc="mapping `{nodes: ..., edges: ...}`", default_doc="-",
+                  doc="an inline subgraph, same rules as the top level"),
+        FieldRule("file", "string", type_doc="path", default_doc="-",
+                  doc="an agent file, relative to the file that names it"))
     callee = prop_def(SymbolRefAttr)
     outs = var_result_def(PayloadType)
-    plan_as_unit = opt_prop_def(IntegerAttr[I64])
+    plan_as_unit = spec_field("bool", optional=True, default=False,
+                              doc="place the whole subgraph as one unit instead of op by op")
+    SPEC_NOTES: ClassVar[str] = (
+        "Exactly one of `graph` and `file`. `Node.subgraph` holds the subgraph (`hetc.spec.Graph`); `attrs` holds\n"
+        "`plan_as_unit`, `file` (the included path as shown in diagnostics, `\"\"` for inline) and `agent_name` (the\n"
+        "agent file's `name`, or the node id). An **agent file** is a spec file with only `hetc`, `name`,\n"
+        "`description`, `models`, `nodes` and `edges`: `slo`, `traffic` and `hardware` belong to the top-level\n"
+        "spec. Agent files may include other agent files; an include cycle is an error.")
     MIN_INPUTS: ClassVar[int] = 0
 
     def verify_(self) -> None:

@@ -98,8 +98,8 @@ def validate_cmd(spec, as_json, hwdb, hwdb_extra):
     SPEC - reads standard input; errors then name <stdin>.
     """
     from hetc.compiler import CompileOptions, load
-    from hetc.frontend import spec_to_module
     from hetc.pipeline import verify
+    from hetc.spec.frontend import spec_to_module
 
     try:
         _, loaded = load(spec, CompileOptions(hwdb=hwdb, hwdb_extra=tuple(hwdb_extra)))

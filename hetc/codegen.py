@@ -18,7 +18,7 @@ from xdsl.traits import SymbolTable
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
-from hetc.frontend import arch_from_attr
+from hetc.spec.frontend import arch_from_attr
 from hetc.targets import kernels as K
 
 CPU_VARIANT = "x86-64"

@@ -59,14 +59,14 @@ class _Timer:
 
 def load(spec_path: str, options: CompileOptions):
     from hetc.hwdb.loader import load_hwdb
-    from hetc.spec_loader import load_spec
+    from hetc.spec.loader import load_spec
 
     db = load_hwdb(options.hwdb, list(options.hwdb_extra))
     return db, load_spec(spec_path, db.aliases())
 
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
-    from hetc.frontend import spec_to_module
+    from hetc.spec.frontend import spec_to_module
 
     timer = _Timer()
     with timer.stage("load"):

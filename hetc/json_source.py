@@ -10,7 +10,7 @@ from typing import Any
 
 from hetc.errors import HetcError, Loc
 
-MAX_DEPTH = 64  # a plan.json nests about 6 levels; the same bound as YAML specs (hetc.yaml_source)
+MAX_DEPTH = 64  # a plan.json nests about 6 levels; the same bound as YAML specs (hetc.spec.yaml_source)
 
 
 def too_deep_at(text: str, max_depth: int = MAX_DEPTH, opening: str = "[{") -> int | None:

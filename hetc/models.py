@@ -196,16 +196,6 @@ def hf_repo(name: str) -> str | None:
     return HF_REPOS[preset.name][0] if preset is not None and preset.name in HF_REPOS else None
 
 
-# Which node kinds a model kind can serve.
-KIND_FOR_NODE = {
-    "llm": ("decoder",),
-    "speech_to_text": ("encoder_decoder",),
-    "text_to_speech": ("tts",),
-    "embedding": ("encoder",),
-    "model": MODEL_KINDS,
-}
-
-
 def resolve_preset(name: str) -> ModelArch | None:
     """A preset, a bundled Hugging Face config (short name or repo id, hetc/data/hf-configs), or a path to a
     config.json; None when it is none of these."""

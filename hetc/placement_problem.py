@@ -20,11 +20,11 @@ from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
-from hetc.frontend import arch_from_attr, attr_from_value, value_from_attr
 from hetc.hwdb.loader import load_hwdb
 from hetc.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
 from hetc.pipeline import op_loc
 from hetc.placement import DeviceClass, Edge, OpNode, PlacementProblem
+from hetc.spec.frontend import arch_from_attr, attr_from_value, value_from_attr
 from hetc.tco import TcoParams, device_hour_usd
 
 SECONDS_PER_DAY = 86_400.0

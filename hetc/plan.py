@@ -17,8 +17,8 @@ from hetc import __version__
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.flow import analyse, payload_bytes, placeable, producers
-from hetc.frontend import arch_from_attr, value_from_attr
 from hetc.models import PRECISION_BYTES
+from hetc.spec.frontend import arch_from_attr, value_from_attr
 from hetc.tco import COMPONENTS, TcoParams, device_hour_usd
 
 SCHEMA_VERSION = 1

@@ -23,7 +23,7 @@ import yaml
 from hetc.errors import HetcError, InfeasibleError, Loc
 from hetc.migration import migrate
 from hetc.observations import Observations
-from hetc.spec_update import Change, apply_changes, observed_changes, significant
+from hetc.spec.update import Change, apply_changes, observed_changes, significant
 from hetc.yaml_text import to_yaml
 
 SPEC_IN_BUNDLE = "spec/spec.yaml"  # the spec a replanned bundle was compiled from (read by the next replan)

@@ -217,7 +217,7 @@ def base_params(options: SweepOptions) -> dict[str, str]:
 
 def _load(spec_path: str, options: SweepOptions):
     from hetc.hwdb.loader import load_hwdb
-    from hetc.spec_loader import load_spec
+    from hetc.spec.loader import load_spec
 
     db = load_hwdb(options.hwdb, list(options.hwdb_extra))
     return db, load_spec(spec_path, db.aliases())
@@ -257,10 +257,10 @@ def _failed_row(status: str, exc: HetcError) -> dict:
 def compile_loaded(spec, db, options: SweepOptions) -> dict:
     """The plan.json of an already loaded (and possibly modified) spec; no code generation."""
     from hetc.compiler import CompileOptions
-    from hetc.frontend import spec_to_module
     from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report
     from hetc.placement_problem import record_database, record_kv_paths
     from hetc.plan import build_plan
+    from hetc.spec.frontend import spec_to_module
 
     module = spec_to_module(spec)
     record_database(module, options.hwdb, options.hwdb_extra, db)
@@ -447,12 +447,12 @@ def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], optio
     """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice. With
     options.uncertainty, each pair row gains its win probability and TCO band (UNCERTAINTY_COLUMNS) and the
     study's results are appended to `studies`."""
-    from hetc.frontend import spec_to_module
     from hetc.kvpaths import pair_status
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
     from hetc.placement import solve
     from hetc.placement_problem import build_problem, kv_engine, module_kv_paths, record_database, record_kv_paths
+    from hetc.spec.frontend import spec_to_module
 
     module = spec_to_module(spec)
     PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)

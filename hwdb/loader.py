@@ -262,8 +262,8 @@ def _tco_defaults(meta: Any, locs: dict, path: Path, diagnostics: list[Diagnosti
 
 def read_yaml_bytes(path: Path) -> bytes:
     """A YAML file's bytes: a regular file of at most the spec reader's size limit (never a FIFO or a device)."""
+    from hetc.spec.yaml_source import MAX_FILE_BYTES
     from hetc.userfiles import UnreadableFile, read_regular_file
-    from hetc.yaml_source import MAX_FILE_BYTES
 
     try:
         return read_regular_file(path, MAX_FILE_BYTES, "YAML files")
@@ -279,7 +279,7 @@ def read_yaml_locs(path: Path, data: bytes | None = None) -> tuple[Any, dict[tup
     except UnicodeDecodeError as exc:
         raise HetcError(f"not UTF-8 text (byte {exc.start})", Loc(str(path))) from None
     # the spec reader's limits first: no tags, no alias bombs or recursive aliases, bounded depth and size
-    from hetc.yaml_source import parse_yaml
+    from hetc.spec.yaml_source import parse_yaml
 
     parse_yaml(text.encode("utf-8"), str(path))
     loader = yaml.SafeLoader(text)

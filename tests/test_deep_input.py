@@ -11,10 +11,10 @@ import pytest
 
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.errors import HetcError
-from hetc.frontend import spec_to_module
 from hetc.pipeline import PipelineRun, parse_ir_file, print_module
 from hetc.plan_schema import load_plan
-from hetc.spec_loader import load_spec
+from hetc.spec.frontend import spec_to_module
+from hetc.spec.loader import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -61,7 +61,7 @@ DEVICES = ("intel-xeon-8480", "amd-epyc-9654", "nvidia-a100-80gb", "nvidia-h100-
 CPUS = {"intel-xeon-8480", "amd-epyc-9654"}
 NO_CLOUD_PRICE = {"amd-epyc-9654", "intel-gaudi3"}  # hwdb/*.yaml without cloud_usd_per_hour
 PAYLOADS = ("text", "tokens", "audio", "embedding", "documents", "json")
-# What a node hands on (hetc.frontend._RESULT_PAYLOAD); None = depends on its inputs (compute, agent).
+# What a node hands on (its agent op's result type, dialects/agent.py); others depend on their inputs (compute, agent).
 RESULT_PAYLOAD = {"llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
                   "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json"}
 # The payloads each node kind takes (dialects/agent.py ACCEPTED_INPUTS); other kinds take any.

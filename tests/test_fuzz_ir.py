@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hetc.cli import main
-from hetc.frontend import spec_to_module
 from hetc.pipeline import DEFAULT_PIPELINE, print_module
-from hetc.spec_loader import load_spec
+from hetc.spec.frontend import spec_to_module
+from hetc.spec.loader import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ("rag-assistant", "moe-agent", "supervisor", "voice-agent")

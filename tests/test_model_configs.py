@@ -99,7 +99,7 @@ def test_spec_models_take_a_bundled_config_and_an_engine(tmp_path):
     from hetc.hwdb.loader import load_hwdb
 
     from hetc import costmodel as cm
-    from hetc.spec_loader import load_spec
+    from hetc.spec.loader import load_spec
     text = (Path(__file__).parent.parent / "examples" / "voice-agent.yaml").read_text()
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(text.replace("chat: {preset: llama-3-70b, precision: fp8}",

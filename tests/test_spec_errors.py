@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetc.errors import EXIT_USER, HetcError, Loc
-from hetc.spec_loader import load_spec
-from hetc.yaml_source import MAX_DEPTH, MAX_FILE_BYTES
+from hetc.spec.loader import load_spec
+from hetc.spec.yaml_source import MAX_DEPTH, MAX_FILE_BYTES
 
 DATA = Path(__file__).parent / "data" / "specs"
 DATA_FILES = sorted(DATA.glob("*.yaml"))
@@ -189,7 +189,7 @@ def test_include_cycle_and_errors_in_included_files(tmp_path: Path):
 
 def test_cli_style_run_has_no_traceback(tmp_path: Path):
     # the loader is called by the CLI; here a plain python process shows the same: message, no traceback
-    code = ("import sys\nfrom hetc.errors import HetcError\nfrom hetc.spec_loader import load_spec\n"
+    code = ("import sys\nfrom hetc.errors import HetcError\nfrom hetc.spec.loader import load_spec\n"
             "try:\n    load_spec(sys.argv[1])\nexcept HetcError as e:\n    print(e); sys.exit(e.exit_code)\n")
     result = subprocess.run([sys.executable, "-c", code, str(DATA / "python-tag.yaml")],
                             capture_output=True, text=True, timeout=60)

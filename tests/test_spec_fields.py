@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hetc.frontend import spec_to_module
 from hetc.pipeline import PipelineRun, print_module
-from hetc.spec_loader import NODE_FIELDS, load_spec
+from hetc.spec.fields import NODE_FIELDS
+from hetc.spec.frontend import spec_to_module
+from hetc.spec.loader import load_spec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 

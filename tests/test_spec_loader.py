@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from hetc.errors import HetcError, Loc
 from hetc.models import PRESETS
 from hetc.spec import Graph, Spec
-from hetc.spec_loader import ARCH_RULES, NODE_FIELDS, TOP_KEYS, load_spec
-from hetc.yaml_source import YamlList, YamlMap, YamlScalar, parse_yaml
+from hetc.spec.fields import NODE_FIELDS
+from hetc.spec.loader import load_spec
+from hetc.spec.rules import ARCH_RULES, TOP_KEYS
+from hetc.spec.yaml_source import YamlList, YamlMap, YamlScalar, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -253,7 +255,7 @@ YAML_CORPUS = EXAMPLES + sorted((ROOT / "tests" / "data").rglob("*.yaml")) + sor
 def test_libyaml_and_pure_python_parsers_agree(path: Path, monkeypatch):
     """Specs are parsed by libyaml for speed; values, locations and errors must be those of the pure-Python
     parser (which reports syntax errors)."""
-    from hetc import yaml_source
+    from hetc.spec import yaml_source
 
     def outcome():
         try:

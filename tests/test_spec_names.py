@@ -10,7 +10,7 @@ import pytest
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.errors import HetcError
 from hetc.plan_schema import validate_plan
-from hetc.spec_loader import load_spec
+from hetc.spec.loader import load_spec
 
 HEAD = """hetc: 1
 name: names

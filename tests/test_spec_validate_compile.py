@@ -11,9 +11,9 @@ from test_spec_fields import SPEC
 
 from hetc.compiler import CompileOptions, compile_spec, load
 from hetc.errors import EXIT_USER, HetcError
-from hetc.frontend import spec_to_module
 from hetc.pipeline import verify
-from hetc.spec_loader import NODE_FIELDS
+from hetc.spec.fields import NODE_FIELDS
+from hetc.spec.frontend import spec_to_module
 
 # ed: an encoder_decoder arch without encoder_frames
 REQUIRED = {"llm": ", model: chat", "speech_to_text": ", model: ed", "text_to_speech": ", model: tts",

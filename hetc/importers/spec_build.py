@@ -18,7 +18,7 @@ from hetc.errors import HetcError, Loc
 from hetc.importers import defaults as D
 from hetc.importers.lg_read import END, START, LGGraph, LGNode, display, unsupported
 from hetc.importers.observe import LevelStats
-from hetc.spec_loader import _reachable
+from hetc.spec.graph import reachable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _ID_LIMIT = 48
@@ -324,7 +324,7 @@ def _check_connected(lg: LGGraph, spec: SpecGraph, ids: dict, where: str) -> Non
         forward[edge.src].append(edge.dst)
         backward[edge.dst].append(edge.src)
     start, end = ids[(START, None)], ids[(END, None)]
-    reached, reaching = _reachable(forward, [start]), _reachable(backward, [end])
+    reached, reaching = reachable(forward, [start]), reachable(backward, [end])
     for node in spec.nodes[1:-1]:
         if node.id not in reached:
             raise unsupported(where, names[node.id], "no edge reaches it in LangGraph's graph (routed to with "

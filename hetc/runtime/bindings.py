@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.spec.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 from hetc.userfiles import UnreadableFile, read_regular_file
-from hetc.yaml_source import MAX_FILE_BYTES, YamlList, YamlMap, YamlNode, YamlScalar, read_yaml_mapping
 
 VERSION = 1
 MAX_DOCUMENTS_BYTES = 1 << 30  # an index's documents (one JSON line each) are read whole, into memory

@@ -64,10 +64,10 @@ def build_loaded(spec, db, hwdb: str = "default", hwdb_extra: tuple[str, ...] = 
                  kv_paths_extra: tuple[str, ...] = ()):
     """The BuiltProblem of a loaded spec: decomposed, with the compile's database and KV-path table recorded
     as the compile driver records them, and a hard SLA."""
-    from hetc.frontend import spec_to_module
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
     from hetc.placement_problem import build_problem, record_database, record_kv_paths
+    from hetc.spec.frontend import spec_to_module
     from hetc.sweep import DECOMPOSE_PIPELINE
 
     module = spec_to_module(spec)

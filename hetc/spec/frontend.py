@@ -28,9 +28,11 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from hetc.dialects import agent as A
+from hetc.dialects.spec_fields import node_fields
 from hetc.errors import Diagnostic, HetcError, Loc
 from hetc.models import ModelArch
 from hetc.spec import Edge, Graph, Node, Spec
+from hetc.spec.fields import NODE_OPS
 
 
 def _i64(v: int) -> IntegerAttr:
@@ -85,11 +87,9 @@ def arch_from_attr(attr: A.ArchAttr, name: str) -> ModelArch:
     return attr.model_arch(name)
 
 
-# Result payload per node kind (compute and model_call depend on their inputs/attributes).
-_RESULT_PAYLOAD = {
-    "llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
-    "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json",
-}
+# A spec field's value as the property its op declares (FieldRule.type -> attribute); False flags are left out.
+_PROPERTY_VALUE = {"int": _i64, "bool": lambda _: _i64(1), "number": _f64, "string": StringAttr,
+                   "choice": StringAttr, "model": SymbolRefAttr}
 
 
 class _GraphBuilder:
@@ -282,7 +282,8 @@ class _GraphBuilder:
         return done
 
     def _payload_of(self, node_id: str) -> str:
-        """The payload a node produces; compute nodes pass on the payload of their first input.
+        """The payload a node produces; a node whose op may return any payload (compute) passes on the payload
+        of its first input.
 
         Walks up the chain of first inputs (in a loop: agent graphs may be thousands of nodes deep),
         skipping nodes already on the walk. A walk without skips is the same from every node on it, so
@@ -297,9 +298,9 @@ class _GraphBuilder:
             if node_id_now in self.payload_cache:
                 result = self.payload_cache[node_id_now]
                 break
-            node = self.graph.nodes[node_id_now]
-            if node.kind != "compute":
-                result = self._payload(node)
+            own = self._own_payload(self.graph.nodes[node_id_now])
+            if own is not None:
+                result = own
                 break
             path.append(node_id_now)
             visiting.add(node_id_now)
@@ -312,90 +313,31 @@ class _GraphBuilder:
         return result
 
     def _payload(self, node: Node) -> str:
-        if node.kind == "input":
-            return node.attrs.get("produces", "text")
-        if node.kind in _RESULT_PAYLOAD:
-            return _RESULT_PAYLOAD[node.kind]
-        if node.kind == "model":
-            return "text" if node.attrs.get("output_tokens", 0) > 0 else "embedding"
-        if node.kind == "compute":
-            return self._payload_of(node.id)
-        if node.kind == "agent":  # what its first output receives
+        own = self._own_payload(node)
+        return self._payload_of(node.id) if own is None else own
+
+    def _own_payload(self, node: Node) -> str | None:
+        """The payload the node's op says it produces; None when it passes on its first input's."""
+        if node.subgraph is not None:  # a nested agent: what its first output receives
             sub = _GraphBuilder(self.spec, [], "", node.subgraph)
             outputs = [n for n in node.subgraph.nodes.values() if n.kind == "output"]
             srcs = [e.src for e in sub.incoming[outputs[0].id]] if outputs else []
             return sub._payload_of(srcs[0]) if srcs else "json"
-        return "json"
+        return NODE_OPS[node.kind].spec_payload(node.attrs)
 
     def _emit_node(self, node: Node, operands: list[SSAValue], block: Block) -> Operation | None:
-        a = node.attrs  # complete: the spec loader applies every default (docs/spec.md), none are repeated here
-        props: dict[str, Attribute] = {"sym_name": StringAttr(node.id)}
-        model = {"model": SymbolRefAttr(node.model)} if node.model else {}
-        kind = node.kind
-        result_types = [A.payload_type(self._payload(node))]
-        if kind == "input":
-            cls = A.InputOp
-            props.update(tokens=_i64(a.get("tokens", 64)))
-            if a.get("produces") == "audio":
-                props["audio_seconds"] = _f64(a.get("audio_seconds", 10))
-            if a.get("bytes") is not None:
-                props["payload_bytes"] = _i64(a["bytes"])
-        elif kind == "output":
-            cls, result_types = A.OutputOp, []
-        elif kind == "llm":
-            cls = A.LLMOp
-            props.update(model, input_tokens=_i64(a["input_tokens"]),
-                         output_tokens=_i64(a["output_tokens"]))
-        elif kind == "speech_to_text":
-            cls = A.SpeechToTextOp
-            props.update(model, audio_seconds=_f64(a["audio_seconds"]),
-                         output_tokens=_i64(a["output_tokens"]))
-        elif kind == "text_to_speech":
-            cls = A.TextToSpeechOp
-            props.update(model, input_tokens=_i64(a["input_tokens"]),
-                         audio_seconds=_f64(a["audio_seconds"]))
-        elif kind == "embedding":
-            cls = A.EmbeddingOp
-            props.update(model, tokens=_i64(a["tokens"]))
-        elif kind == "model":
-            cls = A.ModelCallOp
-            props.update(model, input_tokens=_i64(a["input_tokens"]),
-                         output_tokens=_i64(a["output_tokens"]))
-        elif kind == "kv_cache":
-            cls = A.KVCacheOp
-            props.update(model, tokens=_i64(a["tokens"]), store=StringAttr(a["placement"]))
-        elif kind == "tool":
-            cls = A.ToolOp
-            props.update(tool=StringAttr(a.get("tool") or node.id), latency_ms=_f64(a["latency_ms"]),
-                         compute_ms=_f64(a["compute_ms"]), request_kb=_f64(a["request_kb"]),
-                         response_kb=_f64(a["response_kb"]))
-            if a.get("latency_p99_ms") is not None:
-                props["latency_p99_ms"] = _f64(a["latency_p99_ms"])
-        elif kind == "memory_lookup":
-            cls = A.MemoryLookupOp
-            props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]),
-                         precision=StringAttr(a["precision"]), index=StringAttr(a["index"]),
-                         top_k=_i64(a["top_k"]), query_tokens=_i64(a["query_tokens"]))
-            if a.get("embed_model"):
-                props["embed_model"] = SymbolRefAttr(a["embed_model"])
-            if a.get("rerank_model"):
-                props["rerank_model"] = SymbolRefAttr(a["rerank_model"])
-        elif kind == "memory_store":
-            cls = A.MemoryStoreOp
-            props.update(n_vectors=_i64(a["n_vectors"]), dim=_i64(a["dim"]), precision=StringAttr(a["precision"]),
-                         tokens=_i64(a["tokens"]), latency_ms=_f64(a["latency_ms"]))
-            if a.get("embed_model"):
-                props["embed_model"] = SymbolRefAttr(a["embed_model"])
-        elif kind == "compute":
-            cls = A.ComputeOp
-            props.update(cpu_ms=_f64(a["cpu_ms"]))
-            if a.get("op"):
-                props["kernel"] = StringAttr(a["op"])
-        elif kind == "agent":
+        """The node's op, its properties the node's fields (node_fields: the rules the loader applied, so
+        attrs are complete and no default is repeated here)."""
+        op_type = NODE_OPS[node.kind]
+        if op_type is A.CallOp:
             return self._emit_call(node, operands, block)
-        else:  # the loader rejects unknown kinds
-            raise HetcError(f"unknown node kind {kind!r}", node.loc)
-        op = cls.build(operands=[operands], result_types=result_types, properties=props)
+        props: dict[str, Attribute] = {"sym_name": StringAttr(node.id)}
+        for prop, rule in node_fields(op_type):
+            value = node.model if rule.name == "model" else node.attrs.get(rule.name)
+            if prop is not None and value is not None and value is not False:
+                props[prop] = _PROPERTY_VALUE[rule.type](value)
+        result_types = [A.payload_type(self._payload(node))] if op_type.get_irdl_definition().results else []
+        op = op_type.build(operands=[operands], result_types=result_types, properties=props)
         op.location = _loc(node.loc)
         block.add_op(op)
         return op

@@ -19,7 +19,7 @@ from hetc.errors import HetcError, Loc
 from hetc.loops import Edge as LoopEdge
 from hetc.loops import LoopGraph
 from hetc.observations import Observations
-from hetc.spec_loader import _split_unit_key
+from hetc.spec.values import split_unit_key
 
 
 @dataclass
@@ -121,8 +121,8 @@ def apply_changes(doc: dict[str, Any], changes: list[Change], source: str) -> di
 
 
 def _set(mapping: dict[str, Any], key: str, value: Any) -> None:
-    base = _split_unit_key(key)[0]
-    for other in [k for k in mapping if k != key and (k == base or _split_unit_key(k)[0] == base)]:
+    base = split_unit_key(key)[0]
+    for other in [k for k in mapping if k != key and (k == base or split_unit_key(k)[0] == base)]:
         del mapping[other]  # the same field given in another unit (latency_s, requests_per_min)
     mapping[key] = value
 

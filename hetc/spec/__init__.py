@@ -1,7 +1,11 @@
-"""The typed agent spec: what hetc.spec_loader produces from YAML and hetc.frontend turns into IR.
+"""The typed agent spec: what hetc.spec.loader produces from YAML and hetc.spec.frontend turns into IR.
 
 Every object keeps the source location of the YAML it came from so later stages can report errors
 against the user's file. Field meanings, units and defaults are documented in docs/spec.md.
+
+This package is the spec stage of the compiler (docs/architecture.md): reading YAML with locations,
+checking it (the loader and its readers), the node kinds' field rules (fields.py, from the agent ops),
+the frontend to IR, and updating a spec from observations (update.py).
 """
 
 from __future__ import annotations
@@ -13,17 +17,6 @@ from hetc.errors import Loc
 from hetc.models import ModelArch
 
 SPEC_VERSION = 1
-
-# Node kinds of reference/paper-method.md section 1 (see docs/spec.md for each kind's fields).
-NODE_KINDS = (
-    "input", "output",
-    "llm", "speech_to_text", "text_to_speech", "embedding", "model",  # model execution
-    "kv_cache",
-    "tool",
-    "memory_lookup", "memory_store",
-    "compute",
-    "agent",  # nested agent: inline graph or another file
-)
 
 # The data type an edge carries, by producing node kind (an input node declares its own).
 PAYLOAD_TYPES = ("text", "tokens", "audio", "embedding", "documents", "kv", "json")
