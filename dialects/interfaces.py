@@ -191,6 +191,11 @@ class CpuWorkCost(CpuCosted):
         return ctx.estimate.cpu_candidates(ctx.devices, op.cpu_ms.value.data)
 
 
+class RunsWithPhase(OpTrait):
+    """The op runs beside the LLM phase its `phase` property names (MoE gate and merge), placed with it;
+    that phase's cost model already counts it."""
+
+
 class MovesKV(OpTrait):
     """The op moves an LLM's KV cache (prefill -> decode, or to its store): priced on the edge it crosses,
     a stage of its own once placed."""

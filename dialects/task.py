@@ -175,7 +175,7 @@ class GateOp(ModelTaskOp):
 
     name = "task.gate"
     traits = traits_def(
-        Pure()
+        Pure(), I.RunsWithPhase()
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("n_experts", "experts_per_token")
     phase = prop_def(StringAttr)
@@ -187,7 +187,7 @@ class GateOp(ModelTaskOp):
 class MergeOp(ModelTaskOp):
     name = "task.merge"
     traits = traits_def(
-        Pure()
+        Pure(), I.RunsWithPhase()
     )
     phase = prop_def(StringAttr)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import RunsWithPhase
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.passes import ModulePass
@@ -128,7 +129,7 @@ def _place_followers(graph: A.GraphOp) -> None:
     """Gate, merge and KV-transfer ops run with the phase they belong to."""
     by_name = {o.sym_name.data: o for o in graph.walk() if isinstance(o, T.TaskOp)}
     for o in graph.walk():
-        if isinstance(o, (T.GateOp, T.MergeOp)):
+        if isinstance(o, T.TaskOp) and o.has_trait(RunsWithPhase):
             phase = by_name.get(f"{o.node.data}.{o.phase.data}")
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
@@ -139,9 +140,9 @@ def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
     """An LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
     (through loops and branches: a cache read inside a loop is a block argument of the loop body), which may
     be another KV transfer placed first; one read by no placed op lands with the op that writes it."""
-    from hetc.flow import producers
+    from hetc.flow import moves_kv, producers
 
-    kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
+    kv_ops = [o for o in graph.walk() if moves_kv(o)]
     readers = _kv_readers(graph)
     for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
         changed = False
@@ -165,10 +166,10 @@ def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
 
 def _kv_readers(graph: A.GraphOp) -> dict:
     """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
-    from hetc.flow import placeable, producers
+    from hetc.flow import moves_kv, placeable, producers
 
     def stop(op) -> bool:
-        return isinstance(op, T.KVTransferOp) or placeable(op)
+        return moves_kv(op) or placeable(op)
 
     readers: dict = {}
     for op in graph.walk():
@@ -176,7 +177,7 @@ def _kv_readers(graph: A.GraphOp) -> dict:
             continue
         for operand in op.operands:
             for src, *_ in producers(operand, stop=stop):
-                if isinstance(src, T.KVTransferOp) and src is not op and op not in readers.setdefault(src, []):
+                if moves_kv(src) and src is not op and op not in readers.setdefault(src, []):
                     readers[src].append(op)
     return readers
 
