@@ -435,6 +435,19 @@ class ComputeOp(NodeOp):
 
 
 @irdl_op_definition
+class GuardrailOp(ModelNodeOp):
+    """A safety classifier (e.g. Llama Guard 3) screens the text and passes it on or blocks it; the share it
+    blocks is the probability on its out-edge (a blocked request goes no further)."""
+
+    name = "agent.guardrail"
+    SPEC_KIND: ClassVar[str] = "guardrail"
+    result = result_def(TextType)
+    input_tokens = prop_def(IntegerAttr[I64])
+    output_tokens = prop_def(IntegerAttr[I64])
+    ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
+
+
+@irdl_op_definition
 class BranchOp(NodeOp):
     """Passes its input on with `probability`: the edge of a conditional branch."""
 
@@ -539,7 +552,7 @@ Agent = Dialect(
     "agent",
     [
         ModelOp, GraphOp, InputOp, OutputOp, LLMOp, SpeechToTextOp, TextToSpeechOp, EmbeddingOp, ModelCallOp,
-        KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
+        KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, GuardrailOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
     ],
     [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType],
 )

@@ -72,9 +72,11 @@ class ResultPayload(OpTrait):
     documents_kb: str | None = None  # documents: the property holding their total size in kB
     passes_input_on: bool = False  # the result is the first input, passed on (a filter)
 
-    def result_bytes(self, op: Operation, value: SSAValue, size_of: Callable[[SSAValue], float]) -> float:
-        if self.passes_input_on and op.operands:
-            return size_of(op.operands[0])
+    def passed_on(self, op: Operation) -> SSAValue | None:
+        """The input the result passes on (whose size it has), or None."""
+        return op.operands[0] if self.passes_input_on and op.operands else None
+
+    def result_bytes(self, op: Operation, value: SSAValue) -> float:
         if self.documents_kb and isinstance(value.type, DocumentsType):
             return _number(op, self.documents_kb) * 1000
         return default_payload_bytes(value, _number(op, self.tokens), _number(op, self.audio_seconds),

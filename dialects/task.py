@@ -327,9 +327,24 @@ class MemoryStoreOp(TaskOp):
     precision = prop_def(StringAttr)
 
 
+@irdl_op_definition
+class GuardrailOp(ModelTaskOp):
+    """A safety classifier (e.g. Llama Guard) reads the text and passes it on or blocks it: one pass of its
+    model over input_tokens (the text and the policy prompt) to a verdict of output_tokens."""
+
+    name = "task.guardrail"
+    traits = traits_def(
+        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.MODEL_SERVER),
+        I.ResultPayload(passes_input_on=True)
+    )
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens")
+    input_tokens = prop_def(_I)
+    output_tokens = prop_def(_I)
+
+
 TASK_OPS = (
     PrefillOp, KVTransferOp, DecodeOp, GateOp, MergeOp, AllReduceOp, TransferOp, EncoderOp, TTSOp,
-    EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, MemoryStoreOp,
+    EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, MemoryStoreOp, GuardrailOp,
 )
 
 Task = Dialect("task", list(TASK_OPS), [DeviceAttr])

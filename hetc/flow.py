@@ -56,13 +56,19 @@ class Flow:
 def payload_bytes(value: SSAValue) -> float:
     """Bytes of one request's value: as its producing op states (ResultPayload), a graph input by its
     tokens or audio seconds, anything else by its type's default (dialects/interfaces.py)."""
-    owner = value.owner
-    if isinstance(owner, A.InputOp):
-        tokens, seconds = owner.tokens, owner.audio_seconds
-        return default_payload_bytes(value, tokens.value.data if tokens is not None else None,
-                                     seconds.value.data if seconds is not None else None)
-    trait = owner.get_trait(ResultPayload) if isinstance(owner, Operation) else None
-    return trait.result_bytes(owner, value, payload_bytes) if trait is not None else default_payload_bytes(value)
+    while True:  # a loop: a chain of filters passing their input on may be long
+        owner = value.owner
+        if isinstance(owner, A.InputOp):
+            tokens, seconds = owner.tokens, owner.audio_seconds
+            return default_payload_bytes(value, tokens.value.data if tokens is not None else None,
+                                         seconds.value.data if seconds is not None else None)
+        trait = owner.get_trait(ResultPayload) if isinstance(owner, Operation) else None
+        if trait is None:
+            return default_payload_bytes(value)
+        passed = trait.passed_on(owner)
+        if passed is None:
+            return trait.result_bytes(owner, value)
+        value = passed
 
 
 def producers(value: SSAValue, stop=placeable

@@ -98,6 +98,7 @@ def arch_from_attr(attr: DictionaryAttr, name: str) -> ModelArch:
 _RESULT_PAYLOAD = {
     "llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
     "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json",
+    "guardrail": "text",
 }
 
 
@@ -400,6 +401,9 @@ class _GraphBuilder:
             props.update(cpu_ms=_f64(a["cpu_ms"]))
             if a.get("op"):
                 props["kernel"] = StringAttr(a["op"])
+        elif kind == "guardrail":
+            cls = A.GuardrailOp
+            props.update(model, input_tokens=_i64(a["input_tokens"]), output_tokens=_i64(a["output_tokens"]))
         elif kind == "agent":
             return self._emit_call(node, operands, block)
         else:  # the loader rejects unknown kinds

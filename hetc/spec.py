@@ -22,6 +22,7 @@ NODE_KINDS = (
     "tool",
     "memory_lookup", "memory_store",
     "compute",
+    "guardrail",
     "agent",  # nested agent: inline graph or another file
 )
 

@@ -188,6 +188,11 @@ NODE_FIELDS: dict[str, tuple[FieldRule, ...]] = {
         _req("cpu_ms", "number", **_MS),
         FieldRule("op", "choice", default="none", choices=COMPUTE_OPS),
     ),
+    "guardrail": (
+        _model("model", KIND_FOR_NODE["llm"]),
+        FieldRule("input_tokens", "int", default=512, **_TOKENS),
+        FieldRule("output_tokens", "int", default=8, **_TOKENS),
+    ),
     "agent": (
         FieldRule("graph", "graph"),
         FieldRule("file", "string"),

@@ -120,3 +120,15 @@ if node.kind == "llm": pass
     assert dispatch_on_op_kinds(source, "x.py") == []
     # a plan reader (no task dialect) reads plan.json's stage kinds
     assert dispatch_on_op_kinds('if stage["kind"] == "decode": pass\n', "x.py") == []
+
+
+def test_the_plan_schema_knows_every_stage_kind_the_ops_make():
+    import json
+
+    schema = json.loads((ROOT / "hetc" / "schemas" / "plan.schema.json").read_text())
+    from hetc.dialects.interfaces import Costed, MovesKV
+
+    kinds = set(schema["$defs"]["stage"]["properties"]["kind"]["enum"])
+    # the ops that become stages: those placed on their own, and KV moves once placed
+    stages = {op.name.removeprefix("task.") for op in T.TASK_OPS if op.has_trait(Costed) or op.has_trait(MovesKV)}
+    assert stages | {"tool_compute", "input", "output"} <= kinds
