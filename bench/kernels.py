@@ -20,7 +20,14 @@ import time
 import numpy as np
 from hetc.targets import get_target
 from hetc.targets import reference as ref
-from hetc.targets.kernels import KernelSpec, kernels_for_op
+from hetc.targets.kernels import (
+    KernelSpec,
+    decode_kernels,
+    embed_kernels,
+    kv_transfer_kernels,
+    prefill_kernels,
+    vector_search_kernels,
+)
 
 from hetc.models import PRESETS
 
@@ -127,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     div = 10 if opts.small else 1
     rng = np.random.default_rng(0)
     llama = PRESETS["llama-3-8b"]
-    kernels = (kernels_for_op("vector_search", "cos", None, {"dim": 768, "top_k": 10})
-               + kernels_for_op("vector_search", "dot", None, {"dim": 768, "top_k": 10, "metric": "dot"})
-               + kernels_for_op("decode", "llama", llama, {"top_k": 50})
-               + kernels_for_op("prefill", "llama", llama, {})
-               + kernels_for_op("embed", "bge", PRESETS["bge-large-en-v1.5"], {})
-               + kernels_for_op("kv_transfer", "kvf8", llama, {"block_tokens": 16})
-               + kernels_for_op("kv_transfer", "kvi8", llama, {"kv_dtype": "int8", "block_tokens": 16}))
+    kernels = (vector_search_kernels("cos", None, {"dim": 768, "top_k": 10})
+               + vector_search_kernels("dot", None, {"dim": 768, "top_k": 10, "metric": "dot"})
+               + decode_kernels("llama", llama, {"top_k": 50})
+               + prefill_kernels("llama", llama, {})
+               + embed_kernels("bge", PRESETS["bge-large-en-v1.5"], {})
+               + kv_transfer_kernels("kvf8", llama, {"block_tokens": 16})
+               + kv_transfer_kernels("kvi8", llama, {"kv_dtype": "int8", "block_tokens": 16}))
     jit = Jit(kernels)
     rows: list[tuple[str, str, float, float, float]] = []
 

@@ -103,7 +103,7 @@ def pooling_row(batch: int = 8, seq: int = 64, dim: int = 1024, runs: int = 21) 
     """Median time of the runtime's pooling kernel vs numpy, bge-large's width, a batch padded to 64 tokens."""
     import numpy as np
     from hetc.targets import get_target
-    from hetc.targets.kernels import kernels_for_op
+    from hetc.targets.kernels import embed_kernels
 
     from hetc.models import PRESETS
     from hetc.runtime.kernels import CPU_DIR, EmbedPool
@@ -111,7 +111,7 @@ def pooling_row(batch: int = 8, seq: int = 64, dim: int = 1024, runs: int = 21) 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / CPU_DIR
         folder.mkdir(parents=True)
-        for name, data in get_target("cpu").emit(kernels_for_op("embed", "bench", PRESETS["bge-large-en-v1.5"], {}),
+        for name, data in get_target("cpu").emit(embed_kernels("bench", PRESETS["bge-large-en-v1.5"], {}),
                                                  "x86-64").items():
             (folder / name).write_bytes(data)
         pool = EmbedPool(Path(tmp), dim=dim)

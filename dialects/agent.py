@@ -622,6 +622,28 @@ class ComputeOp(NodeOp):
 
 
 @irdl_op_definition
+class GuardrailOp(ModelNodeOp):
+    """A safety classifier (e.g. Llama Guard 3) screens the text and passes it on or blocks it; the share it
+    blocks is the probability on its out-edge (a blocked request goes no further)."""
+
+    name = "agent.guardrail"
+    SPEC_KIND: ClassVar[str] = "guardrail"
+    SPEC_DOC: ClassVar[str] = (
+        "A safety classifier (for example Llama Guard 3: presets `llama-guard-3-1b`, `llama-guard-3-8b`) screens "
+        "the text and passes it on or blocks it; the share it blocks is the `probability` of its out-edge. Placed "
+        "and priced as one batched pass of its model; hetc's runtime does not call the classifier yet (a deployed "
+        "guardrail stage passes its input on).")
+    result = result_def(TextType)
+    model = model_field(("decoder",), "the classifier model")
+    input_tokens = spec_field("int", default=512, **TOKENS, in_context=True,
+                              doc="the text plus the classifier's policy prompt")
+    output_tokens = spec_field("int", default=8, **TOKENS, in_context=True,
+                               doc="the verdict: `safe`, or `unsafe` and the violated categories")
+    ACCEPTED_INPUTS: ClassVar[tuple[type[PayloadType], ...]] = (TextType, TokensType, DocumentsType, JsonType)
+    inputs = var_operand_def(Payload(ACCEPTED_INPUTS))  # the payloads this node kind takes
+
+
+@irdl_op_definition
 class BranchOp(NodeOp):
     """Passes its input on with `probability`: the edge of a conditional branch."""
 
@@ -742,7 +764,7 @@ Agent = Dialect(
     "agent",
     [
         ModelOp, GraphOp, InputOp, OutputOp, LLMOp, SpeechToTextOp, TextToSpeechOp, EmbeddingOp, ModelCallOp,
-        KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
+        KVCacheOp, ToolOp, MemoryLookupOp, MemoryStoreOp, ComputeOp, GuardrailOp, BranchOp, CallOp, LoopOp, LoopYieldOp,
     ],
     [TextType, TokensType, AudioType, EmbeddingType, DocumentsType, KVType, JsonType, ArchAttr],
 )

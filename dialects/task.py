@@ -13,8 +13,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from hetc.dialects import interfaces as I
 from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number, parse_named_values
 from hetc.hwdb.schema import KINDS as DEVICE_KINDS
+from hetc.targets import kernels as K
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -37,10 +39,12 @@ from xdsl.irdl import (
     opt_prop_def,
     prop_def,
     result_def,
+    traits_def,
     var_operand_def,
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
+from xdsl.traits import MemoryReadEffect, MemoryWriteEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
 
@@ -262,7 +266,6 @@ class TaskOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
 
-    KIND: ClassVar[str] = ""
     POSITIVE: ClassVar[tuple[str, ...]] = ()  # numeric properties that must be > 0 (the rest >= 0)
 
     def verify_(self) -> None:
@@ -271,6 +274,15 @@ class TaskOp(IRDLOperation):
         for name, attr in self.properties.items():
             if isinstance(attr, (IntegerAttr, FloatAttr)):
                 check_number(where, name, attr.value.data, allow_zero=name not in self.POSITIVE)
+
+    @property
+    def kind(self) -> str:
+        """The op kind: its name without the dialect (plan.json stage `kind`, hetc's log lines)."""
+        return self.name.removeprefix("task.")
+
+    def stage_kind(self) -> str:
+        """The plan's `kind` of a stage this op becomes."""
+        return self.kind
 
     def placement(self) -> DeviceAttr | None:
         attr = self.attributes.get("placement")
@@ -295,7 +307,9 @@ _I = IntegerAttr[I64]
 @irdl_op_definition
 class PrefillOp(ModelTaskOp):
     name = "task.prefill"
-    KIND: ClassVar[str] = "prefill"
+    traits = traits_def(
+        Pure(), I.PrefillCost(), I.Served(**I.MODEL_SERVER, echo=("input_tokens",)), I.KernelProvider(K.prefill_kernels)
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
     input_tokens = prop_def(_I)
     result = result_def(KVType)  # the KV cache its decode reads
@@ -304,7 +318,9 @@ class PrefillOp(ModelTaskOp):
 @irdl_op_definition
 class KVTransferOp(ModelTaskOp):
     name = "task.kv_transfer"
-    KIND: ClassVar[str] = "kv_transfer"
+    traits = traits_def(
+        Pure(), I.MovesKV(), I.Transfer(), I.KVPackKernels()
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
     store = opt_prop_def(StringAttr)  # a kv_cache node's placement: local, remote or disaggregated
@@ -314,7 +330,10 @@ class KVTransferOp(ModelTaskOp):
 @irdl_op_definition
 class DecodeOp(ModelTaskOp):
     name = "task.decode"
-    KIND: ClassVar[str] = "decode"
+    traits = traits_def(
+        Pure(), I.DecodeCost(), I.ContinuousBatching(**I.MODEL_SERVER), I.KernelProvider(K.decode_kernels),
+        I.ResultPayload(tokens="output_tokens")
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens")
     input_tokens = prop_def(_I)
     output_tokens = prop_def(_I)
@@ -331,7 +350,9 @@ class GateOp(ModelTaskOp):
     phase (the prefill or decode op named `phase`), whose cost model already counts them."""
 
     name = "task.gate"
-    KIND: ClassVar[str] = "gate"
+    traits = traits_def(
+        Pure(), I.RunsWithPhase()
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("n_experts", "experts_per_token")
     phase = prop_def(StringAttr)
     n_experts = prop_def(_I)
@@ -341,7 +362,9 @@ class GateOp(ModelTaskOp):
 @irdl_op_definition
 class MergeOp(ModelTaskOp):
     name = "task.merge"
-    KIND: ClassVar[str] = "merge"
+    traits = traits_def(
+        Pure(), I.RunsWithPhase()
+    )
     phase = prop_def(StringAttr)
 
 
@@ -350,7 +373,9 @@ class AllReduceOp(TaskOp):
     """Tensor-parallel all-reduce after a phase placed with tp > 1 (inserted by `partition`)."""
 
     name = "task.allreduce"
-    KIND: ClassVar[str] = "allreduce"
+    traits = traits_def(
+        Pure()
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tp",)
     tp = prop_def(_I)
     bytes = prop_def(_I)
@@ -361,7 +386,9 @@ class TransferOp(TaskOp):
     """Data moved between ops placed on different device classes (inserted by `partition`)."""
 
     name = "task.transfer"
-    KIND: ClassVar[str] = "transfer"
+    traits = traits_def(
+        Pure()
+    )
     bytes = prop_def(_I)
     transport = prop_def(StringAttr)
 
@@ -371,7 +398,10 @@ class EncoderOp(ModelTaskOp):
     """Speech-to-text (encoder over audio frames + short decode) or generic model execution."""
 
     name = "task.encoder"
-    KIND: ClassVar[str] = "encoder"
+    traits = traits_def(
+        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.MODEL_SERVER),
+        I.ResultPayload(tokens="output_tokens")
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
     input_tokens = prop_def(_I)
     output_tokens = prop_def(_I)
@@ -380,7 +410,10 @@ class EncoderOp(ModelTaskOp):
 @irdl_op_definition
 class TTSOp(ModelTaskOp):
     name = "task.tts"
-    KIND: ClassVar[str] = "tts"
+    traits = traits_def(
+        Pure(), I.SpeechSynthesisCost(), I.Served(on_gaudi="optimum-habana", elsewhere="torch"),
+        I.ResultPayload(audio_seconds="audio_seconds")
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "audio_seconds")
     input_tokens = prop_def(_I)
     audio_seconds = prop_def(FloatAttr)
@@ -389,7 +422,9 @@ class TTSOp(ModelTaskOp):
 @irdl_op_definition
 class EmbedOp(ModelTaskOp):
     name = "task.embed"
-    KIND: ClassVar[str] = "embed"
+    traits = traits_def(
+        Pure(), I.ModelPassCost("tokens"), I.Served(**I.MODEL_SERVER), I.EMBED_KERNELS
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
 
@@ -397,7 +432,9 @@ class EmbedOp(ModelTaskOp):
 @irdl_op_definition
 class VectorSearchOp(TaskOp):
     name = "task.vector_search"
-    KIND: ClassVar[str] = "vector_search"
+    traits = traits_def(
+        MemoryReadEffect(), I.VectorSearchCost(), I.Served(), I.SearchKernels(), I.ResultPayload(documents="top_k")
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("n_vectors", "dim", "top_k")
     n_vectors = prop_def(_I)
     dim = prop_def(_I)
@@ -409,7 +446,9 @@ class VectorSearchOp(TaskOp):
 @irdl_op_definition
 class RerankOp(ModelTaskOp):
     name = "task.rerank"
-    KIND: ClassVar[str] = "rerank"
+    traits = traits_def(
+        Pure(), I.ModelPassCost("tokens"), I.Served(**I.MODEL_SERVER)
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
 
@@ -419,7 +458,10 @@ class ToolLookupOp(TaskOp):
     """The external part of a tool call: a network round trip (declared latency)."""
 
     name = "task.tool_lookup"
-    KIND: ClassVar[str] = "tool_lookup"
+    traits = traits_def(
+        MemoryReadEffect(), MemoryWriteEffect(), I.NetworkCallCost("request_kb", "response_kb"),
+        I.FixedLatency(**I.HTTP_CLIENT, reached_by="http", p99="latency_p99_ms"), I.ResultPayload(documents_kb="response_kb")
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("latency_ms", "latency_p99_ms")
     tool = prop_def(StringAttr)
     latency_ms = prop_def(FloatAttr)
@@ -433,16 +475,27 @@ class ComputeOp(TaskOp):
     """General-purpose CPU work (tool post-processing, parsing, routing, filters)."""
 
     name = "task.compute"
-    KIND: ClassVar[str] = "compute"
+    traits = traits_def(
+        Pure(), I.CpuWorkCost(), I.FixedLatency(on_gaudi="cpu-runtime", elsewhere="cpu-runtime"),
+        I.KernelProvider(K.compute_kernels)
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("cpu_ms",)
     cpu_ms = prop_def(FloatAttr)
     kernel = opt_prop_def(StringAttr)
 
+    def stage_kind(self) -> str:
+        """The local processing of a tool call (decompose-tools names it <node>.compute) is a `tool_compute`."""
+        return "tool_compute" if self.node.data and self.sym_name.data.endswith(".compute") else self.kind
+
 
 @irdl_op_definition
-class StoreOp(TaskOp):
-    name = "task.store"
-    KIND: ClassVar[str] = "memory_store"
+class MemoryStoreOp(TaskOp):
+    """A write to a vector store (its latency_ms is the store's round trip)."""
+
+    name = "task.memory_store"
+    traits = traits_def(
+        MemoryWriteEffect(), I.NetworkCallCost(), I.FixedLatency(**I.HTTP_CLIENT)
+    )
     POSITIVE: ClassVar[tuple[str, ...]] = ("n_vectors", "dim")
     latency_ms = prop_def(FloatAttr)
     n_vectors = prop_def(_I)
@@ -450,9 +503,24 @@ class StoreOp(TaskOp):
     precision = prop_def(StringAttr)
 
 
+@irdl_op_definition
+class GuardrailOp(ModelTaskOp):
+    """A safety classifier (e.g. Llama Guard) reads the text and passes it on or blocks it: one pass of its
+    model over input_tokens (the text and the policy prompt) to a verdict of output_tokens."""
+
+    name = "task.guardrail"
+    traits = traits_def(
+        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.MODEL_SERVER),
+        I.ResultPayload(passes_input_on=True)
+    )
+    POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens")
+    input_tokens = prop_def(_I)
+    output_tokens = prop_def(_I)
+
+
 TASK_OPS = (
     PrefillOp, KVTransferOp, DecodeOp, GateOp, MergeOp, AllReduceOp, TransferOp, EncoderOp, TTSOp,
-    EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, StoreOp,
+    EmbedOp, VectorSearchOp, RerankOp, ToolLookupOp, ComputeOp, MemoryStoreOp, GuardrailOp,
 )
 
 Task = Dialect("task", list(TASK_OPS), [DeviceAttr, TargetAttr, EstimateAttr])

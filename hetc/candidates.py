@@ -220,3 +220,15 @@ def cpu_candidates(devices: list[Device], cpu_ms: float) -> list[Candidate]:
         throughput = cores / seconds if seconds > 0 else math.inf
         out.append(_candidate(dev.id, cpu_ms, throughput, label=f"{cores} cores"))
     return out
+
+
+def prefill_ms(model: ModelInfo, device: Device, tp: int, input_tokens: int) -> float | None:
+    """One request's prefill at batch 1 on `tp` devices, or None when the model does not fit."""
+    est = cm.prefill(model.arch, device, model.precision, tp, 1, 1, input_tokens, model.kv_precision)
+    return est.latency_s * 1e3 if est.fits else None
+
+
+def decode_tbt_ms(model: ModelInfo, device: Device, tp: int, input_tokens: int, output_tokens: int) -> float | None:
+    """The time between tokens at batch 1 on `tp` devices, or None when the model does not fit."""
+    est = cm.decode(model.arch, device, model.precision, model.kv_precision, tp, 1, 1, input_tokens, output_tokens)
+    return est.tbt_s * 1e3 if est.fits else None

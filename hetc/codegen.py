@@ -1,15 +1,16 @@
 """Code generation for a placed module: the kernels of every placed op, per target and variant.
 
-Each placed task op asks hetc.targets.kernels for the kernels it needs (specialised to its model's
-shapes); kernels are grouped by the target of the op's device class (cpu, cuda/sm_XX, gaudi/gaudiN),
-emitted once per group, and checked by the tool that consumes them. Devices without a code generator
-(AMD GPUs: ROCm) get no kernels; their stages run on the serving engine alone.
+Each placed task op names the kernels it needs through its KernelProvider interface (built by
+hetc.targets.kernels, specialised to its model's shapes); kernels are grouped by the target of the op's
+device class (cpu, cuda/sm_XX, gaudi/gaudiN), emitted once per group, and checked by the tool that consumes
+them. Devices without a code generator (AMD GPUs: ROCm) get no kernels; their stages run on the serving
+engine alone.
 
-A kernel is emitted only when something runs it (issue 14: a kernel no stage calls is not emitted):
-`CALLED_AT_RUN_TIME` names, per op kind and target, the kernel kinds hetc's runtime calls (hetc/runtime/
-kernels.py). Today that is retrieval and embedding on a CPU stage. The LLM kernels (sampling, rmsnorm,
-elementwise, KV pack/unpack) and every PTX / TPC-C kernel have generators and tests (targets/) but no caller:
-vLLM, SGLang and TensorRT-LLM run their own; docs/codegen.md says which kernel runs where.
+A kernel is emitted only when something runs it (issue 14: a kernel no stage calls is not emitted): each
+op's KernelProvider (dialects/interfaces.py) names, per target, the kernel kinds hetc's runtime calls
+(hetc/runtime/kernels.py). Today that is retrieval and embedding on a CPU stage. The LLM kernels (sampling,
+rmsnorm, elementwise, KV pack/unpack) and every PTX / TPC-C kernel have generators and tests (targets/) but
+no caller: vLLM, SGLang and TensorRT-LLM run their own; docs/codegen.md says which kernel runs where.
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ from xdsl.traits import SymbolTable
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import KernelProvider
 from hetc.spec.frontend import arch_from_attr
-from hetc.targets import kernels as K
 
 CPU_VARIANT = "x86-64"
 
-# (op kind, target) -> the kernel kinds a stage of that kind calls at run time, and who calls them.
-CALLED_AT_RUN_TIME: dict[tuple[str, str], tuple[str, ...]] = {
-    ("vector_search", "cpu"): (K.VECTOR_SEARCH,),  # hetc.runtime.kernels.VectorSearch (retrieval stage)
-    ("embed", "cpu"): (K.EMBED_POOL,),  # hetc.runtime.kernels.EmbedPool (embed stage)
-}
 CUDA_VARIANT_FOR = {"sm_86": "sm_80", "sm_87": "sm_80", "sm_89": "sm_80"}
 
 
@@ -43,31 +39,6 @@ def target_variant(device) -> tuple[str, str] | None:
     return None
 
 
-def _op_attrs(op: T.TaskOp) -> dict:
-    if isinstance(op, T.VectorSearchOp):
-        return {"dim": op.dim.value.data, "top_k": op.top_k.value.data}
-    if isinstance(op, T.KVTransferOp):
-        precision = SymbolTable.lookup_symbol(op, op.model).kv_precision.data
-        return {"kv_dtype": "int8" if precision == "int8" else "fp8_e4m3"}
-    return {}
-
-
-def _kernel_owner(op: T.TaskOp) -> str:
-    """Kernels are specialised to shapes, not to ops: ops of one model (or one kind, for model-free ops)
-    share them, so a graph with a thousand tool calls emits one set of elementwise kernels."""
-    if "model" in op.properties:
-        return op.model.root_reference.data
-    if isinstance(op, T.VectorSearchOp):
-        return f"search_d{op.dim.value.data}_k{op.top_k.value.data}"
-    return op.KIND
-
-
-def called_kernels(op_kind: str, target: str, specs: list) -> list:
-    """The kernels of `specs` that a stage of `op_kind` on `target` calls at run time."""
-    kinds = CALLED_AT_RUN_TIME.get((op_kind, target), ())
-    return [spec for spec in specs if spec.kind in kinds]
-
-
 def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[str, dict[str, list[str]]]]:
     """Returns (bundle files, op sym name -> {"files": the bundle files holding its kernels, "symbols": the
     kernels it calls}). Ops whose kernels nothing runs get none."""
@@ -76,16 +47,18 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
     groups: dict[tuple[str, str], list] = {}
     users: dict[tuple[str, str], dict[str, list[str]]] = {}
     for op in module.walk():
-        if not isinstance(op, T.TaskOp) or op.placement() is None:
+        provider = op.get_trait(KernelProvider) if isinstance(op, T.TaskOp) else None
+        if provider is None or op.placement() is None:
             continue
         tv = target_variant(db.devices[op.placement().device.data])
-        if tv is None or (op.KIND, tv[0]) not in CALLED_AT_RUN_TIME:
+        called = provider.called_at_run_time(tv[0]) if tv is not None else ()
+        if not called:
             continue
         arch = None
         if "model" in op.properties:
             model = SymbolTable.lookup_symbol(op, op.model)
             arch = arch_from_attr(model.arch, model.sym_name.data) if isinstance(model, A.ModelOp) else None
-        specs = called_kernels(op.KIND, tv[0], K.kernels_for_op(op.KIND, _kernel_owner(op), arch, _op_attrs(op)))
+        specs = [spec for spec in provider.kernels(op, arch) if spec.kind in called]
         if specs:
             groups.setdefault(tv, []).extend(specs)
             users.setdefault(tv, {})[op.sym_name.data] = sorted({spec.name for spec in specs})

@@ -19,7 +19,8 @@ MAX_DNS_LABEL = 63
 BUNDLE_MOUNT_DIR = "/opt/hetc/bundle"
 CONFIG_MOUNT_DIR = "/etc/hetc"
 
-# Stages that run inside another stage's process or are plain graph endpoints.
+# Plan stage kinds with no process of their own (graph endpoints, KV moves inside the engines): hetc's router
+# passes them on (hetc/runtime/router.py). The exporters ask the stage itself (needs_process).
 PROCESSLESS_KINDS = frozenset({"input", "output", "kv_transfer", "allreduce"})
 
 # Extended resource per (vendor, device kind), as the vendors' device plugins advertise them:
@@ -106,7 +107,9 @@ def stage_names(plan: dict[str, Any]) -> dict[str, str]:
 
 
 def needs_process(stage: dict[str, Any]) -> bool:
-    return stage["kind"] not in PROCESSLESS_KINDS
+    """A stage runs in a process of its own when its op is served by an engine (the op's Served interface
+    named one in plan.json); graph endpoints and KV moves have none."""
+    return stage["engine"] is not None
 
 
 def _cpu_quantity(cores: float) -> str:

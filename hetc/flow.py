@@ -16,22 +16,19 @@ from xdsl.ir import BlockArgument, Operation, OpResult, SSAValue
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import Costed, MovesKV, ResultPayload, default_payload_bytes
 from hetc.errors import HetcError
 from hetc.loops import Edge as LoopEdge
 from hetc.loops import LoopError, LoopGraph
 
-# Ops that are placed with another op rather than on their own.
-PASS_THROUGH = (T.KVTransferOp, T.GateOp, T.MergeOp, T.AllReduceOp, T.TransferOp)
-
-# Bytes per request of each payload when the producer does not say (assumptions, docs/placement.md):
-BYTES_PER_TOKEN = 4  # UTF-8 text, about 4 bytes per token
-AUDIO_BYTES_PER_S = 32_000  # 16 kHz, 16-bit mono PCM
-DOCUMENT_BYTES = 2_000  # one retrieved chunk
-JSON_BYTES = 1_000
-
 
 def placeable(op: Operation) -> bool:
-    return isinstance(op, T.TaskOp) and not isinstance(op, PASS_THROUGH)
+    """Placed on its own (a Costed task op); the other task ops run with a neighbour (pass-through)."""
+    return isinstance(op, T.TaskOp) and op.has_trait(Costed)
+
+
+def moves_kv(op: Operation) -> bool:
+    return isinstance(op, T.TaskOp) and op.has_trait(MovesKV)
 
 
 @dataclass(frozen=True)
@@ -57,25 +54,21 @@ class Flow:
 
 
 def payload_bytes(value: SSAValue) -> float:
-    owner = value.owner
-    t = value.type
-    if isinstance(t, A.AudioType):
-        seconds = getattr(owner, "audio_seconds", None)
-        return (seconds.value.data if seconds is not None else 10.0) * AUDIO_BYTES_PER_S
-    if isinstance(t, A.DocumentsType):
-        if isinstance(owner, T.ToolLookupOp):
-            return owner.response_kb.value.data * 1000
-        top_k = getattr(owner, "top_k", None)
-        return (top_k.value.data if top_k is not None else 1) * DOCUMENT_BYTES
-    if isinstance(t, (A.TextType, A.TokensType)):
-        for name in ("output_tokens", "tokens"):
-            tokens = getattr(owner, name, None)
-            if tokens is not None and hasattr(tokens, "value"):
-                return max(1, tokens.value.data) * BYTES_PER_TOKEN
-        return 256 * BYTES_PER_TOKEN
-    if isinstance(t, A.EmbeddingType):
-        return 1024 * 4
-    return JSON_BYTES
+    """Bytes of one request's value: as its producing op states (ResultPayload), a graph input by its
+    tokens or audio seconds, anything else by its type's default (dialects/interfaces.py)."""
+    while True:  # a loop: a chain of filters passing their input on may be long
+        owner = value.owner
+        if isinstance(owner, A.InputOp):
+            tokens, seconds = owner.tokens, owner.audio_seconds
+            return default_payload_bytes(value, tokens.value.data if tokens is not None else None,
+                                         seconds.value.data if seconds is not None else None)
+        trait = owner.get_trait(ResultPayload) if isinstance(owner, Operation) else None
+        if trait is None:
+            return default_payload_bytes(value)
+        passed = trait.passed_on(owner)
+        if passed is None:
+            return trait.result_bytes(owner, value)
+        value = passed
 
 
 def producers(value: SSAValue, stop=placeable
@@ -109,8 +102,8 @@ def producers(value: SSAValue, stop=placeable
             todo.append((op.body.block.last_op.exits[value.index], prob, kv, back, bound))
         elif isinstance(op, A.BranchOp):
             todo.append((op.inputs[0], prob * op.probability.value.data, kv, back, bound))
-        elif isinstance(op, PASS_THROUGH):
-            crossed = op if isinstance(op, T.KVTransferOp) else kv
+        elif isinstance(op, T.TaskOp):  # placed with a neighbour: trace through it
+            crossed = op if moves_kv(op) else kv
             todo.extend((operand, prob, crossed, back, bound) for operand in reversed(op.operands))
         # agent.input: a source
     return out
@@ -129,7 +122,7 @@ def loop_bound(loop: A.LoopOp, feedback: int) -> int:
 
 def is_stage(op: Operation) -> bool:
     """Ops that are stages of the plan (and of the simulator): placeable ops, inputs, KV moves."""
-    return placeable(op) or isinstance(op, (A.InputOp, T.KVTransferOp))
+    return placeable(op) or moves_kv(op) or isinstance(op, A.InputOp)
 
 
 def stage_graph(graph: A.GraphOp) -> tuple[list[Operation], list[tuple[Operation, Operation, SSAValue, float,

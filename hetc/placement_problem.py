@@ -8,7 +8,6 @@ and prices every cross-device edge (KV cache over the shared link, other payload
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from hetc import candidates as C
 from hetc import costmodel as cm
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import DECODE, Costed, MovesKV
 from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
 from hetc.hwdb.loader import load_hwdb
@@ -120,7 +120,7 @@ def module_database(module):
 
 def output_tokens_per_request(flow) -> float:
     """Generated tokens per request: every decode's output tokens times its expected invocations."""
-    return sum(op.output_tokens.value.data * flow.load[op] for op in flow.ops if isinstance(op, T.DecodeOp))
+    return sum(op.output_tokens.value.data * flow.load[op] for op in flow.ops if _costed(op).role == DECODE)
 
 
 def planned_rate(traffic: dict, flow, graph) -> tuple[float, str]:
@@ -166,8 +166,7 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
         ops[name] = op
         if not cands:
             errors.append(Diagnostic(op_loc(op), _no_candidate_reason(module, op, devices, limits)))
-        role = op.KIND if op.KIND in ("prefill", "decode") else ""
-        nodes.append(OpNode(name, cands, kind=op.KIND, role=role, load=flow.load[op],
+        nodes.append(OpNode(name, cands, kind=op.kind, role=_costed(op).role, load=flow.load[op],
                             worst_invocations=flow.worst[op]))
     if errors:
         raise InfeasibleError(errors)
@@ -424,7 +423,7 @@ def kv_move_ms(module, op, src, dst, kv_paths: tuple[KVPathTable, str]) -> float
     if path is None:
         return None
     info = _model(module, op)
-    tokens = (op.tokens if isinstance(op, T.KVTransferOp) else op.input_tokens).value.data
+    tokens = (op.tokens if op.has_trait(MovesKV) else op.input_tokens).value.data
     return transfer_cost(path, cm.kv_bytes(info.arch, info.kv_precision, tokens), src, dst).seconds * 1e3
 
 
@@ -438,65 +437,50 @@ def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:
     return (limits.tbt_ms or 0.0) + max((ms for ms in moves if ms is not None), default=0.0)
 
 
+@dataclass
+class _CostContext:
+    """What a Costed op prices itself with (dialects/interfaces.py, CostContext)."""
+
+    module: object
+    devices: list
+    limits: C.Limits
+    estimate = C
+
+    def model(self, op) -> C.ModelInfo:
+        return _model(self.module, op)
+
+    def pool(self) -> str:
+        return ", ".join(d.id for d in self.devices)
+
+    def ttft_overhead_ms(self, op, device) -> float:
+        return ttft_overhead_ms(self.module, op, self.devices, self.limits, device)
+
+    def phase_miss_reason(self, op, metric: str, limit: float | None, ms_of) -> str:
+        """Why an LLM phase has no candidate: its model fits no device of the pool, or the best achievable
+        `metric` (ms_of(device, tp): None when it does not fit) misses the limit."""
+        info = self.model(op)
+        usable = [d for d in self.devices if C.can_run(d, info.precision, info.arch.active_params())]
+        achievable = [ms for dev in usable for tp in cm.valid_tp(dev, info.arch) if (ms := ms_of(dev, tp)) is not None]
+        if not achievable or limit is None:
+            return (f"{op.sym_name.data}: {info.arch.name} ({info.precision}) runs on no device of the pool "
+                    f"({self.pool()}): it does not fit even at the largest tensor-parallel degree, or the device "
+                    f"lacks {info.precision} compute, or it is a CPU and the model has more than "
+                    f"{C.CPU_MODEL_PARAMS_MAX / 1e9:g}B parameters")
+        best = min(achievable)
+        return (f"{op.sym_name.data}: misses {metric} {limit:g} ms on every device of the pool; the best achievable "
+                f"is {best:.1f} ms ({best - limit:+.1f} ms)")
+
+
+def _costed(op):
+    costed = op.get_trait(Costed)
+    if costed is None:
+        raise HetcError(f"place: no cost model for {op.name}", op_loc(op))
+    return costed
+
+
 def _candidates(module, op, devices, limits: C.Limits):
-    if isinstance(op, T.PrefillOp):  # per device: the KV move TTFT counts depends on where the prefill runs
-        return [c for d in sorted(devices, key=lambda d: d.id)
-                for c in C.prefill_candidates(_model(module, op), [d], op.input_tokens.value.data, limits,
-                                              ttft_overhead_ms(module, op, devices, limits, d))]
-    if isinstance(op, T.DecodeOp):
-        return C.decode_candidates(_model(module, op), devices, op.input_tokens.value.data,
-                                   op.output_tokens.value.data, limits)
-    if isinstance(op, T.EncoderOp):
-        return C.encoder_candidates(_model(module, op), devices, op.input_tokens.value.data,
-                                    op.output_tokens.value.data)
-    if isinstance(op, T.EmbedOp):
-        return C.encoder_candidates(_model(module, op), devices, op.tokens.value.data, 0)
-    if isinstance(op, T.RerankOp):
-        return C.encoder_candidates(_model(module, op), devices, op.tokens.value.data, 0)
-    if isinstance(op, T.TTSOp):
-        return C.tts_candidates(_model(module, op), devices, op.audio_seconds.value.data)
-    if isinstance(op, T.VectorSearchOp):
-        return C.vector_search_candidates(devices, op.n_vectors.value.data, op.dim.value.data,
-                                          op.precision.data, op.index.data)
-    if isinstance(op, T.ToolLookupOp):
-        return C.tool_candidates(devices, op.latency_ms.value.data, op.request_kb.value.data,
-                                 op.response_kb.value.data)
-    if isinstance(op, T.ComputeOp):
-        return C.cpu_candidates(devices, op.cpu_ms.value.data)
-    if isinstance(op, T.StoreOp):
-        return C.tool_candidates(devices, op.latency_ms.value.data, 0.0, 0.0)
-    raise HetcError(f"place: no cost model for {op.name}", op_loc(op))
+    return _costed(op).candidates(op, _CostContext(module, devices, limits))
 
 
 def _no_candidate_reason(module, op, devices, limits: C.Limits) -> str:
-    name = op.sym_name.data
-    pool = ", ".join(d.id for d in devices)
-    if isinstance(op, (T.ToolLookupOp, T.ComputeOp, T.StoreOp)):
-        return f"{name}: needs a CPU in the hardware pool ({pool})"
-    if isinstance(op, (T.PrefillOp, T.DecodeOp)):
-        info = _model(module, op)
-        best = math.inf
-        metric = "ttft_ms" if isinstance(op, T.PrefillOp) else "tbt_ms"
-        limit = limits.ttft_ms if isinstance(op, T.PrefillOp) else limits.tbt_ms
-        fits_anywhere = False
-        usable = [d for d in devices if C.can_run(d, info.precision, info.arch.active_params())]
-        for dev in usable:
-            for tp in cm.valid_tp(dev, info.arch):
-                if isinstance(op, T.PrefillOp):
-                    est = cm.prefill(info.arch, dev, info.precision, tp, 1, 1, op.input_tokens.value.data,
-                                     info.kv_precision)
-                    ms = est.latency_s * 1e3 + ttft_overhead_ms(module, op, devices, limits, dev)
-                else:
-                    est = cm.decode(info.arch, dev, info.precision, info.kv_precision, tp, 1, 1,
-                                    op.input_tokens.value.data, op.output_tokens.value.data)
-                    ms = est.tbt_s * 1e3
-                if est.fits:
-                    fits_anywhere = True
-                    best = min(best, ms)
-        if not fits_anywhere or limit is None:
-            return (f"{name}: {info.arch.name} ({info.precision}) runs on no device of the pool ({pool}): it does "
-                    f"not fit even at the largest tensor-parallel degree, or the device lacks {info.precision} "
-                    f"compute, or it is a CPU and the model has more than {C.CPU_MODEL_PARAMS_MAX / 1e9:g}B parameters")
-        return (f"{name}: misses {metric} {limit:g} ms on every device of the pool; the best achievable is "
-                f"{best:.1f} ms ({best - limit:+.1f} ms)")
-    return f"{name}: no device of the pool ({pool}) can run it (memory)"
+    return _costed(op).no_candidate_reason(op, _CostContext(module, devices, limits))

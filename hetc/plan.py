@@ -16,17 +16,14 @@ from xdsl.traits import SymbolTable
 from hetc import __version__
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
-from hetc.flow import analyse, payload_bytes, placeable, producers
+from hetc.dialects.interfaces import DECODE, PREFILL, Costed, Served
+from hetc.flow import analyse, moves_kv, payload_bytes, placeable, producers
 from hetc.models import PRECISION_BYTES
 from hetc.spec.frontend import arch_from_attr, value_from_attr
 from hetc.tco import COMPONENTS, TcoParams, device_hour_usd
 
 SCHEMA_VERSION = 1
 _STAGE_CHARS = re.compile(r"[^a-z0-9_.-]+")
-
-# Serving engine per (stage kind, target); tools run in an HTTP client, CPU work in hetc's runtime.
-_LLM_KINDS = ("prefill", "decode", "encoder", "embed", "rerank")
-
 
 def stage_id(name: str) -> str:
     name = name.replace("/", ".")  # ops inlined from a nested agent are named <call>/<op>
@@ -38,52 +35,21 @@ def stage_id(name: str) -> str:
     return clean
 
 
-def _engine(kind: str, device) -> str | None:
-    if device is None:
-        return None
-    if kind in ("tool_lookup", "memory_store"):
-        return "http-client"
-    if device.kind == "cpu":
-        return "vllm-cpu" if kind in _LLM_KINDS else "cpu-runtime"
-    if kind in _LLM_KINDS:
-        return "vllm-gaudi" if device.target == "gaudi" else "vllm"
-    if kind == "tts":
-        return "optimum-habana" if device.target == "gaudi" else "torch"
-    return "cpu-runtime" if kind == "compute" else "vllm"
-
-
 def _is_stage(op) -> bool:
     # a KV transfer is a stage once placed (with the op that reads the cache); an unplaced one is folded
-    return placeable(op) or isinstance(op, A.InputOp) or (isinstance(op, T.KVTransferOp) and op.placement() is not None)
+    return placeable(op) or isinstance(op, A.InputOp) or (moves_kv(op) and op.placement() is not None)
+
+
+def _role(op) -> str:
+    """The LLM phase a stage is (prefill / decode), "" for every other stage."""
+    costed = op.get_trait(Costed) if isinstance(op, T.TaskOp) else None
+    return costed.role if costed is not None else ""
 
 
 def _service(op, est: dict, device) -> dict:
+    """The service model of the stage, as the op is served (dialects/interfaces.py, Served)."""
     batch = op.placement().batch.data if op.placement() else 1
-    latency = est.get("latency_ms", 0.0)
-    if isinstance(op, T.DecodeOp):
-        return {"type": "continuous", "step_ms_base": est["step_ms_base"], "step_ms_per_seq": est["step_ms_per_seq"],
-                "max_batch": batch, "output_tokens": op.output_tokens.value.data}
-    if isinstance(op, (T.ToolLookupOp, T.StoreOp)):
-        p99 = op.latency_p99_ms.value.data if getattr(op, "latency_p99_ms", None) is not None else None
-        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": p99,
-                "concurrency": _concurrency(est, latency)}
-    if isinstance(op, T.ComputeOp):
-        return {"type": "fixed", "latency_ms": latency, "latency_p99_ms": None, "concurrency": _concurrency(est, latency)}
-    if isinstance(op, T.KVTransferOp):
-        return {"type": "transfer", "latency_ms": est.get("latency_ms", 0.0), "bytes": est.get("bytes", 0.0),
-                "bandwidth_gbs": est.get("bandwidth_gbs", device.scaleout_gbs if device else 1.0)}
-    ms_base = est.get("ms_base", 0.0)
-    per_item = est.get("ms_per_item", latency / batch)
-    entry = {"type": "batch", "ms_base": ms_base, "ms_per_item": per_item, "max_batch": batch}
-    if isinstance(op, T.PrefillOp):
-        entry["input_tokens"] = op.input_tokens.value.data
-    return entry
-
-
-def _concurrency(est: dict, latency_ms: float) -> int:
-    """Invocations one replica runs at once (Little's law on its peak throughput)."""
-    peak = est.get("peak_throughput_rps")
-    return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
+    return op.get_trait(Served).service(op, est, batch, device)
 
 
 def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options,
@@ -127,6 +93,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
     priced = {(e["src"], e["dst"]): e for e in summary["edges"]}
     estimates = {op.sym_name.data: T.estimate_of(op) for op in graph.walk() if "estimate" in op.attributes}
     ids: dict[object, str] = {}
+    roles: dict[str, str] = {}  # stage id -> the LLM phase it is
     used_ids: set[str] = set()
     for op in graph.walk():
         if not _is_stage(op) and not isinstance(op, A.OutputOp):
@@ -136,9 +103,10 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
             sid = f"{sid}-{len(used_ids)}"
         used_ids.add(sid)
         ids[op] = sid
+        roles[sid] = _role(op)
         plan["stages"].append(_stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, estimates))
     plan["edges"] = _edges(ids, priced)
-    _record_kv_paths(plan["stages"], db, kv_table, kv_level)
+    _record_kv_paths(plan["stages"], roles, db, kv_table, kv_level)
     names = {op.sym_name.data: sid for op, sid in ids.items()}
     limit = slo.get("latency_ms")
     targets = slo.get("percentiles") or {}
@@ -194,16 +162,15 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     place = op.placement() if isinstance(op, T.TaskOp) else None
     device = db.devices[place.device.data] if place is not None else None
     est = T.estimate_of(op)
-    kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.KIND
-    if isinstance(op, T.ComputeOp) and op.node.data and op.sym_name.data.endswith(".compute"):
-        kind = "tool_compute"
+    kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.stage_kind()
+    role = _role(op)
     model, spec_engine = None, None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
         arch = arch_from_attr(ref.arch, ref.sym_name.data)
         model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data}
         spec_engine = arch.engine or None  # the engine the spec chose for this model, if any
-    engine = (spec_engine or _engine(kind, device)) if placeable(op) else None
+    engine = (spec_engine or op.get_trait(Served).engine(device)) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
     devices = replicas * per_replica if placeable(op) else 0
@@ -213,7 +180,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
         cost = stage_cost(device, devices, owned, pricing, params, sunk.get(device.id, False))
     load = flow.load.get(op, 1.0)
     throughput = est.get("peak_throughput_rps")  # the planning figure keeps utilisation headroom
-    if isinstance(op, T.KVTransferOp):
+    if moves_kv(op):
         est = dict(est, **_kv_estimate(op, priced))
     utilisation = (rate * load / (replicas * throughput)) if throughput and placeable(op) else None
     predicted = {"latency_ms": est.get("latency_ms", 0.0),
@@ -221,17 +188,17 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
                  "utilisation": utilisation, "memory_gb": est.get("memory_gb", 0.0)}
     if "tbt_ms" in est:
         predicted["tbt_ms"] = est["tbt_ms"]
-    if isinstance(op, T.PrefillOp):  # TTFT = prefill + the KV move + the first decode step
+    if role == PREFILL:  # TTFT = prefill + the KV move + the first decode step
         kv = priced.get((op.sym_name.data, f"{op.node.data}.decode"))
         decode = estimates.get(f"{op.node.data}.decode", {})
         predicted["ttft_ms"] = est["latency_ms"] + (kv["path_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
-    if kind in ("prefill", "decode") and device is not None:
+    if role and device is not None:
         predicted["band_p10_p90"] = _bands(device.id, predicted)
     return {
         "id": sid, "node": op.node.data if "node" in op.properties else op.sym_name.data, "kind": kind,
         "device": device.id if device else None, "vendor": device.vendor if device else None,
         "device_kind": device.kind if device else None,
-        "target": _target(device) if placeable(op) or isinstance(op, T.KVTransferOp) else "none",
+        "target": _target(device) if placeable(op) or moves_kv(op) else "none",
         "replicas": replicas, "tp": place.tp.data if place else 1, "pp": place.pp.data if place else 1,
         "batch": place.batch.data if place else 1, "devices_per_replica": per_replica if placeable(op) else 0,
         "engine": engine, "model": model,
@@ -246,15 +213,15 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     }
 
 
-def _record_kv_paths(stages: list[dict], db, table, level: str) -> None:
+def _record_kv_paths(stages: list[dict], roles: dict[str, str], db, table, level: str) -> None:
     """A decode stage whose prefill runs on another device class names the KV path the placement priced the
     move with (the pair's entry at the compile's --kv-paths level; hetc.kvpaths), for the exporter."""
     from hetc.kvpaths import path_engine, path_record
 
-    prefills = {s["node"]: s for s in stages if s["kind"] == "prefill" and s["device"]}
+    prefills = {s["node"]: s for s in stages if roles[s["id"]] == PREFILL and s["device"]}
     for stage in stages:
         prefill = prefills.get(stage["node"])
-        if stage["kind"] != "decode" or prefill is None or not stage["device"] or prefill["device"] == stage["device"]:
+        if roles[stage["id"]] != DECODE or prefill is None or not stage["device"] or prefill["device"] == stage["device"]:
             continue
         path = table.lookup(db.devices[prefill["device"]], db.devices[stage["device"]],
                             path_engine(stage["engine"] or ""), level)
@@ -291,7 +258,7 @@ def _edges(ids, priced) -> list[dict]:
                     continue
                 seen.add(key)
                 size = payload_bytes(operand)
-                if isinstance(dst, T.KVTransferOp):
+                if moves_kv(dst):
                     size = 0.0
                 move = priced.get((src.sym_name.data, dst.sym_name.data))
                 out.append({"src": ids[src], "dst": ids[dst], "payload_bytes": float(size),
@@ -306,7 +273,8 @@ def _transport(src, dst) -> str:
     pa, pb = src.placement(), dst.placement()
     if pa is not None and pb is not None and pa.device == pb.device:
         return "in-process"
-    if isinstance(dst, T.ToolLookupOp):
-        return "http"
+    served = dst.get_trait(Served)
+    if served is not None and served.reached_by:
+        return served.reached_by
     kinds = {p.kind.data for p in (pa, pb) if p is not None and p.kind.data}
     return "ethernet" if "cpu" in kinds else "roce"

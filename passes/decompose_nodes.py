@@ -2,7 +2,8 @@
 
 speech_to_text -> task.encoder (encoder over the audio frames, then a short decode of the transcript);
 model -> task.encoder; text_to_speech -> task.tts; embedding -> task.embed; compute -> task.compute;
-memory_store -> [task.embed] -> task.store; kv_cache -> task.kv_transfer (moving the cache to its store).
+memory_store -> [task.embed] -> task.memory_store; kv_cache -> task.kv_transfer (moving the cache to its store);
+guardrail -> task.guardrail.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class MemoryStore(RewritePattern):
         if op.embed_model is not None:
             ops.append(task(T.EmbedOp, op, "embed", inputs, A.EmbeddingType(), model=op.embed_model, tokens=op.tokens))
             inputs = [ops[-1].results[0]]
-        ops.append(task(T.StoreOp, op, "store" if ops else "", inputs, A.JsonType(), latency_ms=op.latency_ms,
+        ops.append(task(T.MemoryStoreOp, op, "store" if ops else "", inputs, A.JsonType(), latency_ms=op.latency_ms,
                         n_vectors=op.n_vectors, dim=op.dim, precision=op.precision))
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
@@ -92,10 +93,19 @@ class KVCache(RewritePattern):
                                   tokens=op.tokens, store=op.store))
 
 
+class Guardrail(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: A.GuardrailOp, rewriter: PatternRewriter, /):
+        rewriter.replace(op, task(T.GuardrailOp, op, "", list(op.inputs), A.TextType(), model=op.model,
+                                  input_tokens=op.input_tokens, output_tokens=op.output_tokens))
+
+
 @dataclass(frozen=True)
 class DecomposeNodesPass(ModulePass):
     name = "decompose-nodes"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        patterns = [SpeechToText(), ModelCall(), TextToSpeech(), Embedding(), Compute(), MemoryStore(), KVCache()]
-        PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)
+        patterns = [SpeechToText(), ModelCall(), TextToSpeech(), Embedding(), Compute(), MemoryStore(), KVCache(),
+                    Guardrail()]
+        # dead code is the dce pass's job: a decomposition keeps every op (task ops are Pure now)
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False), apply_recursively=False).rewrite_module(op)

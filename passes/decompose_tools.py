@@ -64,5 +64,6 @@ class DecomposeToolsPass(ModulePass):
     name = "decompose-tools"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([DecomposeTool(), DecomposeMemoryLookup()]),
-                             apply_recursively=False).rewrite_module(op)
+        # dead code is the dce pass's job: a decomposition keeps every op (task ops are Pure now)
+        applier = GreedyRewritePatternApplier([DecomposeTool(), DecomposeMemoryLookup()], dce_enabled=False)
+        PatternRewriteWalker(applier, apply_recursively=False).rewrite_module(op)

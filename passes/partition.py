@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import PREFILL, Costed
 from hetc.passes.common import i64, task
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -26,7 +27,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
 from hetc.errors import HetcError
-from hetc.flow import payload_bytes, placeable, producers
+from hetc.flow import moves_kv, payload_bytes, placeable, producers
 from hetc.pipeline import op_loc
 
 ACTIVATION_BYTES = 2  # 16-bit activations (hetc.costmodel.ACTIVATION_BYTES)
@@ -62,7 +63,7 @@ def _insert_allreduce(op: T.TaskOp) -> None:
         return  # not tensor-parallel, or its all-reduce is in place (partition ran before)
     model = SymbolTable.lookup_symbol(op, op.model)
     arch = model.arch.model_arch(model.sym_name.data)
-    tokens = op.input_tokens.value.data if isinstance(op, T.PrefillOp) else 1
+    tokens = op.input_tokens.value.data if op.get_trait(Costed).role == PREFILL else 1
     layer_bytes = tokens * arch.d_model * ACTIVATION_BYTES * place.batch.data
     size = 2 * arch.n_layers * layer_bytes
     uses = list(op.result.uses)
@@ -87,12 +88,12 @@ def _placed_producer(value: SSAValue) -> Operation | None:
 
 def _insert_transfers(graph: A.GraphOp) -> None:
     for op in list(graph.walk()):
-        if not placeable(op) and not isinstance(op, T.KVTransferOp):
+        if not placeable(op) and not moves_kv(op):
             continue
         dst = _device_of(op)
         if dst is None:
             continue
-        if isinstance(op, T.KVTransferOp):
+        if moves_kv(op):
             src = _placed_producer(op.inputs[0])
             if src is not None:
                 op.attributes["transport"] = StringAttr(transport(src, op))
@@ -117,6 +118,6 @@ class PartitionPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for graph in [g for g in op.body.block.ops if isinstance(g, A.GraphOp)]:
             for task_op in list(graph.walk()):
-                if isinstance(task_op, (T.PrefillOp, T.DecodeOp)):
+                if placeable(task_op) and task_op.get_trait(Costed).role:  # an LLM phase may run tensor-parallel
                     _insert_allreduce(task_op)
             _insert_transfers(graph)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
+from hetc.dialects.interfaces import Costed, RunsWithPhase
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.passes import ModulePass
@@ -121,23 +122,23 @@ def _place_followers(graph: A.GraphOp) -> None:
     """Gate, merge and KV-transfer ops run with the phase they belong to, found by the SSA links
     decompose-llm makes: a gate's routing feeds its phase op, a merge reads its phase op's result."""
     for o in graph.walk():
-        if isinstance(o, (T.GateOp, T.MergeOp)):
+        if isinstance(o, T.TaskOp) and o.has_trait(RunsWithPhase):
             phase = _phase_of(o)
             if phase is not None and phase.placement() is not None:
                 o.attributes["placement"] = phase.placement()
     _place_kv_transfers(graph)
 
 
-_PHASES = (T.PrefillOp, T.DecodeOp)
+def _phase_of(op: T.TaskOp) -> T.TaskOp | None:
+    """The phase op of the same node that a gate's routing feeds or a merge reads (through the phase's
+    all-reduce when the IR is placed again after partition)."""
+    def runs_the_phase(other) -> bool:
+        costed = other.get_trait(Costed) if isinstance(other, T.TaskOp) else None
+        return costed is not None and costed.role == op.phase.data and other.node == op.node
 
-
-def _phase_of(op: T.GateOp | T.MergeOp) -> T.TaskOp | None:
-    if isinstance(op, T.GateOp):
-        return next((use.operation for use in op.result.uses if isinstance(use.operation, _PHASES)), None)
-    source = op.inputs[0].owner if op.inputs else None
-    if isinstance(source, T.AllReduceOp):  # IR placed again after partition: the phase's all-reduce in between
-        source = source.inputs[0].owner
-    return source if isinstance(source, _PHASES) else None
+    near = [use.operation for use in op.result.uses] + [value.owner for value in op.inputs]
+    near += [value.owner for other in near if isinstance(other, T.TaskOp) for value in other.operands]
+    return next((other for other in near if runs_the_phase(other)), None)
 
 
 def _place_kv_transfers(graph: A.GraphOp) -> None:
@@ -145,9 +146,9 @@ def _place_kv_transfers(graph: A.GraphOp) -> None:
     the op reading it (through loops and branches: a cache read inside a loop is a block argument of the loop
     body), which may be another KV transfer placed first; one read by no placed op lands with the op that
     writes it."""
-    from hetc.flow import producers
+    from hetc.flow import moves_kv, producers
 
-    kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
+    kv_ops = [o for o in graph.walk() if moves_kv(o)]
     readers = _kv_readers(graph)
     for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
         changed = False
@@ -169,10 +170,10 @@ def _place_kv_transfers(graph: A.GraphOp) -> None:
 
 def _kv_readers(graph: A.GraphOp) -> dict:
     """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
-    from hetc.flow import placeable, producers
+    from hetc.flow import moves_kv, placeable, producers
 
     def stop(op) -> bool:
-        return isinstance(op, T.KVTransferOp) or placeable(op)
+        return moves_kv(op) or placeable(op)
 
     readers: dict = {}
     for op in graph.walk():
@@ -180,7 +181,7 @@ def _kv_readers(graph: A.GraphOp) -> dict:
             continue
         for operand in op.operands:
             for src, *_ in producers(operand, stop=stop):
-                if isinstance(src, T.KVTransferOp) and src is not op and op not in readers.setdefault(src, []):
+                if moves_kv(src) and src is not op and op not in readers.setdefault(src, []):
                     readers[src].append(op)
     return readers
 

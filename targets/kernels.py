@@ -208,7 +208,7 @@ def kv_blocks(n_tokens: int, block_tokens: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# granular op -> kernels
+# granular op -> kernels: one builder per op kind; each task op names its builder (dialects/interfaces.py)
 
 
 def _kernel(kind: str, op_name: str, suffix: str, **params: ParamValue) -> KernelSpec:
@@ -235,43 +235,52 @@ def _elementwise(op_name: str) -> list[KernelSpec]:
     return [_kernel(ELEMENTWISE, op_name, op, op=op) for op in ELEMENTWISE_OPS]
 
 
-def kernels_for_op(op_kind: str, op_name: str, arch, attrs: dict) -> list[KernelSpec]:
-    """The kernels a granular op needs, specialised to its model (`arch`: hetc.models.ModelArch) and attrs.
-
-    Recognised attrs: decode: top_k; kv_transfer: kv_dtype ("fp8_e4m3" | "int8"), block_tokens;
-    vector_search: dim (required), top_k, metric ("cosine" | "dot"); prefill: rms_eps.
-    """
+def decode_kernels(op_name: str, arch, attrs: dict | None = None) -> list[KernelSpec]:
+    """Sampling and RMSNorm, specialised to the model (`arch`: hetc.models.ModelArch); attrs: top_k, rms_eps."""
     attrs = dict(attrs or {})
-    if op_kind == "decode":
-        _require_arch(op_kind, op_name, arch)
-        top_k = _attr_int(attrs, "top_k", min(DEFAULT_SAMPLE_TOP_K, arch.vocab_size), op_name)
-        return [
-            _kernel(SAMPLE, op_name, "sample", vocab=arch.vocab_size, top_k=top_k),
-            _kernel(RMSNORM, op_name, "rmsnorm", dim=arch.d_model,
-                    eps=float(attrs.get("rms_eps", DEFAULT_RMSNORM_EPS))),
-        ]
-    if op_kind == "prefill":
-        _require_arch(op_kind, op_name, arch)
-        return [_kernel(RMSNORM, op_name, "rmsnorm", dim=arch.d_model,
-                        eps=float(attrs.get("rms_eps", DEFAULT_RMSNORM_EPS)))] + _elementwise(op_name)
-    if op_kind == "kv_transfer":
-        _require_arch(op_kind, op_name, arch)
-        qdtype = attrs.get("kv_dtype", DEFAULT_KV_QDTYPE)
-        layout = dict(n_layers=arch.n_layers, n_kv_heads=arch.n_kv_heads, head_dim=arch.head_dim,
-                      block_tokens=_attr_int(attrs, "block_tokens", DEFAULT_KV_BLOCK_TOKENS, op_name),
-                      qdtype=qdtype)
-        return [_kernel(KV_QUANTIZE, op_name, "kv_pack", **layout),
-                _kernel(KV_DEQUANTIZE, op_name, "kv_unpack", **layout)]
-    if op_kind == "vector_search":
-        return [_kernel(VECTOR_SEARCH, op_name, "search", dim=_attr_int(attrs, "dim", None, op_name),
-                        top_k=_attr_int(attrs, "top_k", DEFAULT_SEARCH_TOP_K, op_name),
-                        metric=str(attrs.get("metric", "cosine")))]
-    if op_kind in ("embed", "embedding"):
-        _require_arch(op_kind, op_name, arch)
-        return [_kernel(EMBED_POOL, op_name, "pool", dim=arch.d_model)]
-    if op_kind == "compute":
-        return _elementwise(op_name)
-    return []
+    _require_arch("decode", op_name, arch)
+    top_k = _attr_int(attrs, "top_k", min(DEFAULT_SAMPLE_TOP_K, arch.vocab_size), op_name)
+    return [
+        _kernel(SAMPLE, op_name, "sample", vocab=arch.vocab_size, top_k=top_k),
+        _kernel(RMSNORM, op_name, "rmsnorm", dim=arch.d_model, eps=float(attrs.get("rms_eps", DEFAULT_RMSNORM_EPS))),
+    ]
+
+
+def prefill_kernels(op_name: str, arch, attrs: dict | None = None) -> list[KernelSpec]:
+    """RMSNorm and the element-wise ops; attrs: rms_eps."""
+    attrs = dict(attrs or {})
+    _require_arch("prefill", op_name, arch)
+    return [_kernel(RMSNORM, op_name, "rmsnorm", dim=arch.d_model,
+                    eps=float(attrs.get("rms_eps", DEFAULT_RMSNORM_EPS)))] + _elementwise(op_name)
+
+
+def kv_transfer_kernels(op_name: str, arch, attrs: dict | None = None) -> list[KernelSpec]:
+    """KV-cache pack and unpack; attrs: kv_dtype ("fp8_e4m3" | "int8"), block_tokens."""
+    attrs = dict(attrs or {})
+    _require_arch("kv_transfer", op_name, arch)
+    layout = dict(n_layers=arch.n_layers, n_kv_heads=arch.n_kv_heads, head_dim=arch.head_dim,
+                  block_tokens=_attr_int(attrs, "block_tokens", DEFAULT_KV_BLOCK_TOKENS, op_name),
+                  qdtype=attrs.get("kv_dtype", DEFAULT_KV_QDTYPE))
+    return [_kernel(KV_QUANTIZE, op_name, "kv_pack", **layout), _kernel(KV_DEQUANTIZE, op_name, "kv_unpack", **layout)]
+
+
+def vector_search_kernels(op_name: str, arch=None, attrs: dict | None = None) -> list[KernelSpec]:
+    """Similarity top-k; attrs: dim (required), top_k, metric ("cosine" | "dot")."""
+    attrs = dict(attrs or {})
+    return [_kernel(VECTOR_SEARCH, op_name, "search", dim=_attr_int(attrs, "dim", None, op_name),
+                    top_k=_attr_int(attrs, "top_k", DEFAULT_SEARCH_TOP_K, op_name),
+                    metric=str(attrs.get("metric", "cosine")))]
+
+
+def embed_kernels(op_name: str, arch, attrs: dict | None = None) -> list[KernelSpec]:
+    """Mean pooling with L2 normalisation over the model's hidden size."""
+    _require_arch("embed", op_name, arch)
+    return [_kernel(EMBED_POOL, op_name, "pool", dim=arch.d_model)]
+
+
+def compute_kernels(op_name: str, arch=None, attrs: dict | None = None) -> list[KernelSpec]:
+    """The element-wise ops of CPU work."""
+    return _elementwise(op_name)
 
 
 def unique_kernels(kernels: list[KernelSpec]) -> list[KernelSpec]:

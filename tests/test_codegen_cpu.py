@@ -23,7 +23,15 @@ import pytest
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.base import CodegenError
-from hetc.targets.kernels import KernelSpec, kernels_for_op
+from hetc.targets.kernels import (
+    KernelSpec,
+    compute_kernels,
+    decode_kernels,
+    embed_kernels,
+    kv_transfer_kernels,
+    prefill_kernels,
+    vector_search_kernels,
+)
 
 from hetc.errors import HetcError
 from hetc.models import PRESETS
@@ -63,13 +71,13 @@ class JitKernels:
 ARCH = PRESETS["llama-3-8b"].with_overrides(vocab_size=32000, d_model=256, n_layers=2, n_kv_heads=2,
                                               n_heads=4)
 KERNELS = (
-    kernels_for_op("decode", "dec", ARCH, {"top_k": 40})
-    + kernels_for_op("prefill", "pre", ARCH, {})
-    + kernels_for_op("embed", "emb", ARCH, {})
-    + kernels_for_op("vector_search", "vs_cos", None, {"dim": 96, "top_k": 7})
-    + kernels_for_op("vector_search", "vs_dot", None, {"dim": 100, "top_k": 5, "metric": "dot"})
-    + kernels_for_op("kv_transfer", "kv_fp8", ARCH, {"block_tokens": 16})
-    + kernels_for_op("kv_transfer", "kv_i8", ARCH, {"kv_dtype": "int8", "block_tokens": 8})
+    decode_kernels("dec", ARCH, {"top_k": 40})
+    + prefill_kernels("pre", ARCH, {})
+    + embed_kernels("emb", ARCH, {})
+    + vector_search_kernels("vs_cos", None, {"dim": 96, "top_k": 7})
+    + vector_search_kernels("vs_dot", None, {"dim": 100, "top_k": 5, "metric": "dot"})
+    + kv_transfer_kernels("kv_fp8", ARCH, {"block_tokens": 16})
+    + kv_transfer_kernels("kv_i8", ARCH, {"kv_dtype": "int8", "block_tokens": 8})
 )
 
 
@@ -229,10 +237,10 @@ def test_fp8_codes_exhaustive(jit: JitKernels) -> None:
 
 def test_verify_rejects_broken_ir() -> None:
     target = get_target("cpu")
-    files = target.emit(kernels_for_op("compute", "c", None, {}), "x86-64")
+    files = target.emit(compute_kernels("c", None, {}), "x86-64")
     broken = dict(files)
     broken["hetc_kernels.ll"] = files["hetc_kernels.ll"].replace(b"ret void", b"ret i32 0", 1)
     with pytest.raises(CodegenError, match="LLVM rejected"):
         target.verify(broken, "x86-64")
     with pytest.raises(HetcError, match="unknown variant"):
-        target.emit(kernels_for_op("compute", "c", None, {}), "aarch64")
+        target.emit(compute_kernels("c", None, {}), "aarch64")

@@ -12,19 +12,27 @@ from conftest import system_tool
 from hetc.targets import get_target
 from hetc.targets.base import CodegenError
 from hetc.targets.cuda.target import SM_VERSIONS, find_ptxas
-from hetc.targets.kernels import KINDS, kernels_for_op
+from hetc.targets.kernels import (
+    KINDS,
+    compute_kernels,
+    decode_kernels,
+    embed_kernels,
+    kv_transfer_kernels,
+    prefill_kernels,
+    vector_search_kernels,
+)
 
 from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"]
 KERNELS = (
-    kernels_for_op("decode", "dec", ARCH, {})
-    + kernels_for_op("prefill", "pre", ARCH, {})
-    + kernels_for_op("embed", "emb", PRESETS["bge-large-en-v1.5"], {})
-    + kernels_for_op("vector_search", "vs", None, {"dim": 768, "top_k": 10})
-    + kernels_for_op("vector_search", "vsd", None, {"dim": 1024, "metric": "dot"})
-    + kernels_for_op("kv_transfer", "kv", ARCH, {})
-    + kernels_for_op("kv_transfer", "kv8", ARCH, {"kv_dtype": "int8", "block_tokens": 32})
+    decode_kernels("dec", ARCH, {})
+    + prefill_kernels("pre", ARCH, {})
+    + embed_kernels("emb", PRESETS["bge-large-en-v1.5"], {})
+    + vector_search_kernels("vs", None, {"dim": 768, "top_k": 10})
+    + vector_search_kernels("vsd", None, {"dim": 1024, "metric": "dot"})
+    + kv_transfer_kernels("kv", ARCH, {})
+    + kv_transfer_kernels("kv8", ARCH, {"kv_dtype": "int8", "block_tokens": 32})
 )
 
 
@@ -70,7 +78,7 @@ def test_deterministic() -> None:
 
 def test_ptxas_errors_are_reported() -> None:
     target = get_target("cuda")
-    files = target.emit(kernels_for_op("compute", "c", None, {}), "sm_80")
+    files = target.emit(compute_kernels("c", None, {}), "sm_80")
     missing = dict(files)
     missing["sm_80/launch.json"] = files["sm_80/launch.json"].replace(b'"hetc_c_add"', b'"hetc_c_sub"', 1)
     with pytest.raises(CodegenError, match="missing"):

@@ -14,19 +14,27 @@ from conftest import system_tool
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.gaudi.target import EMU_HEADER, TPC_CORES
-from hetc.targets.kernels import KINDS, KernelSpec, kernels_for_op
+from hetc.targets.kernels import (
+    KINDS,
+    KernelSpec,
+    decode_kernels,
+    embed_kernels,
+    kv_transfer_kernels,
+    prefill_kernels,
+    vector_search_kernels,
+)
 
 from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"].with_overrides(vocab_size=5000, d_model=200, n_layers=2, n_kv_heads=2, n_heads=2)
 KERNELS = (
-    kernels_for_op("decode", "dec", ARCH, {"top_k": 20})
-    + kernels_for_op("prefill", "pre", ARCH, {})
-    + kernels_for_op("embed", "emb", ARCH, {})
-    + kernels_for_op("vector_search", "vs", None, {"dim": 72, "top_k": 6})
-    + kernels_for_op("vector_search", "vsd", None, {"dim": 64, "top_k": 4, "metric": "dot"})
-    + kernels_for_op("kv_transfer", "kv", ARCH, {"block_tokens": 8})
-    + kernels_for_op("kv_transfer", "kv8", ARCH, {"kv_dtype": "int8", "block_tokens": 16})
+    decode_kernels("dec", ARCH, {"top_k": 20})
+    + prefill_kernels("pre", ARCH, {})
+    + embed_kernels("emb", ARCH, {})
+    + vector_search_kernels("vs", None, {"dim": 72, "top_k": 6})
+    + vector_search_kernels("vsd", None, {"dim": 64, "top_k": 4, "metric": "dot"})
+    + kv_transfer_kernels("kv", ARCH, {"block_tokens": 8})
+    + kv_transfer_kernels("kv8", ARCH, {"kv_dtype": "int8", "block_tokens": 16})
 )
 SPECS = {k.name: k for k in KERNELS}
 _C_SCALAR = {"i64": "(int)sizes[{j}]", "f32": "(float)scalars[{j}]"}

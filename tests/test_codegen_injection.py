@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import system_tool
 from hetc.targets import get_target
-from hetc.targets.kernels import KernelSpec, kernels_for_op
+from hetc.targets import kernels as K
+from hetc.targets.kernels import KernelSpec, decode_kernels, vector_search_kernels
 from hetc.targets.naming import c_identifier, is_c_identifier
 
 from hetc.errors import HetcError
@@ -25,9 +26,9 @@ VARIANTS = {"cpu": "x86-64", "cuda": "sm_90", "gaudi": "gaudi3"}
 
 def _kernels(name: str) -> list[KernelSpec]:
     ks = []
-    for kind in ("decode", "prefill", "kv_transfer", "embed", "compute"):
-        ks += kernels_for_op(kind, name, ARCH, {})
-    return ks + kernels_for_op("vector_search", name, None, {"dim": 64})
+    for build in (K.decode_kernels, K.prefill_kernels, K.kv_transfer_kernels, K.embed_kernels, K.compute_kernels):
+        ks += build(name, ARCH, {})
+    return ks + vector_search_kernels(name, None, {"dim": 64})
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -51,12 +52,11 @@ def test_unsanitised_kernel_name_is_rejected() -> None:
 
 def test_bad_attrs_are_user_errors() -> None:
     with pytest.raises(HetcError, match="dim"):
-        kernels_for_op("vector_search", "vs", None, {})
+        vector_search_kernels("vs", None, {})
     with pytest.raises(HetcError, match="metric"):
-        kernels_for_op("vector_search", "vs", None, {"dim": 8, "metric": "l7"})
+        vector_search_kernels("vs", None, {"dim": 8, "metric": "l7"})
     with pytest.raises(HetcError, match="model architecture"):
-        kernels_for_op("decode", "d", None, {})
-    assert kernels_for_op("tool_call", "t", None, {}) == []
+        decode_kernels("d", None, {})
 
 
 @pytest.mark.parametrize("target_name", sorted(VARIANTS))

@@ -41,8 +41,9 @@ def bundles(tmp_path_factory):
     return out
 
 
-def test_there_are_five_examples():
-    assert {p.stem for p in EXAMPLES} == {"voice-agent", "rag-assistant", "supervisor", "coding-agent", "moe-agent"}
+def test_there_are_six_examples():
+    assert {p.stem for p in EXAMPLES} == {"voice-agent", "rag-assistant", "supervisor", "coding-agent", "moe-agent",
+                                          "guarded-chat"}
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)

@@ -48,7 +48,7 @@ def test_every_node_kind_and_field_is_documented_from_its_op():
 
 def test_kinds_come_from_the_dialect_in_its_order():
     assert tuple(NODE_OPS) == ("input", "output", "llm", "speech_to_text", "text_to_speech", "embedding", "model",
-                               "kv_cache", "tool", "memory_lookup", "memory_store", "compute", "agent")
+                               "kv_cache", "tool", "memory_lookup", "memory_store", "compute", "guardrail", "agent")
     assert all(NODE_OPS[kind].SPEC_KIND == kind for kind in NODE_OPS)
 
 

@@ -54,6 +54,7 @@ edges:
 BASE = {"input": "", "output": "", "llm": "model: chat", "speech_to_text": "model: stt", "text_to_speech": "model: tts",
         "embedding": "model: emb", "model": "model: chat", "kv_cache": "model: chat", "tool": "latency_ms: 10",
         "memory_lookup": "n_vectors: 100, dim: 1024", "memory_store": "dim: 1024", "compute": "cpu_ms: 1",
+        "guardrail": "model: chat",
         "agent": "graph: {nodes: {i: {kind: input}, o: {kind: output}}, edges: [i -> o]}"}
 # two values of a field that both load (audio_seconds: 1 and 2 of speech_to_text's 30 s windows)
 VALUES = {"produces": ("text", "json"), "audio_seconds": ("10", "50"), "dim": ("8", "16"), "precision": ("fp32", "int8"),
@@ -62,7 +63,7 @@ VALUES = {"produces": ("text", "json"), "audio_seconds": ("10", "50"), "dim": ("
           "graph": ("{nodes: {i: {kind: input}, o: {kind: output}}, edges: [i -> o]}",
                     "{nodes: {i: {kind: input}, c: {kind: compute, cpu_ms: 1}, o: {kind: output}}, "
                     "edges: [i -> c -> o]}")}
-MODELS = {"llm": ("chat", "chat2"), "model": ("chat", "chat2"), "kv_cache": ("chat", "chat2"),
+MODELS = {"llm": ("chat", "chat2"), "model": ("chat", "chat2"), "kv_cache": ("chat", "chat2"), "guardrail": ("chat", "chat2"),
           "speech_to_text": ("stt", "stt2"), "text_to_speech": ("tts", "tts2"), "embedding": ("emb", "emb2"),
           "embed_model": ("emb", "emb2"), "rerank_model": ("chat", "chat2")}
 

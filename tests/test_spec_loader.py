@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetc.errors import HetcError, Loc
+from hetc.hf_config import bundled
 from hetc.models import PRESETS
 from hetc.spec import Graph, Spec
 from hetc.spec.fields import NODE_FIELDS
@@ -61,8 +62,8 @@ def test_example_loads_with_and_without_device_checks(path: Path):
     for node in walk(checked.graph):
         if node.model is not None:
             assert node.model in checked.models
-    for model in checked.models.values():
-        assert model.arch.name in PRESETS  # the examples use the real presets
+    for model in checked.models.values():  # the examples use real models: presets or bundled published configs
+        assert model.arch.name in PRESETS or model.arch.name in bundled()
 
 
 def test_examples_cover_every_task_kind():
@@ -128,10 +129,11 @@ DEFAULTS_SPEC_NODES = """\
   look2: {kind: memory_lookup, n_vectors: 1_000, dim: 8}
   store: {kind: memory_store, dim: 16}
   cpu: {kind: compute, cpu_ms: 0.25}
+  guard: {kind: guardrail, model: chat}
   sub: {kind: agent, graph: {nodes: {x: {kind: input}, y: {kind: output}}, edges: [x -> y]}}
   o: {kind: output}"""
 DEFAULTS_SPEC_EDGES = """\
-  - i -> llm -> stt -> tts -> emb -> gen -> kv -> tool -> look -> look2 -> store -> cpu -> sub -> o
+  - i -> llm -> stt -> tts -> emb -> gen -> kv -> tool -> look -> look2 -> store -> cpu -> guard -> sub -> o
   - a -> o
   - e -> o
   - t -> o"""
@@ -159,6 +161,7 @@ def test_defaults_and_attrs_per_kind(tmp_path: Path):
     assert attrs["store"] == {"description": "", "n_vectors": 1, "dim": 16, "precision": "fp32", "tokens": 64,
                               "embed_model": None, "latency_ms": 2.0}
     assert attrs["cpu"] == {"description": "", "cpu_ms": 0.25, "op": "none"}
+    assert attrs["guard"] == {"description": "", "input_tokens": 512, "output_tokens": 8}
     assert attrs["sub"] == {"description": "", "plan_as_unit": False, "file": "", "agent_name": "sub"}
     assert attrs["o"] == {"description": ""}
     nodes = spec.graph.nodes

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hetc.dialects.interfaces import DECODE, PREFILL
 from hetc.errors import HetcError, Loc
 from hetc.uncertainty.inputs import UncertaintySpec, inputs_for, load_uncertainty
 from hetc.uncertainty.sampling import draw, scenarios
@@ -55,7 +56,7 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     problem = built.problem
     if not pairs:
         return db, spec, built, unit_alternatives(built, spec_path)
-    if not any(op.role == "prefill" for op in problem.ops) or not any(op.role == "decode" for op in problem.ops):
+    if not any(op.role == PREFILL for op in problem.ops) or not any(op.role == DECODE for op in problem.ops):
         raise HetcError("--pairs needs an llm node (a prefill and a decode phase) in the spec", Loc(spec_path))
     return db, spec, built, pair_alternatives(problem, [(p, d) for p in devices for d in devices])
 

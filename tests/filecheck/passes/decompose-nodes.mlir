@@ -1,7 +1,7 @@
 // RUN: hetc opt %s -p decompose-nodes | filecheck %s
 // decompose-nodes turns each remaining model and CPU node into its task op: speech_to_text -> task.encoder
 // (input_tokens = encoder frames of the audio windows), text_to_speech -> task.tts, embedding -> task.embed,
-// compute -> task.compute, memory_store -> task.embed -> task.store, kv_cache -> task.kv_transfer. The
+// compute -> task.compute, memory_store -> task.embed -> task.memory_store, kv_cache -> task.kv_transfer. The
 // task ops keep the node's name, and its uses move to the new result.
 
 agent.model @whisper {arch = #agent.arch<kind = "encoder_decoder", n_layers = 32, d_model = 1280, n_heads = 20, n_kv_heads = 20, d_ff = 5120, vocab_size = 51866, encoder_layers = 32, encoder_frames = 1500>, precision = "fp16", kv_precision = "fp16"}
@@ -23,7 +23,7 @@ agent.graph @g {
 // CHECK-NEXT: [[P:%.*]] = task.compute @parse([[T]]) {node = "parse", cpu_ms = 2.000000e+00 : f64} : (!agent.text) -> !agent.json
 // CHECK-NEXT: [[E:%.*]] = task.embed @vec([[T]]) {node = "vec", model = @emb, tokens = 64 : i64} : (!agent.text) -> !agent.embedding
 // CHECK-NEXT: [[SE:%.*]] = task.embed @remember.embed([[P]]) {node = "remember", model = @emb, tokens = 64 : i64} : (!agent.json) -> !agent.embedding
-// CHECK-NEXT: [[S:%.*]] = task.store @remember.store([[SE]]) {node = "remember", latency_ms = 1.000000e+00 : f64, n_vectors = 10000 : i64, dim = 768 : i64, precision = "fp16"} : (!agent.embedding) -> !agent.json
+// CHECK-NEXT: [[S:%.*]] = task.memory_store @remember.store([[SE]]) {node = "remember", latency_ms = 1.000000e+00 : f64, n_vectors = 10000 : i64, dim = 768 : i64, precision = "fp16"} : (!agent.embedding) -> !agent.json
 // CHECK-NEXT: [[A:%.*]] = task.tts @speak([[T]]) {node = "speak", model = @voice, input_tokens = 64 : i64, audio_seconds = 5.000000e+00 : f64} : (!agent.text) -> !agent.audio
 // CHECK-NEXT: agent.output @o([[A]], [[E]], [[S]]) : !agent.audio, !agent.embedding, !agent.json
 // CHECK-NOT:  agent.speech_to_text
