@@ -143,3 +143,13 @@ def test_spec_takes_every_bundled_decoder_config_by_path(tmp_path):
         expected = load_config(path)
         assert (chat.arch.params(), chat.arch.n_layers, chat.arch.kv_cache_bytes(1, 1.0)) == \
             (expected.params(), expected.n_layers, expected.kv_cache_bytes(1, 1.0)), path.name
+
+
+def test_memoised_parameter_counts_follow_overrides():
+    arch = resolve_preset("llama-3-70b")
+    assert arch.params() == arch.params() and arch.active_params() == arch.params()
+    smaller = arch.with_overrides(n_layers=40)
+    assert smaller.params() < arch.params() and smaller == arch.with_overrides(n_layers=40)
+    moe = resolve_preset("mixtral-8x7b")
+    assert moe.active_params() < moe.params() and moe.with_overrides(experts_per_token=4).active_params() > \
+        moe.active_params()
