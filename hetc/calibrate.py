@@ -266,7 +266,8 @@ SHARED_BOUNDS = {
 
 # Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
 # they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
-# rows, the engines' overheads as listed, 10 us per all-reduce). Never the fitted defaults in
+# rows, the engines' overheads as listed, 10 us per all-reduce and 80 % of the link's bandwidth for its
+# payload (estimate: large NCCL all-reduces on NVLink report bus bandwidths of about 80 % of the link)). Never the fitted defaults in
 # costmodel.TUNING: a fold of the cross-validation must not start from a fit that saw its held-out device.
 # Wider priors for fields whose default is a guess within an order of magnitude rather than a documented
 # value: the engines' host time per sequence (no engine publishes it; engines.py's seq_overhead_s).
