@@ -264,15 +264,16 @@ SHARED_BOUNDS = {
 }
 
 
-# Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
-# they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
-# rows, the engines' overheads as listed, 10 us per all-reduce and 80 % of the link's bandwidth for its
-# payload (estimate: large NCCL all-reduces on NVLink report bus bandwidths of about 80 % of the link)). Never the fitted defaults in
-# costmodel.TUNING: a fold of the cross-validation must not start from a fit that saw its held-out device.
 # Wider priors for fields whose default is a guess within an order of magnitude rather than a documented
 # value: the engines' host time per sequence (no engine publishes it; engines.py's seq_overhead_s).
 SHARED_PRIOR_LOG_SD = {"seq_overhead_scale": 5.0}
 
+# Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
+# they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
+# rows, the engines' overheads as listed, 10 us per all-reduce and 80 % of the link's bandwidth for its
+# payload (estimate: large NCCL all-reduces on NVLink report bus bandwidths of about 80 % of the link)).
+# Never the fitted defaults in costmodel.TUNING: a fold of the cross-validation must not start from a fit
+# that saw its held-out device.
 PRIOR_TUNING = cm.Tuning(gemm_16=1.0, gemm_8=1.0, gemm_4=1.0, bw=1.0, attention_bw=0.7, attention_compute=0.6,
                          gemm_half_m=64.0, overhead_scale=1.0, allreduce_s=10e-6,
                          seq_overhead_scale=1.0, allreduce_bw=0.8)

@@ -36,17 +36,17 @@ MIN_RECORDS = 3  # a family's residuals stand alone from this many records; fewe
 RESIDUAL_SIGMAS: dict[tuple[str, str], tuple[float, int]] = {}  # filled in below from _RESIDUAL_TABLE
 
 _RESIDUAL_TABLE = """
-* all 0.266 75
-* decode 0.254 59
+* all 0.234 75
+* decode 0.21 59
 * prefill 0.307 16
-amd all 0.55 2
-amd decode 0.55 2
-intel all 0.285 16
-intel decode 0.32 10
-intel prefill 0.213 6
-nvidia all 0.245 57
-nvidia decode 0.215 47
-nvidia prefill 0.352 10
+amd all 0.158 2
+amd decode 0.158 2
+intel all 0.263 16
+intel decode 0.296 10
+intel prefill 0.196 6
+nvidia all 0.228 57
+nvidia decode 0.189 47
+nvidia prefill 0.358 10
 """
 
 SOURCES = {
