@@ -39,7 +39,7 @@ class Record:
     device_id: str
     precision: str
     kv_precision: str
-    tp: int
+    tp: int | str  # an int, or "best" (the valid degree with the most tokens/s per device)
     batch: int | str  # an int, or "max" (largest that fits)
     input_tokens: int
     output_tokens: int
@@ -49,6 +49,8 @@ class Record:
     source: str
     loc: Loc
     engine: str = "vllm"
+    tbt_limit_ms: float | None = None  # batch "max" also keeps the step time under this (MLPerf Server TPOT)
+    scenario: str = ""  # where the record comes from beyond its metric (MLPerf: offline, server)
 
 
 def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
@@ -101,31 +103,50 @@ def load_measurements(path: str | Path, db: HardwareDB) -> list[Record]:
         if not (batch == "max" or (isinstance(batch, int) and batch >= 1)):
             err(where + ("batch",), f"expected a positive integer or 'max', got {batch!r}")
             continue
+        tp = raw["tp"]
+        if not (tp == "best" or (isinstance(tp, int) and tp >= 1)):
+            err(where + ("tp",), f"expected a positive integer or 'best', got {tp!r}")
+            continue
+        limit = raw.get("tbt_limit_ms")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+            err(where + ("tbt_limit_ms",), f"expected a positive number of milliseconds, got {limit!r}")
+            continue
         records.append(Record(
             id=str(raw["id"]), arch=arch, device_id=dev_id, precision=str(raw["precision"]),
-            kv_precision=str(raw.get("kv_precision", raw["precision"])), tp=int(raw["tp"]), batch=batch,
+            kv_precision=str(raw.get("kv_precision", raw["precision"])), tp=tp, batch=batch,
             input_tokens=int(raw["input_tokens"]), output_tokens=int(raw.get("output_tokens") or 1),
             metric=raw["metric"], value=float(value), split=str(raw.get("split", "train")),
-            source=str(raw["source"]), loc=loc, engine=str(raw.get("engine", "vllm"))))
+            source=str(raw["source"]), loc=loc, engine=str(raw.get("engine", "vllm")),
+            tbt_limit_ms=None if limit is None else float(limit), scenario=str(raw.get("scenario", ""))))
     if errors:
         raise HetcError(errors)
     return records
 
 
 def predict(record: Record, device: Device, tuning: cm.Tuning | None = None) -> float:
-    """The model's value for the record's metric, under the record's engine."""
+    """The model's value for the record's metric, under the record's engine (tp "best": the degree a
+    submitter tuning for throughput per device would pick)."""
+    if record.tp != "best":
+        return _predict_at(record, device, record.tp, tuning)
+    degrees = [tp for tp in cm.valid_tp(device, record.arch)
+               if cm.min_tp(record.arch, device, record.precision, record.kv_precision, engine=record.engine) <= tp]
+    return max(_predict_at(record, device, tp, tuning) for tp in degrees or [device.max_tp])
+
+
+def _predict_at(record: Record, device: Device, tp: int, tuning: cm.Tuning | None) -> float:
     arch, p, kv, eng = record.arch, record.precision, record.kv_precision, record.engine
     if record.metric == "ttft_ms":
         batch = 1 if record.batch == "max" else record.batch
-        return cm.prefill(arch, device, p, record.tp, 1, batch, record.input_tokens, kv, eng, tuning).latency_s * 1e3
+        return cm.prefill(arch, device, p, tp, 1, batch, record.input_tokens, kv, eng, tuning).latency_s * 1e3
     batch = record.batch
     if batch == "max":
-        batch = max(1, cm.max_batch(arch, device, p, record.tp, 1, record.input_tokens, record.output_tokens, kv,
-                                    engine=eng, tuning=tuning))
+        limit_s = None if record.tbt_limit_ms is None else record.tbt_limit_ms / 1e3
+        batch = max(1, cm.max_batch(arch, device, p, tp, 1, record.input_tokens, record.output_tokens, kv,
+                                    tbt_s=limit_s, engine=eng, tuning=tuning))
     if record.metric == "tbt_ms":
-        return cm.decode(arch, device, p, kv, record.tp, 1, batch, record.input_tokens,
-                         record.output_tokens, eng, tuning).tbt_s * 1e3
-    est = cm.serve(arch, device, p, kv, record.tp, 1, batch, record.input_tokens, record.output_tokens, eng, tuning)
+        return cm.decode(arch, device, p, kv, tp, 1, batch, record.input_tokens, record.output_tokens, eng,
+                         tuning).tbt_s * 1e3
+    est = cm.serve(arch, device, p, kv, tp, 1, batch, record.input_tokens, record.output_tokens, eng, tuning)
     return est.tokens_per_s if record.metric == "output_tokens_per_s" else est.tokens_per_s_per_device
 
 
@@ -238,16 +259,24 @@ def write_overlay(result: CalibrationResult, output: str | Path, measurements: s
 SHARED_BOUNDS = {
     "gemm_16": (0.3, 1.6), "gemm_8": (0.3, 1.6), "gemm_4": (0.3, 1.6), "bw": (0.6, 1.2),
     "attention_bw": (0.2, 1.0), "attention_compute": (0.1, 1.0), "gemm_half_m": (1.0, 512.0),
-    "overhead_scale": (0.2, 10.0), "allreduce_s": (1e-6, 200e-6),
+    "overhead_scale": (0.2, 10.0), "allreduce_s": (1e-6, 200e-6), "seq_overhead_scale": (0.05, 20.0),
+    "allreduce_bw": (0.1, 1.0),
 }
 
 
+# Wider priors for fields whose default is a guess within an order of magnitude rather than a documented
+# value: the engines' host time per sequence (no engine publishes it; engines.py's seq_overhead_s).
+SHARED_PRIOR_LOG_SD = {"seq_overhead_scale": 5.0}
+
 # Where fit_shared starts and what its prior pulls towards: the uncalibrated model (hwdb efficiencies as
 # they are; attention at 70 % of the GEMMs' bandwidth and 60 % of their FLOP rate, half efficiency at 64
-# rows, the engines' overheads as listed, 10 us per all-reduce). Never the fitted defaults in
-# costmodel.TUNING: a fold of the cross-validation must not start from a fit that saw its held-out device.
+# rows, the engines' overheads as listed, 10 us per all-reduce and 80 % of the link's bandwidth for its
+# payload (estimate: large NCCL all-reduces on NVLink report bus bandwidths of about 80 % of the link)).
+# Never the fitted defaults in costmodel.TUNING: a fold of the cross-validation must not start from a fit
+# that saw its held-out device.
 PRIOR_TUNING = cm.Tuning(gemm_16=1.0, gemm_8=1.0, gemm_4=1.0, bw=1.0, attention_bw=0.7, attention_compute=0.6,
-                         gemm_half_m=64.0, overhead_scale=1.0, allreduce_s=10e-6)
+                         gemm_half_m=64.0, overhead_scale=1.0, allreduce_s=10e-6,
+                         seq_overhead_scale=1.0, allreduce_bw=0.8)
 
 
 def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning = PRIOR_TUNING) -> cm.Tuning:
@@ -267,7 +296,8 @@ def fit_shared(records: list[Record], db: HardwareDB, start: cm.Tuning = PRIOR_T
     def residuals(x):
         tuning = tuning_of(x)
         fit_terms = [math.log(predict(r, db.devices[r.device_id], tuning) / r.value) for r in records]
-        return fit_terms + [(v - v0) / PRIOR_LOG_SD for v, v0 in zip(x, x0, strict=True)]
+        return fit_terms + [(v - v0) / SHARED_PRIOR_LOG_SD.get(n, PRIOR_LOG_SD)
+                            for n, v, v0 in zip(names, x, x0, strict=True)]
 
     solution = least_squares(residuals, x0, bounds=(low, high), diff_step=1e-3, max_nfev=400)
     return replace(start, **{n: float(f"{math.exp(v):.4g}") for n, v in zip(names, solution.x, strict=True)})
@@ -313,6 +343,7 @@ class Checked:
     in_sample: float
     held_out: float
     band: tuple[float, float] | None  # p10-p90 of the held-out prediction
+    calibration: bool = True  # False: a validation-only record (predicted, never fitted)
 
     @property
     def in_sample_error(self) -> float:
@@ -327,47 +358,80 @@ class Checked:
         return None if self.band is None else self.band[0] <= self.record.value <= self.band[1]
 
 
+# A band needs this many residuals behind it; fewer fall back to a wider pool (docs/cost-model.md#error-bands).
+MIN_BAND_RECORDS = 5
+
+
 def _log_ratio_band(ratios: list[float]) -> tuple[float, float] | None:
     """p10 and p90 of log(measured / predicted)."""
-    if len(ratios) < 3:
+    if len(ratios) < MIN_BAND_RECORDS:
         return None
     return quantile(ratios, 0.1), quantile(ratios, 0.9)
 
 
-def cross_validate(records: list[Record], db: HardwareDB) -> list[Checked]:
+def cross_validate(records: list[Record], db: HardwareDB, extra: list[Record] | None = None) -> list[Checked]:
     """In-sample and leave-one-device-out predictions for every record, with held-out p10-p90 bands.
 
-    The band of a held-out record comes from the held-out residuals of the *other* devices (same metric,
-    all families: one family's few devices give too narrow a band; all metrics when fewer than five), so it
-    is never fitted to the record it is checked against."""
+    `records` calibrate; `extra` records (e.g. MLPerf results) are only predicted: each by the fit without
+    its device, like the held-out records. The band of a held-out record comes from the held-out residuals
+    of the *other* devices' calibration records (`held_out_band`), so it is never fitted to the record it
+    is checked against."""
+    extra = list(extra or [])
     whole = fit_shared(records, db)
-    held: dict[str, float] = {}
-    for dev_id in sorted({r.device_id for r in records}):
-        tuning = fit_shared([r for r in records if r.device_id != dev_id], db)
-        for r in records:
+    held: dict[int, float] = {}
+    for dev_id in sorted({r.device_id for r in records + extra}):
+        own = [r for r in records if r.device_id == dev_id]
+        tuning = fit_shared([r for r in records if r.device_id != dev_id], db) if own else whole
+        for index, r in enumerate(records + extra):
             if r.device_id == dev_id:
-                held[r.id] = predict(r, db.devices[dev_id], tuning)
-    out = []
-    for r in records:
-        others = [o for o in records if o.device_id != r.device_id and metric_group(o.metric) == metric_group(r.metric)]
-        pool = others if len(others) >= 5 else [o for o in records if o.device_id != r.device_id]
-        band = _log_ratio_band([math.log(o.value / held[o.id]) for o in pool])
-        prediction = held[r.id]
-        out.append(Checked(r, predict(r, db.devices[r.device_id], whole), prediction,
-                           None if band is None else (prediction * math.exp(band[0]), prediction * math.exp(band[1]))))
-    return out
+                held[index] = predict(r, db.devices[dev_id], tuning)
+    rows = [Checked(r, predict(r, db.devices[r.device_id], whole), held[i], None, i < len(records))
+            for i, r in enumerate(records + extra)]
+    return [replace(c, band=held_out_band(c, rows)) for c in rows]
+
+
+def _residuals(pool: list[Checked]) -> list[float]:
+    return [math.log(c.record.value / c.held_out) for c in pool]
+
+
+def family_band(family_residuals: list[float], metric_residuals: list[float]) -> tuple[float, float] | None:
+    """p10-p90 of log(measured / predicted) for a device of a family: the metric's band over every family,
+    widened to the family's own p10-p90 when it has MIN_BAND_RECORDS residuals. The family's residuals show
+    its bias; the all-family spread shows how far one more device can stray from it (a family's residuals
+    mostly come from one or two devices, so alone they give too narrow a band)."""
+    band = _log_ratio_band(metric_residuals)
+    own = _log_ratio_band(family_residuals)
+    if band is None or own is None:
+        return band or own
+    return min(band[0], own[0]), max(band[1], own[1])
+
+
+def held_out_band(checked: Checked, rows: list[Checked]) -> tuple[float, float] | None:
+    """The band a held-out prediction gets from the calibration records of the *other* devices, by the rule
+    of the shipped table (family_band; every metric when its metric has too few records)."""
+    others = [c for c in rows if c.calibration and c.record.device_id != checked.record.device_id]
+    group, family = metric_group(checked.record.metric), device_family(checked.record.device_id)
+    same_metric = [c for c in others if metric_group(c.record.metric) == group]
+    if len(same_metric) < MIN_BAND_RECORDS:
+        same_metric = others
+    same_family = [c for c in same_metric if device_family(c.record.device_id) == family]
+    band = family_band(_residuals(same_family), _residuals(same_metric))
+    return None if band is None else (checked.held_out * math.exp(band[0]), checked.held_out * math.exp(band[1]))
 
 
 def band_table(checked: list[Checked]) -> dict[str, dict[str, list[float]]]:
-    """p10 and p90 of log(measured / predicted) of the held-out predictions, per metric group, for every
-    family and for "all" (what a device of an unmeasured family gets)."""
+    """p10 and p90 of log(measured / predicted) of the held-out predictions of calibration records, per
+    metric group: "all" over every family (what a device of a family without a row gets) and a row per
+    family with MIN_BAND_RECORDS records (family_band)."""
+    checked = [c for c in checked if c.calibration]
     table: dict[str, dict[str, list[float]]] = {}
     for group in sorted({metric_group(c.record.metric) for c in checked}):
         rows = [c for c in checked if metric_group(c.record.metric) == group]
-        table[group] = {}
-        for family in ["all"] + sorted({device_family(c.record.device_id) for c in rows}):
-            chosen = [c for c in rows if family in ("all", device_family(c.record.device_id))]
-            band = _log_ratio_band([math.log(c.record.value / c.held_out) for c in chosen])
-            if band is not None and len(chosen) >= 5:
+        everyone = _log_ratio_band(_residuals(rows))
+        table[group] = {} if everyone is None else {"all": [round(everyone[0], 4), round(everyone[1], 4)]}
+        for family in sorted({device_family(c.record.device_id) for c in rows}):
+            own = [c for c in rows if device_family(c.record.device_id) == family]
+            band = family_band(_residuals(own), _residuals(rows))
+            if band is not None and len(own) >= MIN_BAND_RECORDS:
                 table[group][family] = [round(band[0], 4), round(band[1], 4)]
     return table

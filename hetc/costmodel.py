@@ -57,15 +57,17 @@ class Tuning:
     defaults below are its fit on hetc/data/measured-llm.yaml (docs/cost-model.md#accuracy)."""
 
     # multipliers on the hwdb efficiency of large GEMMs, per precision class (16-bit, 8-bit, 4-bit)
-    gemm_16: float = 1.061
-    gemm_8: float = 0.8955
-    gemm_4: float = 0.6094  # FP4 GEMMs reach about 60 % the efficiency hwdb assumes (few published kernels)
-    bw: float = 0.8181  # multiplier on hwdb eff_bw for weight reads
-    attention_bw: float = 0.9752  # decode attention reads KV at this share of the GEMMs' achieved bandwidth
-    attention_compute: float = 0.6232  # prefill attention FLOP rate as a share of the GEMMs'
-    gemm_half_m: float = 72.04  # GEMM rows (tokens) at which a GEMM reaches half its large-shape efficiency
-    overhead_scale: float = 1.034  # multiplier on the engine's per-step overhead
-    allreduce_s: float = 1.178e-05  # fixed cost of one all-reduce (kernel launch and synchronisation)
+    gemm_16: float = 1.069
+    gemm_8: float = 0.9601
+    gemm_4: float = 0.6577  # FP4 GEMMs reach about two thirds of the efficiency hwdb assumes (few published kernels)
+    bw: float = 0.851  # multiplier on hwdb eff_bw for weight reads
+    attention_bw: float = 0.9233  # decode attention reads KV at this share of the GEMMs' achieved bandwidth
+    attention_compute: float = 0.619  # prefill attention FLOP rate as a share of the GEMMs'
+    gemm_half_m: float = 71.57  # GEMM rows (tokens) at which a GEMM reaches half its large-shape efficiency
+    overhead_scale: float = 1.036  # multiplier on the engine's per-step overhead
+    allreduce_s: float = 1.115e-05  # fixed cost of one all-reduce (kernel launch and synchronisation)
+    seq_overhead_scale: float = 3.584  # multiplier on the engine's host time per sequence per step
+    allreduce_bw: float = 0.6006  # share of the scale-up link's bandwidth an all-reduce achieves (bus bandwidth)
 
 
 TUNING = Tuning()
@@ -256,11 +258,11 @@ def _kv_split(arch: ModelArch, tp: int) -> int:
 def _allreduce_s(device: Device, tp: int, message_bytes: float, tuning: Tuning | None = None) -> float:
     """One all-reduce: a fixed launch/synchronisation cost (calibrated), the fabric's hop latency over
     2 * log2(p) steps (NCCL's tree/NVLS and RCCL/HCCL's small-message algorithms), and 2(p-1)/p of the
-    buffer over each device's link (ring bandwidth term)."""
+    buffer over each device's link at the calibrated share of its bandwidth (ring bandwidth term)."""
     if tp == 1:
         return 0.0
     tuning = tuning or TUNING
-    link = device.scaleup_gbs * 1e9
+    link = device.scaleup_gbs * 1e9 * tuning.allreduce_bw
     hops = 2 * math.ceil(math.log2(tp))
     return (tuning.allreduce_s + hops * (device.scaleup_latency_us or 0.0) * 1e-6
             + 2 * (tp - 1) / tp * message_bytes / link)
@@ -290,6 +292,11 @@ def _bound(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) 
 
 def _step_overhead_s(engine: EngineProfile, tuning: Tuning) -> float:
     return engine.step_overhead_s * tuning.overhead_scale
+
+
+def _seq_overhead_s(engine: EngineProfile, tuning: Tuning, sequences: float) -> float:
+    """The engine's host time for `sequences` scheduled in one pass (0 unless it schedules in Python)."""
+    return sequences * engine.seq_overhead_s * tuning.seq_overhead_scale
 
 
 # ---------------------------------------------------------------------------------------------- LLM phases
@@ -355,7 +362,7 @@ def prefill(arch: ModelArch, device: Device, precision: str, tp: int, pp: int, b
     message = tokens * arch.d_model * ACTIVATION_BYTES
     comm_s = (2 * arch.n_layers * (chunks - 1) * _allreduce_s(device, tp, 0.0, tuning)
               + 2 * arch.n_layers * _allreduce_s(device, tp, message, tuning) + _handoff_s(device, tp, pp, message))
-    overhead_s = chunks * _step_overhead_s(eng, tuning)
+    overhead_s = chunks * _step_overhead_s(eng, tuning) + _seq_overhead_s(eng, tuning, batch)
     latency = max(gemm_compute_s, weights_s) + attention_s + comm_s + overhead_s
     held = memory_per_device(arch, precision, kv_precision, tp, pp, batch, input_tokens, rows, eng)
     capacity = _capacity(arch, device, precision, tp, pp, eng)
@@ -395,7 +402,7 @@ def _decode_step(arch: ModelArch, device: Device, precision: str, kv_precision: 
     kv_s = kv / (_kv_split(arch, tp) * bw * tuning.attention_bw)
     message = batch * arch.d_model * ACTIVATION_BYTES
     comm_s = 2 * arch.n_layers * _allreduce_s(device, tp, message, tuning) + _handoff_s(device, tp, pp, message)
-    overhead_s = _step_overhead_s(eng, tuning)
+    overhead_s = _step_overhead_s(eng, tuning) + _seq_overhead_s(eng, tuning, batch)
     time_s = max(gemm_compute_s, weights_s) + max(attention_compute_s, kv_s) + comm_s + overhead_s
     return _Step(time_s, gemm_compute_s + attention_compute_s, weights_s + kv_s, comm_s, overhead_s,
                  gemm_flops + attention_flops, weights + kv)

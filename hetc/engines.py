@@ -33,6 +33,10 @@ class EngineProfile:
     continuous_batching: bool  # False: a batch runs to completion before the next (static batching)
     graphs: bool  # CUDA/HPU graphs for decode steps
     sources: str
+    # Host time per scheduled sequence per step (Python scheduling, sampling and detokenisation), seconds,
+    # before the calibrated scale (costmodel.Tuning.seq_overhead_scale): 0 for engines whose per-sequence
+    # host work is in C++ or overlapped with the GPU. Estimate, like step_overhead_s.
+    seq_overhead_s: float = 0.0
 
 
 ENGINES: dict[str, EngineProfile] = {
@@ -42,6 +46,13 @@ ENGINES: dict[str, EngineProfile] = {
         sources="https://docs.vllm.ai/en/latest/configuration/engine_args.html (--gpu-memory-utilization 0.9, "
                 "--block-size 16, --max-num-seqs 256, chunked prefill on in V1 with --max-num-batched-tokens "
                 "8192 for servers); CUDA graphs: https://docs.vllm.ai/en/latest/design/cuda_graphs.html"),
+    "vllm-v0": EngineProfile(
+        "vllm-v0", step_overhead_s=600e-6, memory_fraction=0.90, of_free=False, kv_block_tokens=16, max_batch=256,
+        prefill_chunk_tokens=0, continuous_batching=True, graphs=True, seq_overhead_s=100e-6,
+        sources="vLLM <= 0.6 as its own benchmark scripts run it (the V0 engine): same memory and batch "
+                "defaults as vllm (https://docs.vllm.ai/en/v0.6.0/models/engine_args.html), no chunked prefill "
+                "by default; scheduling, sampling and incremental detokenisation run in Python per sequence on "
+                "every step, the CPU overhead vLLM V1 removed (https://blog.vllm.ai/2025/01/27/v1-alpha-release.html)"),
     "sglang": EngineProfile(
         "sglang", step_overhead_s=400e-6, memory_fraction=0.88, of_free=False, kv_block_tokens=1, max_batch=1024,
         prefill_chunk_tokens=8192, continuous_batching=True, graphs=True,

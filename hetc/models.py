@@ -81,7 +81,14 @@ class ModelArch:
         return copies * self.vocab_size * self.d_model
 
     def params(self) -> int:
-        """Total parameters (all experts)."""
+        """Total parameters (all experts). Memoised on the instance (the fields are frozen): the cost model
+        asks for it several times per decode step, thousands of times per placement."""
+        cached = self.__dict__.get("_params")
+        if cached is None:
+            cached = self.__dict__["_params"] = self._count_params()
+        return cached
+
+    def _count_params(self) -> int:
         if self.params_override:
             return self.params_override
         total = self.n_layers * self._attention_params() + self._embedding_params()
@@ -98,8 +105,11 @@ class ModelArch:
         """Parameters touched per token (k of E experts for MoE)."""
         if not self.is_moe:
             return self.params()
-        routed = self.moe_layers() * (self.n_experts - self.experts_per_token) * self.expert_params()
-        return self.params() - routed
+        cached = self.__dict__.get("_active_params")
+        if cached is None:
+            routed = self.moe_layers() * (self.n_experts - self.experts_per_token) * self.expert_params()
+            cached = self.__dict__["_active_params"] = self.params() - routed
+        return cached
 
     def _kv_elements_per_layer(self) -> int:
         if self.kv_lora_rank:

@@ -85,7 +85,8 @@ def test_tensor_parallel_cuts_latency_and_adds_allreduce(db):
     four = cm.decode(L70, h100, "fp8", "fp8", 4, 1, 1, 512, 512)
     assert one.comm_s == 0 and four.comm_s > 0 and four.tbt_s < one.tbt_s
     # two all-reduces per layer; small messages: the fixed cost and 2 log2(p) hops of the link latency dominate
-    expected = 2 * 80 * (cm.TUNING.allreduce_s + 2 * 2 * 2e-6 + 2 * 3 / 4 * 8192 * 2 / 450e9)
+    expected = 2 * 80 * (cm.TUNING.allreduce_s + 2 * 2 * 2e-6
+                         + 2 * 3 / 4 * 8192 * 2 / (450e9 * cm.TUNING.allreduce_bw))
     assert four.comm_s == pytest.approx(expected)
     # the same degree over PCIe (A40) costs more communication
     assert cm.decode(L8, a40, "fp16", "fp16", 4, 1, 64, 512, 512).comm_s > \
@@ -228,6 +229,26 @@ def test_engine_profiles_change_overhead_caps_and_memory(db):
     assert cm.max_batch(L8, h100, "fp8", 1, 1, 128, 128, "fp8", engine="trtllm") > 256
     with pytest.raises(HetcError, match="unknown engine 'tgi'"):
         cm.decode(L8, h100, "fp8", "fp8", 1, 1, 1, 128, 128, engine="tgi")
+
+
+def test_vllm_v0_pays_host_time_per_sequence(db):
+    # vLLM 0.6's Python scheduler, sampler and detokeniser cost per sequence and step: the step grows by
+    # seq_overhead_s for every sequence added, where vLLM V1 (all per-step) does not
+    h100 = db.get("h100")
+    per_seq = cm.engine_profile("vllm-v0").seq_overhead_s * cm.TUNING.seq_overhead_scale
+    v0 = [cm.decode(L405, h100, "fp8", "bf16", 8, 1, b, 128, 2048, engine="vllm-v0").tbt_s for b in (16, 64)]
+    v1 = [cm.decode(L405, h100, "fp8", "bf16", 8, 1, b, 128, 2048, engine="vllm").tbt_s for b in (16, 64)]
+    assert (v0[1] - v0[0]) - (v1[1] - v1[0]) == pytest.approx(48 * per_seq)
+    assert cm.engine_profile("vllm").seq_overhead_s == 0
+
+
+def test_allreduce_moves_at_a_share_of_the_link(db):
+    # large messages (prefill of 8K tokens at TP 8) pay the bandwidth term at allreduce_bw of the link
+    h100 = db.get("h100")
+    full = cm.prefill(L70, h100, "fp8", 8, 1, 1, 8192, tuning=cm.Tuning(allreduce_bw=1.0)).comm_s
+    half = cm.prefill(L70, h100, "fp8", 8, 1, 1, 8192, tuning=cm.Tuning(allreduce_bw=0.5)).comm_s
+    message = 8192 * 8192 * 2
+    assert half - full == pytest.approx(2 * 80 * 2 * 7 / 8 * message / 450e9, rel=1e-6)
 
 
 def test_decode_attention_reads_kv_below_gemm_bandwidth(db):

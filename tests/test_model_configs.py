@@ -124,3 +124,32 @@ def test_presets_agree_with_their_bundled_configs(preset, config):
     a, b = resolve_preset(preset), bundled()[config]
     assert (a.kind, a.params(), a.active_params(), a.kv_bytes_per_token(2)) == \
         (b.kind, b.params(), b.active_params(), b.kv_bytes_per_token(2))
+
+
+def test_spec_takes_every_bundled_decoder_config_by_path(tmp_path):
+    """A spec names a config.json by path (relative to the spec's folder) and gets the same architecture
+    `hetc estimate --model PATH` uses."""
+    from hetc.spec.loader import load_spec
+    text = (Path(__file__).parent.parent / "examples" / "voice-agent.yaml").read_text()
+    decoders = [p for p in CONFIGS if load_config(p).kind == "decoder"]
+    assert len(decoders) >= 25
+    for path in decoders:
+        folder = tmp_path / path.stem
+        (folder / "models").mkdir(parents=True)
+        (folder / "models" / "config.json").write_bytes(path.read_bytes())
+        (folder / "spec.yaml").write_text(text.replace("chat: {preset: llama-3-70b, precision: fp8}",
+                                                       "chat: {preset: models/config.json, precision: fp8}"))
+        chat = load_spec(folder / "spec.yaml").models["chat"]
+        expected = load_config(path)
+        assert (chat.arch.params(), chat.arch.n_layers, chat.arch.kv_cache_bytes(1, 1.0)) == \
+            (expected.params(), expected.n_layers, expected.kv_cache_bytes(1, 1.0)), path.name
+
+
+def test_memoised_parameter_counts_follow_overrides():
+    arch = resolve_preset("llama-3-70b")
+    assert arch.params() == arch.params() and arch.active_params() == arch.params()
+    smaller = arch.with_overrides(n_layers=40)
+    assert smaller.params() < arch.params() and smaller == arch.with_overrides(n_layers=40)
+    moe = resolve_preset("mixtral-8x7b")
+    assert moe.active_params() < moe.params() and moe.with_overrides(experts_per_token=4).active_params() > \
+        moe.active_params()
