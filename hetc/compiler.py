@@ -15,7 +15,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xdsl.dialects.builtin import FileLineColLoc, StringAttr
+
+from hetc.bundle import to_json, write_bundle
+from hetc.codegen import generate
+from hetc.deploy_k8s import render_kubernetes
+from hetc.deploy_ray import render_ray
+from hetc.deploy_vllm import runtime_dockerfile
+from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.frontend import spec_to_module
+from hetc.hwdb.loader import load_hwdb
 from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
+from hetc.placement.problem import record_database, record_kv_paths
+from hetc.plan import build_plan
+from hetc.spec_loader import load_spec
 
 
 @dataclass
@@ -32,6 +45,7 @@ class CompileOptions:
     generic: bool = False
     codegen: bool = True
     verify_code: bool = True  # run the consuming tools (llvmlite, ptxas, cc) on generated code where present
+    outputs: bool = True  # the bundle's files (IR, plan.json, deploy, report); False: the plan only (hetc sweep)
 
 
 @dataclass
@@ -57,62 +71,67 @@ class _Timer:
 
 
 def load(spec_path: str, options: CompileOptions):
-    from hetc.hwdb.loader import load_hwdb
-    from hetc.spec_loader import load_spec
-
+    """The hardware database `options` names and the spec at `spec_path`, resolved against it."""
     db = load_hwdb(options.hwdb, list(options.hwdb_extra))
     return db, load_spec(spec_path, db.aliases())
 
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
-    from hetc.frontend import spec_to_module
-
+    """Load the spec at `spec_path` and compile it; IR locations name the files as the bundle records them."""
     timer = _Timer()
     with timer.stage("load"):
         db, spec = load(spec_path, options)
+    names = _bundle_names(spec)
+    with _sources_named_as_typed(names), _disk_errors_are_the_users():
+        return compile_loaded(spec, db, options, timer=timer, source_names=names)
+
+
+def compile_loaded(spec, db, options: CompileOptions, *, timer: _Timer | None = None,
+                   source_names: dict[str, str] | None = None) -> CompileResult:
+    """Compile an already loaded (and possibly modified: hetc sweep) spec: frontend, passes, code, plan and,
+    with `options.outputs`, the bundle's other files."""
+    timer = timer or _Timer()
     with timer.stage("frontend"):
         module = spec_to_module(spec)
-    names = _bundle_names(spec)
-    _rename_sources(module, names)
-    with _sources_named_as_typed(names), _disk_errors_are_the_users():
-        return _compile_module(spec, db, module, options, timer)
+    if source_names:
+        _rename_sources(module, source_names)
+    run = run_passes(module, db, options, timer)
+    files: dict[str, bytes] = {}
+    if options.outputs:
+        stages = ["parsed", *run.pass_names]
+        dumped = [index for index, name in enumerate(stages) if run.wants(name)]  # dumps come in stage order
+        for index, (name, text) in zip(dumped, run.dumps, strict=True):
+            files[f"ir/{index:02d}-{name}.mlir"] = text.encode()
+        files["ir/final.generic.mlir"] = print_module(module, generic=True).encode()
+    kernels: dict[str, dict[str, list[str]]] = {}
+    if options.codegen and "place" in run.pass_names:
+        with timer.stage("codegen"):
+            code_files, kernels = generate(module, db, verify=options.verify_code)
+        files.update(code_files)
+    with timer.stage("plan"):
+        plan = build_plan(module, spec, db, run.pass_names, kernels, options)
+    if plan is not None and options.outputs:  # a pipeline without place makes IR only
+        files["plan.json"] = to_json(plan)
+        with timer.stage("deploy"):
+            files.update(_deploy_files(plan))
+        with timer.stage("report"):
+            files.update(_report_files(plan))
+    return CompileResult(spec, module, plan, files, run.dumps, timer.timings)
 
 
-def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) -> CompileResult:
-    from hetc.placement_problem import record_database, record_kv_paths
-
+def run_passes(module, db, options: CompileOptions, timer: _Timer | None = None) -> PipelineRun:
+    """Record the compile's one hardware database and KV-path table on `module`, then run `options.passes`
+    on it (IR dumps only after the passes `options.dump_ir` names)."""
+    timer = timer or _Timer()
     record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
     record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
-    dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
-    run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
+    run = PipelineRun(spec=options.passes, dump=set(options.dump_ir), generic=options.generic, options={
         "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
                   "soft_sla": options.soft_sla, "explain": options.explain}})
     with timer.stage("passes"):
         run.run(module)
     timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})
-    files: dict[str, bytes] = {}
-    for index, (name, text) in enumerate(run.dumps):
-        files[f"ir/{index:02d}-{name}.mlir"] = text.encode()
-    files["ir/final.generic.mlir"] = print_module(module, generic=True).encode()
-    kernels: dict[str, dict[str, list[str]]] = {}
-    if options.codegen and "place" in run.pass_names:
-        from hetc.codegen import generate
-
-        with timer.stage("codegen"):
-            code_files, kernels = generate(module, db, verify=options.verify_code)
-        files.update(code_files)
-    from hetc.plan import build_plan
-
-    with timer.stage("plan"):
-        plan = build_plan(module, spec, db, run.pass_names, kernels, options)
-    if plan is not None:  # a pipeline without place makes IR only
-        files["plan.json"] = _json(plan)
-        with timer.stage("deploy"):
-            files.update(_deploy_files(plan))
-        with timer.stage("report"):
-            files.update(_report_files(plan))
-    return CompileResult(spec, module, plan, files, [d for d in run.dumps if _wanted(d[0], options)],
-                         timer.timings)
+    return run
 
 
 def _bundle_names(spec) -> dict[str, str]:
@@ -127,8 +146,6 @@ def _bundle_names(spec) -> dict[str, str]:
 
 
 def _rename_sources(module, names: dict[str, str]) -> None:
-    from xdsl.dialects.builtin import FileLineColLoc, StringAttr
-
     for op in module.walk():
         loc = op.location
         if isinstance(loc, FileLineColLoc) and loc.filename.data in names:
@@ -138,8 +155,6 @@ def _rename_sources(module, names: dict[str, str]) -> None:
 @contextmanager
 def _sources_named_as_typed(names: dict[str, str]):
     """Errors raised while compiling point at the files as the user named them."""
-    from hetc.errors import Diagnostic, HetcError, Loc
-
     typed = {name: display for display, name in names.items()}
     try:
         yield
@@ -158,8 +173,6 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, e
 
 @contextmanager
 def _disk_errors_are_the_users():
-    from hetc.errors import HetcError, Loc
-
     try:
         yield
     except OSError as exc:
@@ -169,21 +182,7 @@ def _disk_errors_are_the_users():
         raise HetcError(f"cannot write a scratch file: {exc.strerror}", Loc(where)) from None
 
 
-def _wanted(name: str, options: CompileOptions) -> bool:
-    return "all" in options.dump_ir or name in options.dump_ir
-
-
-def _json(data) -> bytes:
-    from hetc.bundle import to_json
-
-    return to_json(data)
-
-
 def _deploy_files(plan: dict) -> dict[str, bytes]:
-    from hetc.deploy_k8s import render_kubernetes
-    from hetc.deploy_ray import render_ray
-    from hetc.deploy_vllm import runtime_dockerfile
-
     files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
     files.update({f"deploy/ray-serve/{name}": text.encode() for name, text in render_ray(plan).items()})
     files["deploy/runtime/Dockerfile"] = runtime_dockerfile(plan).encode()
@@ -199,8 +198,6 @@ def _report_files(plan: dict) -> dict[str, bytes]:
 
 
 def write(result: CompileResult, out_dir: str | Path) -> dict:
-    from hetc.bundle import write_bundle
-
     t = time.perf_counter()
     man = write_bundle(out_dir, result.files)
     result.timings["bundle"] = time.perf_counter() - t

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.locations import op_loc
 
 # The most hetc opt reads from an IR file or standard input: far above real IR, and /dev/zero-like input ends
 MAX_IR_BYTES = 1_000_000_000
@@ -93,18 +94,6 @@ def print_module(module, generic: bool = False) -> str:
     _printer_class()(stream=buf, print_generic_format=generic, print_debuginfo=generic).print_op(module)
     buf.write("\n")
     return buf.getvalue()
-
-
-def op_loc(op) -> Loc:
-    """The YAML location an op came from (the frontend sets FileLineColLoc)."""
-    from xdsl.dialects.builtin import FileLineColLoc
-
-    while op is not None:
-        loc = getattr(op, "location", None)
-        if isinstance(loc, FileLineColLoc):
-            return Loc(loc.filename.data, loc.line.data, loc.column.data)
-        op = op.parent_op()
-    return Loc("<ir>")
 
 
 def verify(module, stage: str) -> None:
@@ -199,8 +188,13 @@ class PipelineRun:
             verify(module, p.name)
             self._record(p.name, module)
 
+    def wants(self, name: str) -> bool:
+        """Whether the IR after stage `name` is dumped: printing a 10,000-node module takes seconds, so only the
+        stages asked for are printed."""
+        return "all" in self.dump or name in self.dump
+
     def _record(self, name: str, module) -> None:
-        if "all" in self.dump or name in self.dump:
+        if self.wants(name):
             self.dumps.append((name, print_module(module, self.generic)))
 
 

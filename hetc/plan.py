@@ -89,7 +89,7 @@ def _concurrency(est: dict, latency_ms: float) -> int:
 def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[str, list[str]]], options) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
     None when the pipeline did not run place (the bundle then holds the IR only)."""
-    from hetc.placement_problem import module_kv_paths, output_tokens_per_request
+    from hetc.placement.problem import module_kv_paths, output_tokens_per_request
     from hetc.plan_schema import check_built_plan
 
     if "place" not in pass_names:

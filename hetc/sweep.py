@@ -214,12 +214,21 @@ def base_params(options: SweepOptions) -> dict[str, str]:
     return {"precision": options.model_precision} if options.model_precision else {}
 
 
+# hetc.compiler (the one compile driver) is imported where it is used: `hetc sweep --help` imports this module
+# for OVER_KEYS, and the driver loads xDSL.
 def _load(spec_path: str, options: SweepOptions):
-    from hetc.hwdb.loader import load_hwdb
-    from hetc.spec_loader import load_spec
+    from hetc.compiler import load
 
-    db = load_hwdb(options.hwdb, list(options.hwdb_extra))
-    return db, load_spec(spec_path, db.aliases())
+    return load(spec_path, compile_options(options))
+
+
+def compile_options(options: SweepOptions, passes: str | None = None):
+    """The compile driver's options for one sweep compile: the plan only (no code, IR files or manifests)."""
+    from hetc.compiler import DEFAULT_PIPELINE, CompileOptions
+
+    return CompileOptions(passes=passes or DEFAULT_PIPELINE, hwdb=options.hwdb, hwdb_extra=options.hwdb_extra,
+                          kv_paths=options.kv_paths, kv_paths_extra=options.kv_paths_extra, solver=options.solver,
+                          soft_sla=options.soft_sla, codegen=False, outputs=False)
 
 
 # A row's cost columns, copied from the plan's tco (components as docs/cost-model.md names them).
@@ -255,23 +264,9 @@ def _failed_row(status: str, exc: HetcError) -> dict:
 
 def compile_loaded(spec, db, options: SweepOptions) -> dict:
     """The plan.json of an already loaded (and possibly modified) spec; no code generation."""
-    from hetc.compiler import CompileOptions
-    from hetc.frontend import spec_to_module
-    from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun
-    from hetc.placement_problem import record_database, record_kv_paths
-    from hetc.plan import build_plan
+    from hetc import compiler
 
-    module = spec_to_module(spec)
-    record_database(module, options.hwdb, options.hwdb_extra, db)
-    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
-    run = PipelineRun(spec=DEFAULT_PIPELINE, options={
-        "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
-                  "soft_sla": options.soft_sla}})
-    run.run(module)
-    compile_options = CompileOptions(hwdb=options.hwdb, hwdb_extra=options.hwdb_extra, kv_paths=options.kv_paths,
-                                     kv_paths_extra=options.kv_paths_extra, solver=options.solver,
-                                     soft_sla=options.soft_sla, codegen=False)
-    return build_plan(module, spec, db, run.pass_names, {}, compile_options)
+    return compiler.compile_loaded(spec, db, compile_options(options)).plan
 
 
 def compile_variant(job: tuple[str, dict[str, str], SweepOptions]) -> tuple[dict, dict | None]:
@@ -442,17 +437,15 @@ def _pd_devices(result) -> tuple[str, str]:
 
 def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], options: SweepOptions) -> list[dict]:
     """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice."""
+    from hetc.compiler import run_passes
     from hetc.frontend import spec_to_module
     from hetc.kvpaths import pair_status
     from hetc.passes.place import main_graph
-    from hetc.pipeline import PipelineRun
     from hetc.placement import solve
-    from hetc.placement_problem import build_problem, kv_engine, module_kv_paths, record_database, record_kv_paths
+    from hetc.placement.problem import build_problem, kv_engine, module_kv_paths
 
     module = spec_to_module(spec)
-    PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
-    record_database(module, options.hwdb, options.hwdb_extra, db)
-    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
+    run_passes(module, db, compile_options(options, DECOMPOSE_PIPELINE))  # decomposed, with its database recorded
     built = build_problem(module, main_graph(module), db, options.soft_sla or None)
     if not any(op.role == "prefill" for op in built.problem.ops) or not any(
             op.role == "decode" for op in built.problem.ops):

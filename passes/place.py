@@ -1,7 +1,7 @@
 """`place`: choose a device class, parallelism, batch and replica count for every granular op.
 
 Builds a hetc.placement problem from the decomposed IR (flow analysis for loop and branch counts,
-hetc.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
+hetc.placement.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
 SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = {...}` on every task op,
 and a summary (`hetc.placement`: cost, critical path, P::D, homogeneous baselines) on the module.
 An infeasible spec stops compilation with exit code 3 and the reasons.
@@ -18,9 +18,18 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
-from hetc.errors import HetcError, InfeasibleError
+from hetc.errors import Diagnostic, HetcError, InfeasibleError
+from hetc.flow import placeable, producers
 from hetc.frontend import attr_from_value
-from hetc.pipeline import op_loc
+from hetc.locations import op_loc
+from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
+from hetc.placement.problem import (
+    build_problem,
+    meet_percentiles,
+    module_database,
+    percentile_latencies,
+    solve_placement,
+)
 
 
 @dataclass(frozen=True)
@@ -35,15 +44,6 @@ class PlacePass(ModulePass):
     explain: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
-        from hetc.placement_problem import (
-            build_problem,
-            meet_percentiles,
-            module_database,
-            percentile_latencies,
-            solve_placement,
-        )
-
         graph = main_graph(op)
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
@@ -108,8 +108,6 @@ class PlacePass(ModulePass):
 
 
 def _diag(graph, message: str):
-    from hetc.errors import Diagnostic
-
     return Diagnostic(op_loc(graph), message)
 
 
@@ -139,8 +137,6 @@ def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
     """An LLM's KV transfer lands on its decode; a kv_cache node's on the first op that reads the cache
     (through loops and branches: a cache read inside a loop is a block argument of the loop body), which may
     be another KV transfer placed first; one read by no placed op lands with the op that writes it."""
-    from hetc.flow import producers
-
     kv_ops = [o for o in graph.walk() if isinstance(o, T.KVTransferOp)]
     readers = _kv_readers(graph)
     for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
@@ -165,8 +161,6 @@ def _place_kv_transfers(graph: A.GraphOp, by_name: dict) -> None:
 
 def _kv_readers(graph: A.GraphOp) -> dict:
     """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
-    from hetc.flow import placeable, producers
-
     def stop(op) -> bool:
         return isinstance(op, T.KVTransferOp) or placeable(op)
 

@@ -320,7 +320,7 @@ def test_deploy_output_is_replaced_whole_with_a_manifest_kubectl_ignores(tmp_pat
 def test_opt_output_file_is_written_atomically_and_dash_is_stdout(tmp_path, voice, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ir = tmp_path / "in.mlir"
-    ir.write_bytes(voice.files["ir/00-parsed.mlir"])
+    ir.write_bytes(voice.files["ir/final.generic.mlir"])
     code, out, err = run(["opt", ir, "-o", "-"], capsys)
     assert code == 0 and "agent" in out and not (tmp_path / "-").exists()
     code, _, err = run(["opt", ir, "-o", tmp_path], capsys)

@@ -379,10 +379,10 @@ def test_heuristic_close_to_exact_on_a_larger_chain():
 
 
 def test_auto_switches_to_the_heuristic_above_the_threshold(monkeypatch):
-    import hetc.placement as placement
+    import hetc.placement.solver as placement_solver
 
     assert solve(worked_example(120), "auto").solver == "exact"
-    monkeypatch.setattr(placement, "AUTO_EXACT_MAX_BINARIES", 3)
+    monkeypatch.setattr(placement_solver, "AUTO_EXACT_MAX_BINARIES", 3)
     result = solve(worked_example(120), "auto")
     assert result.solver == "heuristic" and pd_notation(result) == "HP::CO"
 
@@ -400,7 +400,8 @@ def test_solver_prints_nothing_on_stdout(capfd):
 def test_local_search_sweep_updates_match_per_move_updates():
     """Under a hard SLA the local search brings path times up to date once per pass (placement._improve);
     it must make exactly the moves that updating after every move makes."""
-    from hetc.placement import _improve, _Model, _paths, _Search
+    from hetc.placement.evaluate import _Model, _paths
+    from hetc.placement.heuristic import _improve, _Search
 
     rng = random.Random(7)
     moved = 0
@@ -428,7 +429,7 @@ def test_local_search_sweep_updates_match_per_move_updates():
 
 
 def test_longest_path_avoiding_each_op_matches_brute_force():
-    from hetc.placement import _chosen, _longest_avoiding, _Model, _paths
+    from hetc.placement.evaluate import _chosen, _longest_avoiding, _Model, _paths
 
     rng = random.Random(11)
     for case in range(40):

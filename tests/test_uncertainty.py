@@ -226,7 +226,7 @@ def test_zero_uncertainty_free_problem_with_owned_devices_gives_the_nominal_plan
 @pytest.mark.xfail(strict=True, reason="known bug since KV paths forbid device pairs: the supervisor's nominal "
                    "alternative costs $15.84/h where solve_placement finds $15.23/h (open in the closing note)")
 def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_tries_them():
-    from hetc.placement_problem import solve_placement
+    from hetc.placement.problem import solve_placement
 
     path = str(ROOT / "examples" / "supervisor.yaml")
     result = analyse(path, samples=3, seed=0, uncertainty=UncertaintySpec(scale=0.0))

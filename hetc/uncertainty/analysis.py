@@ -19,7 +19,7 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
     from hetc.frontend import spec_to_module
     from hetc.passes.place import main_graph
     from hetc.pipeline import PipelineRun
-    from hetc.placement_problem import build_problem, record_database
+    from hetc.placement.problem import build_problem, record_database
     from hetc.sweep import (
         DECOMPOSE_PIPELINE,
         PAIR_SEPARATOR,
@@ -63,10 +63,10 @@ def _masks(problem, restricted) -> list[np.ndarray]:
 
 def _unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
     """The free problem; with sub-agents planned as a unit, one alternative per combination of their
-    accelerator classes, as hetc.placement_problem.solve_placement tries them."""
+    accelerator classes, as hetc.placement.problem.solve_placement tries them."""
     import itertools
 
-    from hetc.placement_problem import MAX_UNIT_COMBINATIONS, _units_on
+    from hetc.placement.problem import MAX_UNIT_COMBINATIONS, _units_on
 
     accelerators = sorted(d.name for d in built.problem.devices if d.accelerator)
     if not built.units or not accelerators:
