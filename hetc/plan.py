@@ -109,6 +109,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
         "provenance": {"hetc_version": __version__, "spec_sha256": spec.source_sha256,
                        "hwdb": recorded.get("name", db.name), "hwdb_sha256": recorded.get("sha256", db.sha256),
                        "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names),
+                       "gap": summary.get("gap"), "lower_bound": summary.get("bound") or "none",
                        "kv_paths": {"level": kv_level, "table": kv_table.name}},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
                 "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms"),

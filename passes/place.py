@@ -81,7 +81,7 @@ class PlacePass(ModulePass):
         summary = {
             "solver": result.solver, "status": result.status, "tco_usd_per_hour": result.tco_usd_per_hour,
             "critical_path": list(result.critical_path), "critical_path_ms": result.critical_path_ms,
-            "gap": result.gap, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
+            "gap": result.gap, "bound": result.bound, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
             "rate_basis": built.rate_basis,
             "devices": [{"device": d.device, "owned": d.owned, "bought": d.bought, "usd_per_hour": d.usd_per_hour}
                         for d in result.devices],

@@ -452,3 +452,20 @@ def test_longest_path_avoiding_each_op_matches_brute_force():
             sinks = [v for v in finish if not m.succs[v]]
             expected = max([finish[v] for v in sinks] + [0.0])
             assert fast[removed] == pytest.approx(expected, abs=1e-9), f"case {case}, op {removed}"
+
+
+def test_the_lp_bound_is_skipped_above_a_size_and_the_result_says_so(monkeypatch):
+    import hetc.placement.solver as placement_solver
+
+    problem = worked_example(120)
+    assert solve(problem, "exact").bound == "mip dual bound"
+    bounded = solve(problem, "heuristic")
+    assert bounded.bound == "lp relaxation" and bounded.lower_bound is not None and bounded.gap is not None
+    monkeypatch.setattr(placement_solver, "LP_BOUND_MAX_BINARIES", 3)
+    skipped = solve(problem, "heuristic")
+    assert skipped.lower_bound is None and skipped.gap is None
+    assert skipped.bound.startswith("none: LP relaxation skipped above 3 binaries")
+    assert skipped.to_dict()["bound"] == skipped.bound
+    asked = solve(problem, "heuristic", lp_bound=True)  # asked for: computed at any size
+    assert asked.bound == "lp relaxation" and asked.lower_bound == pytest.approx(bounded.lower_bound)
+    assert solve(problem, "heuristic", lp_bound=False).bound == "none: LP relaxation not run"

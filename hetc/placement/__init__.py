@@ -38,13 +38,15 @@ from hetc.placement.model import (
 from hetc.placement.solver import (
     AUTO_EXACT_MAX_BINARIES,
     LP_BOUND_FOR_BASELINES,
+    LP_BOUND_MAX_BINARIES,
     SolverName,
     homogeneous_baselines,
     solve,
 )
 
 __all__ = [
-    "AUTO_EXACT_MAX_BINARIES", "DEFAULT_TIME_LIMIT_S", "EPS_MS", "LP_BOUND_FOR_BASELINES", "MAX_REPORTED_PATHS",
+    "AUTO_EXACT_MAX_BINARIES", "DEFAULT_TIME_LIMIT_S", "EPS_MS", "LP_BOUND_FOR_BASELINES", "LP_BOUND_MAX_BINARIES",
+    "MAX_REPORTED_PATHS",
     "MIP_REL_GAP", "SECONDS_PER_HOUR", "Baseline", "Candidate", "CandidateExplanation", "DeviceClass",
     "DeviceUsage", "Edge", "EdgePlacement", "OpExplanation", "OpNode", "OpPlacement", "PathLatency",
     "PlacementProblem", "PlacementResult", "SolverName", "explain_infeasible", "explain_placement",

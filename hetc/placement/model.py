@@ -200,6 +200,8 @@ class PlacementResult:
     objective: float = 0.0  # tco + lambda * sla_excess_ms
     lower_bound: float | None = None  # a proven lower bound on `objective` (LP relaxation or MIP dual bound)
     gap: float | None = None  # (objective - lower_bound) / objective
+    # Where lower_bound comes from ("mip dual bound", "lp relaxation"), or why there is none.
+    bound: str = ""
     solve_time_s: float = 0.0
     reasons: tuple[str, ...] = ()  # why infeasible
 
@@ -233,6 +235,7 @@ class PlacementResult:
             "sla_excess_ms": self.sla_excess_ms,
             "lower_bound": self.lower_bound,
             "gap": self.gap,
+            "bound": self.bound,
             "critical_path": list(self.critical_path),
             "critical_path_ms": self.critical_path_ms,
             "latency_slack_ms": self.latency_slack_ms,

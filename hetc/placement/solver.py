@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Literal
 
 from hetc.placement.evaluate import _build_result, _infeasible_result, _Model
@@ -32,6 +33,11 @@ SolverName = Literal["exact", "heuristic", "auto"]
 AUTO_EXACT_MAX_BINARIES = 2000
 # Whether heuristic baselines run the LP relaxation (a start point and a bound no one reads).
 LP_BOUND_FOR_BASELINES = False
+# The heuristic's LP relaxation is one of its three starts and the lower bound behind the reported gap, and the
+# one step that grows faster than the graph: HiGHS took 17 s of a 31 s `place` on the 10,000-node synthetic
+# graph (158,674 binaries; bench/compile_scaling.py) and under a second on the 1,000-node one (14,964). Above
+# this many binaries `solve` skips it unless asked (lp_bound=True); the plan then reports no gap and says why.
+LP_BOUND_MAX_BINARIES = 50_000
 
 
 def _solve_exact(m: _Model, time_limit_s: float) -> PlacementResult:
@@ -45,17 +51,19 @@ def _solve_exact(m: _Model, time_limit_s: float) -> PlacementResult:
         ]
         return _infeasible_result(m.problem, "exact", status, elapsed, reasons)
     result = _build_result(m, outcome.choice, "exact", outcome.status, elapsed, outcome.bound)
+    result = replace(result, bound="mip dual bound" if result.lower_bound is not None else "none reported by HiGHS")
     # The plan is re-evaluated independently of the MILP; a mismatch would be a modelling bug.
     if abs(result.objective - outcome.objective) > 1e-6 * max(1.0, abs(result.objective)):
         raise AssertionError(f"placement MILP objective {outcome.objective} != evaluated {result.objective}")
     return result
 
 
-def _solve_heuristic(m: _Model, lp_relaxation: bool = True) -> PlacementResult:
+def _solve_heuristic(m: _Model, lp_relaxation: bool = True, no_bound: str = "none: LP relaxation not run"
+                     ) -> PlacementResult:
     """docs/placement.md, "Heuristic": three starts (LP-relaxation rounding, cheapest, fastest), each
     repaired for inventory and latency and improved by local search; the best plan wins. The LP optimum is
     the reported lower bound. Without `lp_relaxation` (the costliest step: simplex grows faster than the
-    graph) only the other two starts run and no bound is reported."""
+    graph) only the other two starts run and no bound is reported; `no_bound` says why."""
     start = time.perf_counter()
     relaxed = _run_milp(m, _build_milp(m), relax=True) if lp_relaxation else None
     starts = []
@@ -86,7 +94,9 @@ def _solve_heuristic(m: _Model, lp_relaxation: bool = True) -> PlacementResult:
             return _infeasible_result(m.problem, "heuristic", "infeasible", elapsed, reasons)
         return _infeasible_result(m.problem, "heuristic", "no_solution", elapsed,
                                   ["the heuristic found no feasible plan; the exact solver may find one"])
-    return _build_result(m, best, "heuristic", "heuristic", elapsed, relaxed.bound if relaxed else None)
+    result = _build_result(m, best, "heuristic", "heuristic", elapsed, relaxed.bound if relaxed else None)
+    return replace(result, bound="lp relaxation" if result.lower_bound is not None else
+                   no_bound if relaxed is None else "none: the LP relaxation found no optimum")
 
 
 def solve(
@@ -94,23 +104,27 @@ def solve(
     solver: SolverName = "auto",
     *,
     time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    lp_bound: bool = True,
+    lp_bound: bool | None = None,
 ) -> PlacementResult:
     """The minimum-TCO plan. `auto` = exact up to AUTO_EXACT_MAX_BINARIES (op, candidate) pairs, else the
-    heuristic (with the LP-relaxation bound and its gap, unless `lp_bound` is False). Infeasible problems
-    return a result with feasible=False and `reasons` (the caller raises InfeasibleError)."""
+    heuristic, with the LP-relaxation bound and its gap when `lp_bound` is True, or None (the default) and
+    the problem has at most LP_BOUND_MAX_BINARIES binaries. Infeasible problems return a result with
+    feasible=False and `reasons` (the caller raises InfeasibleError)."""
     if solver not in ("exact", "heuristic", "auto"):
         raise ValueError(f"unknown solver {solver!r}; expected exact, heuristic or auto")
     m = _Model(problem)
     if any(not cs for cs in m.cands):
         return _infeasible_result(problem, "heuristic" if solver == "heuristic" else "exact", "infeasible",
                                   0.0, explain_infeasible(problem))
+    binaries = sum(len(cs) for cs in m.cands)
     if solver == "auto":
-        binaries = sum(len(cs) for cs in m.cands)
         solver = "exact" if binaries <= AUTO_EXACT_MAX_BINARIES else "heuristic"
     if solver == "exact":
         return _solve_exact(m, time_limit_s)
-    return _solve_heuristic(m, lp_relaxation=lp_bound)
+    if lp_bound is None and binaries > LP_BOUND_MAX_BINARIES:
+        return _solve_heuristic(m, lp_relaxation=False, no_bound=(
+            f"none: LP relaxation skipped above {LP_BOUND_MAX_BINARIES:,} binaries ({binaries:,})"))
+    return _solve_heuristic(m, lp_relaxation=lp_bound is not False)
 
 
 def homogeneous_baselines(
