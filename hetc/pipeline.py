@@ -147,6 +147,7 @@ class PipelineRun:
     dumps: list[tuple[str, str]] = field(default_factory=list)  # (after-pass name, IR text)
     pass_names: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pass
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per pass
 
     def passes(self) -> list:
         from xdsl.passes import PassPipeline
@@ -181,9 +182,10 @@ class PipelineRun:
         verify(module, stage_name)
         self._record(stage_name, module)
         for p in self.passes():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             p.apply(ctx, module)
             self.timings[p.name] = self.timings.get(p.name, 0.0) + time.perf_counter() - start
+            self.cpu_timings[p.name] = self.cpu_timings.get(p.name, 0.0) + time.process_time() - cpu
             self.pass_names.append(p.name)
             verify(module, p.name)
             self._record(p.name, module)
