@@ -2,7 +2,7 @@
 
 Every stage after decomposition asks the op instead of testing its kind (docs/ir.md, "Op interfaces"):
 
-- `Costed`: the op is placed on its own; its placement candidates on the device pool (hetc/placement_problem.py)
+- `Costed`: the op is placed on its own; its placement candidates on the device pool (hetc/placement/problem.py)
   and why it has none. An op without it runs with a neighbour (MoE gate/merge, all-reduce, transfers, KV moves).
 - `MovesKV`: the op moves an LLM's KV cache from its prefill to its decode (a stage once placed).
 - `Served`: how a placed op is served: its engine per device target, the service model the simulator and
@@ -87,13 +87,13 @@ class ResultPayload(OpTrait):
 
 
 class CostContext(Protocol):
-    """What a Costed op needs from the compile to price itself (hetc/placement_problem.py builds it)."""
+    """What a Costed op needs from the compile to price itself (hetc/placement/problem.py builds it)."""
 
     devices: list  # the device pool (hetc.hwdb Device), those priced under the spec's pricing
-    limits: Any  # hetc.candidates.Limits: the TTFT / TBT limits
-    estimate: Any  # hetc.candidates: the candidate generators of the cost model
+    limits: Any  # hetc.placement.candidates.Limits: the TTFT / TBT limits
+    estimate: Any  # hetc.placement.candidates: the candidate generators of the cost model
 
-    def model(self, op: Operation) -> Any: ...  # hetc.candidates.ModelInfo of op.model
+    def model(self, op: Operation) -> Any: ...  # hetc.placement.candidates.ModelInfo of op.model
 
     def pool(self) -> str: ...  # the pool's device ids, for messages
 

@@ -196,7 +196,7 @@ class EstimateAttr(ParametrizedAttribute):
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("latency_ms", "throughput_rps", "load", "worst", "usd_per_hour",
                                            "owned_devices")
-    # what hetc.candidates reports per candidate and the plan reads (docs/plan.md, "predicted" and "service")
+    # what hetc.placement.candidates reports per candidate and the plan reads (docs/plan.md, "predicted" and "service")
     METRICS: ClassVar[tuple[str, ...]] = (
         "peak_throughput_rps", "memory_gb", "ttft_ms", "tbt_ms", "tokens_per_s_per_device", "ms_base",
         "ms_per_item", "step_ms_base", "step_ms_per_seq")

@@ -6,7 +6,7 @@ Rules (docs/plan.md "Output directories"):
   a directory whose manifest lists every file in it. Anything else is refused (exit 2) and left untouched,
   as are `-`, `/`, the home directory, the current directory and its ancestors, and a directory holding an
   input of the command. A symbolic link is followed: the directory it points to is replaced, the link kept.
-- Files are written into a temporary sibling directory, synced, and swapped with the target in one atomic
+- Files are written into a temporary sibling directory, synced at once (syncfs), and swapped with the target in one atomic
   `renameat2(RENAME_EXCHANGE)` (Linux); where the kernel lacks it, the old bundle is renamed away first and
   only removed once the new one is in place.
 - Writers of one target take turns: each holds an flock on `.NAME.lock` beside the target from before it
@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -204,8 +205,8 @@ def write_bundle(out_dir: str | Path, files: dict[str, bytes], manifest_name: st
         tmp = _temp_dir(out, ".tmp-", shown)
         try:
             for path, data in sorted(files.items()):
-                _write_file(tmp / path, data)
-            _sync_dir(tmp)
+                _write_file(tmp / path, data, sync=False)
+            _sync_tree(tmp)  # every file and folder durable before the swap makes them the bundle
             if out.exists():
                 os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))  # keep the mode the user gave the directory
                 if _exchange(tmp, out):
@@ -231,13 +232,14 @@ def write_text_files(out_dir: str | Path, files: dict[str, str]) -> list[Path]:
     return [Path(out_dir) / check_relpath(name) for name in files]
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, sync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
     except OSError as exc:
         if exc.filename is None:  # write() and fsync() errors (disk full, file too large) name no file
             exc.filename = str(path)
@@ -261,6 +263,8 @@ def _disk_error(exc: OSError, shown: str, path: Path | str) -> HetcError:
 def _shown_path(exc: OSError, tmp: Path, shown: str) -> str:
     """The failing path as the user would name it: inside the bundle rather than its temporary twin."""
     name = exc.filename if isinstance(exc.filename, str) else ""
+    if name == str(tmp):
+        return shown
     if name.startswith(str(tmp) + os.sep):
         return os.path.join(shown, os.path.relpath(name, tmp))
     return name or shown
@@ -308,11 +312,15 @@ def _temp_dir(out: Path, kind: str, shown: str) -> Path:
     return path
 
 
+@functools.cache
+def _libc():
+    """The C library (for renameat2 and syncfs), or None. Looked up once: find_library runs ldconfig."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
 def _exchange(a: Path, b: Path) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc = _libc()
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
         return False
@@ -347,6 +355,39 @@ def _remove_leftovers(out: Path, shown: str) -> None:
     for stale in [*olds, *out.parent.glob(f".{name}.tmp-*")]:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _sync_tree(root: Path) -> None:
+    """Make every file and folder written under `root` durable: one syncfs(2) of its file system (Linux), which
+    costs one flush however many files a bundle has (an fsync per file took seconds on 10,000-node bundles);
+    elsewhere an fsync per file and folder."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        if _syncfs(fd, root):
+            return
+    finally:
+        os.close(fd)
+    for folder, _, names in sorted(os.walk(root)):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            file_fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(file_fd)
+            finally:
+                os.close(file_fd)
+        _sync_dir(Path(folder))
+
+
+def _syncfs(fd: int, shown: Path) -> bool:
+    """syncfs(2) on the file system of `fd`; False where the C library has none. Since Linux 5.8 it reports a
+    write-back error (a full disk found at flush time) as fsync does."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    if syncfs is None:
+        return False
+    if syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(shown))
+    return True
 
 
 def _sync_dir(path: Path) -> None:

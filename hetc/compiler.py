@@ -15,7 +15,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report, print_module
+from xdsl.dialects.builtin import FileLineColLoc, StringAttr
+
+from hetc.bundle import to_json, write_bundle
+from hetc.codegen import generate
+from hetc.deploy_k8s import render_kubernetes
+from hetc.deploy_ray import render_ray
+from hetc.deploy_vllm import runtime_dockerfile
+from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.hwdb.loader import load_hwdb
+from hetc.passes.common import pass_report
+from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
+from hetc.placement.problem import record_database, record_kv_paths
+from hetc.plan import build_plan
+from hetc.spec.frontend import spec_to_module
+from hetc.spec.loader import load_spec
 
 
 @dataclass
@@ -33,6 +47,7 @@ class CompileOptions:
     codegen: bool = True
     verify_code: bool = True  # run the consuming tools (llvmlite, ptxas, cc) on generated code where present
     uncertainty: object = None  # --uncertainty: hetc.uncertainty.analysis.StudySettings, or None (no study)
+    outputs: bool = True  # the bundle's files (IR, plan.json, deploy, report); False: the plan only (hetc sweep)
 
 
 @dataclass
@@ -44,81 +59,90 @@ class CompileResult:
     dumps: list[tuple[str, str]]
     timings: dict[str, float] = field(default_factory=dict)
     placement: dict | None = None  # place's plan-wide summary (cost, paths, edges, baselines, explain)
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds of the stages in `timings`
 
 
 class _Timer:
+    """Wall and CPU seconds per stage (CPU time is what a shared machine does not distort)."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         yield
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        self.cpu_timings[name] = self.cpu_timings.get(name, 0.0) + time.process_time() - cpu
 
 
 def load(spec_path: str, options: CompileOptions):
-    from hetc.hwdb.loader import load_hwdb
-    from hetc.spec.loader import load_spec
-
+    """The hardware database `options` names and the spec at `spec_path`, resolved against it."""
     db = load_hwdb(options.hwdb, list(options.hwdb_extra))
     return db, load_spec(spec_path, db.aliases())
 
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
-    from hetc.spec.frontend import spec_to_module
-
+    """Load the spec at `spec_path` and compile it; IR locations name the files as the bundle records them."""
     timer = _Timer()
     with timer.stage("load"):
         db, spec = load(spec_path, options)
+    names = _bundle_names(spec)
+    with _sources_named_as_typed(names), _disk_errors_are_the_users():
+        return compile_loaded(spec, db, options, timer=timer, source_names=names)
+
+
+def compile_loaded(spec, db, options: CompileOptions, *, timer: _Timer | None = None,
+                   source_names: dict[str, str] | None = None) -> CompileResult:
+    """Compile an already loaded (and possibly modified: hetc sweep) spec: frontend, passes, code, plan and,
+    with `options.outputs`, the bundle's other files."""
+    timer = timer or _Timer()
     with timer.stage("frontend"):
         module = spec_to_module(spec)
-    names = _bundle_names(spec)
-    _rename_sources(module, names)
-    with _sources_named_as_typed(names), _disk_errors_are_the_users():
-        return _compile_module(spec, db, module, options, timer)
-
-
-def _compile_module(spec, db, module, options: CompileOptions, timer: _Timer) -> CompileResult:
-    from hetc.placement_problem import record_database, record_kv_paths
-
-    record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
-    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
-    dump = set(options.dump_ir) | {"all"}  # the bundle's ir/ keeps every stage
-    run = PipelineRun(spec=options.passes, dump=dump, generic=options.generic, options={
-        "place": {"solver": options.solver, "soft_sla": options.soft_sla, "explain": options.explain}})
-    with timer.stage("passes"):
-        run.run(module)
-    timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})
+    if source_names:
+        _rename_sources(module, source_names)
+    run = run_passes(module, db, options, timer)
     files: dict[str, bytes] = {}
-    for index, (name, text) in enumerate(run.dumps):
-        files[f"ir/{index:02d}-{name}.mlir"] = text.encode()
-    files["ir/final.generic.mlir"] = print_module(module, generic=True).encode()
+    if options.outputs:
+        stages = ["parsed", *run.pass_names]
+        dumped = [index for index, name in enumerate(stages) if run.wants(name)]  # dumps come in stage order
+        for index, (name, text) in zip(dumped, run.dumps, strict=True):
+            files[f"ir/{index:02d}-{name}.mlir"] = text.encode()
+        files["ir/final.generic.mlir"] = print_module(module, generic=True).encode()
     kernels: dict[str, dict[str, list[str]]] = {}
     if options.codegen and "place" in run.pass_names:
-        from hetc.codegen import generate
-
         with timer.stage("codegen"):
             code_files, kernels = generate(module, db, verify=options.verify_code)
         files.update(code_files)
-    from hetc.plan import build_plan
-
     summary = pass_report(module, "place")
     with timer.stage("plan"):
         plan = build_plan(module, spec, db, run.pass_names, kernels, options, summary)
     if plan is not None and options.uncertainty is not None:
-        from hetc.uncertainty.analysis import plan_uncertainty
-
         with timer.stage("uncertainty"):
-            plan = plan_uncertainty(plan, spec, db, module, options)
-    if plan is not None:  # a pipeline without place makes IR only
-        files["plan.json"] = _json(plan)
+            plan = options.uncertainty.add_to_plan(plan, spec, db, module, options)
+    if plan is not None and options.outputs:  # a pipeline without place makes IR only
+        files["plan.json"] = to_json(plan)
         with timer.stage("deploy"):
             files.update(_deploy_files(plan))
         with timer.stage("report"):
             files.update(_report_files(plan))
-    return CompileResult(spec, module, plan, files, [d for d in run.dumps if _wanted(d[0], options)],
-                         timer.timings, summary)
+    return CompileResult(spec, module, plan, files, run.dumps, timer.timings, summary, timer.cpu_timings)
+
+
+def run_passes(module, db, options: CompileOptions, timer: _Timer | None = None) -> PipelineRun:
+    """Record the compile's one hardware database and KV-path table on `module`, then run `options.passes`
+    on it (IR dumps only after the passes `options.dump_ir` names)."""
+    timer = timer or _Timer()
+    record_database(module, options.hwdb, options.hwdb_extra, db)  # the one database of this compile
+    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)  # and its one KV-path table and level
+    run = PipelineRun(spec=options.passes, dump=set(options.dump_ir), generic=options.generic, options={
+        "place": {"solver": options.solver, "soft_sla": options.soft_sla, "explain": options.explain}})
+    with timer.stage("passes"):
+        run.run(module)
+    timer.timings.update({f"pass:{k}": v for k, v in run.timings.items()})
+    timer.cpu_timings.update({f"pass:{k}": v for k, v in run.cpu_timings.items()})
+    return run
 
 
 def _bundle_names(spec) -> dict[str, str]:
@@ -133,8 +157,6 @@ def _bundle_names(spec) -> dict[str, str]:
 
 
 def _rename_sources(module, names: dict[str, str]) -> None:
-    from xdsl.dialects.builtin import FileLineColLoc, StringAttr
-
     for op in module.walk():
         loc = op.location
         if isinstance(loc, FileLineColLoc) and loc.filename.data in names:
@@ -144,8 +166,6 @@ def _rename_sources(module, names: dict[str, str]) -> None:
 @contextmanager
 def _sources_named_as_typed(names: dict[str, str]):
     """Errors raised while compiling point at the files as the user named them."""
-    from hetc.errors import Diagnostic, HetcError, Loc
-
     typed = {name: display for display, name in names.items()}
     try:
         yield
@@ -164,8 +184,6 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, e
 
 @contextmanager
 def _disk_errors_are_the_users():
-    from hetc.errors import HetcError, Loc
-
     try:
         yield
     except OSError as exc:
@@ -175,21 +193,7 @@ def _disk_errors_are_the_users():
         raise HetcError(f"cannot write a scratch file: {exc.strerror}", Loc(where)) from None
 
 
-def _wanted(name: str, options: CompileOptions) -> bool:
-    return "all" in options.dump_ir or name in options.dump_ir
-
-
-def _json(data) -> bytes:
-    from hetc.bundle import to_json
-
-    return to_json(data)
-
-
 def _deploy_files(plan: dict) -> dict[str, bytes]:
-    from hetc.deploy_k8s import render_kubernetes
-    from hetc.deploy_ray import render_ray
-    from hetc.deploy_vllm import runtime_dockerfile
-
     files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
     files.update({f"deploy/ray-serve/{name}": text.encode() for name, text in render_ray(plan).items()})
     files["deploy/runtime/Dockerfile"] = runtime_dockerfile(plan).encode()
@@ -205,9 +209,8 @@ def _report_files(plan: dict) -> dict[str, bytes]:
 
 
 def write(result: CompileResult, out_dir: str | Path) -> dict:
-    from hetc.bundle import write_bundle
-
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     man = write_bundle(out_dir, result.files)
     result.timings["bundle"] = time.perf_counter() - t
+    result.cpu_timings["bundle"] = time.process_time() - cpu
     return man

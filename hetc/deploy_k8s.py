@@ -260,13 +260,15 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             meta["namespace"] = namespace
         return meta
 
-    from hetc.deploy_vllm import disaggregated, image_of, kv_env, pd_phases, serves_vllm, vllm_args
+    from hetc.deploy_vllm import disaggregated, image_of, kv_env, model_lengths, pd_phases, serves_vllm, vllm_args
 
     pairs = pd_phases(plan)
+    lengths = model_lengths(plan)
+    by_id = {s["id"]: s for s in plan["stages"]}
     one_server = {p["id"]: d["id"] for p, d in pairs.values() if not disaggregated(p, d)}  # prefill -> decode
     roles = {s["id"]: role for p, d in pairs.values() if disaggregated(p, d)
              for s, role in ((p, "kv_producer"), (d, "kv_consumer"))}
-    extra_replicas = {d: next(s["replicas"] for s in plan["stages"] if s["id"] == p) for p, d in one_server.items()}
+    extra_replicas = {d: by_id[p]["replicas"] for p, d in one_server.items()}
     files: dict[str, list[dict]] = {}
     graph = {
         "plan": plan["name"],
@@ -332,9 +334,9 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
         container: dict[str, Any] = {
             "name": "stage",
             "image": image_of(stage, plan, images),
-            "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"])),
+            "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"]), pairs, lengths),
             "env": [{"name": key, "valueFrom": {"configMapKeyRef": {"name": f"{name}-config", "key": key}}}
-                    for key in env_from_keys] + [{"name": k, "value": v} for k, v in sorted(kv_env(plan, stage).items())],
+                    for key in env_from_keys] + [{"name": k, "value": v} for k, v in sorted(kv_env(plan, stage, pairs).items())],
             "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
             "resources": {"requests": requests, "limits": limits},
             "volumeMounts": [{"name": "hetc-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True}],

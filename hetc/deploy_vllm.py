@@ -111,23 +111,29 @@ def kv_transfer_config(prefill: dict[str, Any], decode: dict[str, Any]) -> str:
     return json.dumps(kv_path(prefill, decode)["kv_transfer_config"], sort_keys=True, separators=(",", ":"))
 
 
-def kv_env(plan: dict[str, Any], stage: dict[str, Any]) -> dict[str, str]:
+def kv_env(plan: dict[str, Any], stage: dict[str, Any], pairs: dict[str, tuple[dict, dict]] | None = None
+           ) -> dict[str, str]:
     """Environment variables a disaggregated server needs for its pair's KV path (e.g. the Gaudi-to-CUDA
-    path's VLLM_HPU_HETERO_KV_LAYOUT); {} for a stage that is not one end of a P::D split."""
-    for prefill, decode in pd_phases(plan).values():
-        if disaggregated(prefill, decode) and stage["id"] in (prefill["id"], decode["id"]):
-            return dict(kv_path(prefill, decode, plan)["env"])
+    path's VLLM_HPU_HETERO_KV_LAYOUT); {} for a stage that is not one end of a P::D split. `pairs` is
+    pd_phases(plan), when the caller has it (an exporter asks once per stage)."""
+    pair = (pd_phases(plan) if pairs is None else pairs).get(stage["node"])
+    if pair is not None and disaggregated(*pair) and stage["id"] in (pair[0]["id"], pair[1]["id"]):
+        return dict(kv_path(*pair, plan)["env"])
     return {}
 
 
-def max_model_len(plan: dict[str, Any], node: str) -> int | None:
-    """Prompt plus answer tokens of the node (its prefill's input_tokens + its decode's output_tokens)."""
-    prompt = answer = 0
+def model_lengths(plan: dict[str, Any]) -> dict[str, int]:
+    """Node -> prompt plus answer tokens (its prefill's input_tokens + its decode's output_tokens), for the nodes
+    that have both."""
+    prompt: dict[str, int] = {}
+    answer: dict[str, int] = {}
     for stage in plan["stages"]:
-        if stage["node"] == node:
-            prompt = max(prompt, int(stage["service"].get("input_tokens", 0) if stage["kind"] == "prefill" else 0))
-            answer = max(answer, int(stage["service"].get("output_tokens", 0) if stage["kind"] == "decode" else 0))
-    return prompt + answer if prompt and answer else None
+        node = stage["node"]
+        prompt[node] = max(prompt.get(node, 0),
+                           int(stage["service"].get("input_tokens", 0) if stage["kind"] == "prefill" else 0))
+        answer[node] = max(answer.get(node, 0),
+                           int(stage["service"].get("output_tokens", 0) if stage["kind"] == "decode" else 0))
+    return {node: prompt[node] + answer[node] for node in prompt if prompt[node] and answer[node]}
 
 
 def precision_args(precision: str) -> list[str]:
@@ -139,8 +145,11 @@ def precision_args(precision: str) -> list[str]:
     return args
 
 
-def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str | None = None) -> list[str]:
-    """The vLLM server's command-line arguments (the image's entrypoint is the OpenAI API server)."""
+def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str | None = None,
+              pairs: dict[str, tuple[dict, dict]] | None = None, lengths: dict[str, int] | None = None) -> list[str]:
+    """The vLLM server's command-line arguments (the image's entrypoint is the OpenAI API server). `pairs`
+    and `lengths` are pd_phases(plan) and model_lengths(plan), when the caller has them: an exporter asks once
+    per stage, and each is a pass over every stage."""
     from hetc.models import hf_repo
 
     model = stage["model"]
@@ -149,11 +158,11 @@ def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str 
     args = ["--model", hf_repo(model["name"]) or model["name"], *precision_args(model["precision"]),
             "--tensor-parallel-size", str(stage["tp"]), "--pipeline-parallel-size", str(stage["pp"]),
             "--max-num-seqs", str(stage["batch"])]
-    length = max_model_len(plan, stage["node"])
+    length = (model_lengths(plan) if lengths is None else lengths).get(stage["node"])
     if length:
         args += ["--max-model-len", str(length)]
     if role is not None:
-        prefill, decode = pd_phases(plan)[stage["node"]]
+        prefill, decode = (pd_phases(plan) if pairs is None else pairs)[stage["node"]]
         kv_path(prefill, decode, plan)  # refuses a pair without a path, naming the plan's level
         args += ["--kv-transfer-config", kv_transfer_config(prefill, decode)]
     return [*args, "--port", str(port)]

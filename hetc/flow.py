@@ -18,6 +18,7 @@ from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.dialects.interfaces import Costed, MovesKV, ResultPayload, default_payload_bytes
 from hetc.errors import HetcError
+from hetc.locations import op_loc
 from hetc.loops import Edge as LoopEdge
 from hetc.loops import LoopError, LoopGraph
 
@@ -153,8 +154,6 @@ def _visits(graph: A.GraphOp) -> tuple[dict[Operation, float], dict[Operation, f
         loops = LoopGraph(len(ops), loop_edges)
         expected, worst, moved = loops.expected_visits(), loops.worst_visits(), loops.expected_traversals()
     except LoopError as exc:
-        from hetc.pipeline import op_loc
-
         raise HetcError(f"graph @{graph.sym_name.data}: {exc}", op_loc(graph)) from None
     return ({op: expected[i] for op, i in index.items()}, {op: worst[i] for op, i in index.items()},
             dict(zip(kept, moved, strict=True)))

@@ -2,6 +2,10 @@
 
 Pipeline strings use xdsl-opt syntax: `inline-agents,decompose-llm,place{solver=exact}`. After every pass
 the module is verified; a verifier error is reported at the YAML location of the offending op.
+
+xDSL and the passes are imported inside the functions that use them, for start-up speed: hetc.cli_compile
+reads DEFAULT_PIPELINE from here when the CLI builds its commands, and `hetc --help` must not load xDSL. The
+passes never import this module (they sit below it: tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import functools
 import io
 import re
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hetc.errors import Diagnostic, HetcError, Loc
+from hetc.locations import op_loc
 
 # The most hetc opt reads from an IR file or standard input: far above real IR, and /dev/zero-like input ends
 MAX_IR_BYTES = 1_000_000_000
@@ -39,21 +43,6 @@ def _registry() -> dict[str, Callable[[], type]]:
     for name in ("dce", "cse", "canonicalize"):
         passes[name] = get_all_passes()[name]
     return passes
-
-
-# What a pass finds beyond the IR it rewrites (place: the plan's cost, paths, edges, baselines), kept beside
-# the module it was found for and dropped with it. Plan-wide results go to plan.json through the compile
-# driver, not into the IR: as an attribute they were a third of a large graph's IR.
-_PASS_REPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def record_pass_report(module, pass_name: str, report: object) -> None:
-    _PASS_REPORTS.setdefault(module, {})[pass_name] = report
-
-
-def pass_report(module, pass_name: str):
-    """What `pass_name` reported on its last run on `module`, or None (it did not run on it)."""
-    return _PASS_REPORTS.get(module, {}).get(pass_name)
 
 
 def make_context():
@@ -109,18 +98,6 @@ def print_module(module, generic: bool = False) -> str:
     _printer_class()(stream=buf, print_generic_format=generic, print_debuginfo=generic).print_op(module)
     buf.write("\n")
     return buf.getvalue()
-
-
-def op_loc(op) -> Loc:
-    """The YAML location an op came from (the frontend sets FileLineColLoc)."""
-    from xdsl.dialects.builtin import FileLineColLoc
-
-    while op is not None:
-        loc = getattr(op, "location", None)
-        if isinstance(loc, FileLineColLoc):
-            return Loc(loc.filename.data, loc.line.data, loc.column.data)
-        op = op.parent_op()
-    return Loc("<ir>")
 
 
 def verify(module, stage: str) -> None:
@@ -185,6 +162,7 @@ class PipelineRun:
     dumps: list[tuple[str, str]] = field(default_factory=list)  # (after-pass name, IR text)
     pass_names: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pass
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per pass
 
     def passes(self) -> list:
         from xdsl.passes import PassPipeline
@@ -222,15 +200,21 @@ class PipelineRun:
         verify(module, stage_name)
         self._record(stage_name, module)
         for p in self.passes():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             p.apply(ctx, module)
             self.timings[p.name] = self.timings.get(p.name, 0.0) + time.perf_counter() - start
+            self.cpu_timings[p.name] = self.cpu_timings.get(p.name, 0.0) + time.process_time() - cpu
             self.pass_names.append(p.name)
             verify(module, p.name)
             self._record(p.name, module)
 
+    def wants(self, name: str) -> bool:
+        """Whether the IR after stage `name` is dumped: printing a 10,000-node module takes seconds, so only the
+        stages asked for are printed."""
+        return "all" in self.dump or name in self.dump
+
     def _record(self, name: str, module) -> None:
-        if "all" in self.dump or name in self.dump:
+        if self.wants(name):
             self.dumps.append((name, print_module(module, self.generic)))
 
 

@@ -56,8 +56,8 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
                summary: dict | None) -> dict | None:
     """The plan of a placed module, which passes hetc's own schema (hetc.plan_schema) or nothing is written;
     None when the pipeline did not run place (the bundle then holds the IR only). `summary` is place's
-    plan-wide report (hetc.pipeline.pass_report), which the compile driver hands on."""
-    from hetc.placement_problem import module_kv_paths, output_tokens_per_request
+    plan-wide report (hetc.passes.common.pass_report), which the compile driver hands on."""
+    from hetc.placement.problem import module_kv_paths, output_tokens_per_request
     from hetc.plan_schema import check_built_plan
 
     if "place" not in pass_names or summary is None:
@@ -77,6 +77,7 @@ def build_plan(module, spec, db, pass_names: list[str], kernels: dict[str, dict[
                        "hwdb": target.hwdb.data if target else db.name,
                        "hwdb_sha256": target.sha256.data if target else db.sha256,
                        "solver": summary.get("solver", "none"), "pipeline": ",".join(pass_names),
+                       "gap": summary.get("gap"), "lower_bound": summary.get("bound") or "none",
                        "kv_paths": {"level": kv_level, "table": kv_table.name}},
         "slo": {"latency_ms": slo.get("latency_ms"), "percentile": slo.get("percentile", "p99"),
                 "ttft_ms": slo.get("ttft_ms"), "tbt_ms": slo.get("tbt_ms"),

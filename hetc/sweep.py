@@ -215,12 +215,21 @@ def base_params(options: SweepOptions) -> dict[str, str]:
     return {"precision": options.model_precision} if options.model_precision else {}
 
 
+# hetc.compiler (the one compile driver) is imported where it is used: `hetc sweep --help` imports this module
+# for OVER_KEYS, and the driver loads xDSL.
 def _load(spec_path: str, options: SweepOptions):
-    from hetc.hwdb.loader import load_hwdb
-    from hetc.spec.loader import load_spec
+    from hetc.compiler import load
 
-    db = load_hwdb(options.hwdb, list(options.hwdb_extra))
-    return db, load_spec(spec_path, db.aliases())
+    return load(spec_path, compile_options(options))
+
+
+def compile_options(options: SweepOptions, passes: str | None = None):
+    """The compile driver's options for one sweep compile: the plan only (no code, IR files or manifests)."""
+    from hetc.compiler import DEFAULT_PIPELINE, CompileOptions
+
+    return CompileOptions(passes=passes or DEFAULT_PIPELINE, hwdb=options.hwdb, hwdb_extra=options.hwdb_extra,
+                          kv_paths=options.kv_paths, kv_paths_extra=options.kv_paths_extra, solver=options.solver,
+                          soft_sla=options.soft_sla, codegen=False, outputs=False)
 
 
 # A row's cost columns, copied from the plan's tco (components as docs/cost-model.md names them).
@@ -256,23 +265,9 @@ def _failed_row(status: str, exc: HetcError) -> dict:
 
 def compile_loaded(spec, db, options: SweepOptions) -> dict:
     """The plan.json of an already loaded (and possibly modified) spec; no code generation."""
-    from hetc.compiler import CompileOptions
-    from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, pass_report
-    from hetc.placement_problem import record_database, record_kv_paths
-    from hetc.plan import build_plan
-    from hetc.spec.frontend import spec_to_module
+    from hetc import compiler
 
-    module = spec_to_module(spec)
-    record_database(module, options.hwdb, options.hwdb_extra, db)
-    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
-    run = PipelineRun(spec=DEFAULT_PIPELINE, options={
-        "place": {"hwdb": options.hwdb, "hwdb_extra": ",".join(options.hwdb_extra), "solver": options.solver,
-                  "soft_sla": options.soft_sla}})
-    run.run(module)
-    compile_options = CompileOptions(hwdb=options.hwdb, hwdb_extra=options.hwdb_extra, kv_paths=options.kv_paths,
-                                     kv_paths_extra=options.kv_paths_extra, solver=options.solver,
-                                     soft_sla=options.soft_sla, codegen=False)
-    return build_plan(module, spec, db, run.pass_names, {}, compile_options, pass_report(module, "place"))
+    return compiler.compile_loaded(spec, db, compile_options(options)).plan
 
 
 def compile_variant(job: tuple[str, dict[str, str], SweepOptions]) -> tuple[dict, dict | None]:
@@ -447,17 +442,15 @@ def pair_rows(spec, db, devices: Sequence[str], baseline: tuple[str, str], optio
     """Rows for one loaded (already overridden) spec: every pair, then hetc's own unrestricted choice. With
     options.uncertainty, each pair row gains its win probability and TCO band (UNCERTAINTY_COLUMNS) and the
     study's results are appended to `studies`."""
+    from hetc.compiler import run_passes
     from hetc.kvpaths import pair_status
     from hetc.passes.place import main_graph
-    from hetc.pipeline import PipelineRun
     from hetc.placement import solve
-    from hetc.placement_problem import build_problem, kv_engine, module_kv_paths, record_database, record_kv_paths
+    from hetc.placement.problem import build_problem, kv_engine, module_kv_paths
     from hetc.spec.frontend import spec_to_module
 
     module = spec_to_module(spec)
-    PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
-    record_database(module, options.hwdb, options.hwdb_extra, db)
-    record_kv_paths(module, options.kv_paths, options.kv_paths_extra)
+    run_passes(module, db, compile_options(options, DECOMPOSE_PIPELINE))  # decomposed, with its database recorded
     built = build_problem(module, main_graph(module), db, options.soft_sla or None)
     if not any(op.role == "prefill" for op in built.problem.ops) or not any(
             op.role == "decode" for op in built.problem.ops):
@@ -501,9 +494,7 @@ UNCERTAINTY_COLUMNS = ("p_cheapest", "p10_usd_per_hour", "p50_usd_per_hour", "p9
 def _add_uncertainty(rows: list[dict], built, db, pricing: str, pairs, settings, studies: list | None) -> None:
     """The pair study under uncertainty (hetc.uncertainty.analysis.study, the code path of `hetc uncertainty
     --pairs`): every pair row gets its P(cheapest) and p10/p50/p90 TCO; hetc's own row gets none."""
-    from hetc.uncertainty.analysis import pair_alternatives, study
-
-    result = study(built, db, pricing, pair_alternatives(built.problem, pairs), settings)
+    result = settings.pair_study(built, db, pricing, pairs)
     by_pair = {r["plan"]: r for r in result["alternatives"]}
     for row in rows:
         found = by_pair.get(row["pair"]) if row["choice"] == "pair" else None

@@ -1,6 +1,9 @@
-"""Small helpers shared by the passes: building task ops that keep their node's name and location."""
+"""Small helpers shared by the passes: building task ops that keep their node's name and location, and the
+reports passes hand to the compile driver."""
 
 from __future__ import annotations
+
+import weakref
 
 from xdsl.dialects.builtin import Float64Type, FloatAttr, IntegerAttr, StringAttr
 from xdsl.dialects.builtin import i64 as I64_TYPE
@@ -28,3 +31,18 @@ def task(cls: type[Operation], source: Operation, suffix: str, inputs: list[SSAV
         if key.startswith("hetc."):
             op.attributes[key] = value
     return op
+
+
+# What a pass finds beyond the IR it rewrites (place: the plan's cost, paths, edges, baselines), kept beside
+# the module it was found for and dropped with it. Plan-wide results go to plan.json through the compile
+# driver, not into the IR: as an attribute they were a third of a large graph's IR.
+_PASS_REPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record_pass_report(module, pass_name: str, report: object) -> None:
+    _PASS_REPORTS.setdefault(module, {})[pass_name] = report
+
+
+def pass_report(module, pass_name: str):
+    """What `pass_name` reported on its last run on `module`, or None (it did not run on it)."""
+    return _PASS_REPORTS.get(module, {}).get(pass_name)

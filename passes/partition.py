@@ -28,7 +28,7 @@ from xdsl.traits import SymbolTable
 
 from hetc.errors import HetcError
 from hetc.flow import moves_kv, payload_bytes, placeable, producers
-from hetc.pipeline import op_loc
+from hetc.locations import op_loc
 
 ACTIVATION_BYTES = 2  # 16-bit activations (hetc.costmodel.ACTIVATION_BYTES)
 

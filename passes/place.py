@@ -1,10 +1,10 @@
 """`place`: choose a device class, parallelism, batch and replica count for every granular op.
 
 Builds a hetc.placement problem from the decomposed IR (flow analysis for loop and branch counts,
-hetc.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
+hetc.placement.candidates for the cost model's numbers, hetc.tco for prices), solves it for minimum TCO under the
 SLA, and writes the answer back: `placement = #task.device<...>` and `estimate = #task.estimate<...>` on every task op.
 The plan-wide summary (cost, critical path, P::D, homogeneous baselines) is the pass's report to the compile
-driver (hetc.pipeline.pass_report), which hands it to plan.json: it is not IR.
+driver (hetc.passes.common.pass_report), which hands it to plan.json: it is not IR.
 An infeasible spec stops compilation with exit code 3 and the reasons.
 """
 
@@ -15,13 +15,23 @@ from dataclasses import dataclass
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.dialects.interfaces import Costed, RunsWithPhase
+from hetc.passes.common import record_pass_report
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.passes import ModulePass
 from xdsl.traits import SymbolTable
 
-from hetc.errors import HetcError, InfeasibleError
-from hetc.pipeline import op_loc, record_pass_report
+from hetc.errors import Diagnostic, HetcError, InfeasibleError
+from hetc.flow import moves_kv, placeable, producers
+from hetc.locations import op_loc
+from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
+from hetc.placement.problem import (
+    build_problem,
+    meet_percentiles,
+    module_database,
+    percentile_latencies,
+    solve_placement,
+)
 
 
 @dataclass(frozen=True)
@@ -33,15 +43,6 @@ class PlacePass(ModulePass):
     explain: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
-        from hetc.placement_problem import (
-            build_problem,
-            meet_percentiles,
-            module_database,
-            percentile_latencies,
-            solve_placement,
-        )
-
         graph = main_graph(op)
         if self.solver not in ("auto", "exact", "heuristic"):
             raise HetcError(f"place: solver must be auto, exact or heuristic, got {self.solver!r}", op_loc(graph))
@@ -75,7 +76,7 @@ class PlacePass(ModulePass):
         summary = {
             "solver": result.solver, "status": result.status, "tco_usd_per_hour": result.tco_usd_per_hour,
             "critical_path": list(result.critical_path), "critical_path_ms": result.critical_path_ms,
-            "gap": result.gap, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
+            "gap": result.gap, "bound": result.bound, "pd": pd_notation(result), "request_rate_rps": result.request_rate_rps,
             "rate_basis": built.rate_basis,
             "devices": [{"device": d.device, "owned": d.owned, "bought": d.bought, "usd_per_hour": d.usd_per_hour}
                         for d in result.devices],
@@ -102,8 +103,6 @@ class PlacePass(ModulePass):
 
 
 def _diag(graph, message: str):
-    from hetc.errors import Diagnostic
-
     return Diagnostic(op_loc(graph), message)
 
 
@@ -146,8 +145,6 @@ def _place_kv_transfers(graph: A.GraphOp) -> None:
     the op reading it (through loops and branches: a cache read inside a loop is a block argument of the loop
     body), which may be another KV transfer placed first; one read by no placed op lands with the op that
     writes it."""
-    from hetc.flow import moves_kv, producers
-
     kv_ops = [o for o in graph.walk() if moves_kv(o)]
     readers = _kv_readers(graph)
     for _ in range(len(kv_ops) + 1):  # a chain of caches is placed from its reader back
@@ -170,8 +167,6 @@ def _place_kv_transfers(graph: A.GraphOp) -> None:
 
 def _kv_readers(graph: A.GraphOp) -> dict:
     """KV transfer op -> the ops that read its cache (placeable ops and other KV transfers), in program order."""
-    from hetc.flow import moves_kv, placeable, producers
-
     def stop(op) -> bool:
         return moves_kv(op) or placeable(op)
 

@@ -56,7 +56,7 @@ def hetc_in_terminal(*argv: str, env: dict, columns: int = 200) -> tuple[int, st
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "voice"
-    done = hetc("compile", str(VOICE), "-o", str(out), "-q")
+    done = hetc("compile", str(VOICE), "-o", str(out), "-q", "--dump-ir", "decompose-nodes")
     assert done.returncode == 0, done.stderr
     return out
 

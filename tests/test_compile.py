@@ -29,13 +29,13 @@ def run(args, capsys):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    """Every example compiled once (shared by the tests below)."""
+    """Every example compiled once (shared by the tests below), with the IR after every stage in ir/."""
     from hetc.compiler import CompileOptions, compile_spec, write
 
     out = {}
     base = tmp_path_factory.mktemp("bundles")
     for spec in EXAMPLES:
-        result = compile_spec(str(spec), CompileOptions())
+        result = compile_spec(str(spec), CompileOptions(dump_ir=("all",)))
         write(result, base / spec.stem)
         out[spec.stem] = (result, base / spec.stem)
     return out
@@ -109,6 +109,16 @@ def test_dump_ir_all_prints_every_pass(tmp_path, capsys):
     assert dumps == sorted(["parsed", *PASSES])
 
 
+def test_dump_ir_lands_in_the_bundle_numbered_by_stage(tmp_path, capsys):
+    code, out, err = run(["compile", ROOT / "examples/voice-agent.yaml", "-o", tmp_path / "b", "--dump-ir",
+                          "decompose-llm", "--dump-ir", "parsed"], capsys)
+    assert code == 0, err
+    ir = sorted(p.name for p in (tmp_path / "b" / "ir").iterdir())
+    assert ir == ["00-parsed.mlir", f"{PASSES.index('decompose-llm') + 1:02d}-decompose-llm.mlir",
+                  "final.generic.mlir"]
+    assert out.count("IR after") == 2
+
+
 def test_dump_ir_single_pass_generic(tmp_path, capsys):
     code, out, _ = run(["compile", ROOT / "examples/rag-assistant.yaml", "-o", tmp_path / "b",
                         "--dump-ir", "decompose-tools", "--generic"], capsys)
@@ -120,7 +130,8 @@ def test_custom_pipeline_and_opt(tmp_path, capsys):
     code, _, err = run(["compile", ROOT / "examples/voice-agent.yaml", "-o", tmp_path / "b", "-q",
                         "--passes", "inline-agents,decompose-llm"], capsys)
     assert code == 0, err
-    ir = tmp_path / "b" / "ir" / "02-decompose-llm.mlir"
+    assert sorted(p.name for p in (tmp_path / "b" / "ir").iterdir()) == ["final.generic.mlir"]  # no dumps unasked
+    ir = tmp_path / "b" / "ir" / "final.generic.mlir"
     code, out, err = run(["opt", ir, "-p", "decompose-tools,decompose-nodes,place{solver=heuristic}"], capsys)
     assert code == 0, err
     assert "#task.device<" in out and "agent.tool" not in out
@@ -200,7 +211,7 @@ def test_compile_is_deterministic(tmp_path, bundles):
     from hetc.compiler import CompileOptions, compile_spec
 
     first, _ = bundles["supervisor"]
-    again = compile_spec(str(ROOT / "examples/supervisor.yaml"), CompileOptions())
+    again = compile_spec(str(ROOT / "examples/supervisor.yaml"), CompileOptions(dump_ir=("all",)))
     assert again.files == first.files
 
 

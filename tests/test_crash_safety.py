@@ -1,7 +1,7 @@
 """A compile that dies or fails never leaves a partial bundle and never damages the previous one.
 
 hetc/bundle.py writes into a temporary sibling directory and swaps it in with one atomic rename. Here:
-- SIGKILL at every step of writing a bundle (after each fsync, right after the swap, and between the two
+- SIGKILL at every step of writing a bundle (at each file, at the sync, right after the swap, and between the two
   renames of the fallback swap used where renameat2 is missing): the path holds the earlier bundle or the
   new one, complete; in the fallback window the earlier bundle waits intact beside it and the next compile
   puts it back first;
@@ -90,18 +90,25 @@ def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _kill_at_fsync(n: int):
+def _kill_at_step(n: int):
+    """Kill at the n-th step of the write: each file written, the sync of the temporary tree (one syncfs, or an
+    fsync per file and folder where there is none) and the parent folder's fsync."""
     def arm():
-        real_fsync = os.fsync
+        import hetc.bundle as bundle
+
         calls = [0]
 
-        def fsync(fd):
-            calls[0] += 1
-            if calls[0] == n:
-                _kill_self()
-            real_fsync(fd)
+        def step(real):
+            def counted(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == n:
+                    _kill_self()
+                return real(*args, **kwargs)
 
-        os.fsync = fsync  # only in the forked child
+            return counted
+
+        # only in the forked child
+        bundle._write_file, bundle._syncfs, os.fsync = step(bundle._write_file), step(bundle._syncfs), step(os.fsync)
 
     return arm
 
@@ -134,8 +141,8 @@ def test_sigkill_at_every_step_of_the_bundle_write(results, tmp_path):
     write(old_result, out)
     seen = set()
     n = 1
-    while True:  # kill at the n-th fsync (each file, the temporary directory, the parent) until none is left
-        status = _write_and_die(new_result, out, _kill_at_fsync(n))
+    while True:  # kill at the n-th step (each file, the sync, the parent's fsync) until none is left
+        status = _write_and_die(new_result, out, _kill_at_step(n))
         state = which_bundle(out, old, new)
         if os.WIFEXITED(status):
             assert os.WEXITSTATUS(status) == 0 and state == "new"
@@ -145,7 +152,7 @@ def test_sigkill_at_every_step_of_the_bundle_write(results, tmp_path):
         if state == "new":  # killed after the swap: put the earlier bundle back for the next kill point
             write(old_result, out)
         n += 1
-    assert n > len(new), "every file's fsync was a kill point"
+    assert n > len(new), "every file's write was a kill point"
     assert seen == {"old", "new"}, "the kills covered both sides of the swap"
 
     write(old_result, out)

@@ -367,3 +367,33 @@ def test_cpu_example_serves_both_phases_from_one_vllm_cpu_server(example_bundles
     runtime = runtime_deployment(plan)
     assert json.loads(runtime["metadata"]["annotations"]["hetc.dev/stages"]) == sorted(
         s for s, stage in stages.items() if stage["kind"] not in ("input", "output", "kv_transfer", "prefill", "decode"))
+
+
+def test_the_kubernetes_export_reads_the_stages_a_bounded_number_of_times(tmp_path, monkeypatch):
+    """Each vLLM stage used to rescan every stage for its P/D pair, KV environment and model length: the export
+    was quadratic in the graph (40 s of CPU at 10,000 nodes). Counted, not timed: serves_vllm runs a bounded
+    number of times per stage."""
+    import importlib.util
+
+    import hetc.deploy_vllm as deploy_vllm
+    from hetc.compiler import CompileOptions, compile_spec
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "compile_scaling.py"
+    module_spec = importlib.util.spec_from_file_location("compile_scaling", bench)
+    scaling = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(scaling)
+    spec = tmp_path / "scale.yaml"
+    spec.write_text(scaling.synthetic_spec(120, forward_branches=False))
+    plan = compile_spec(str(spec), CompileOptions(codegen=False, solver="heuristic")).plan
+    llm_stages = [s for s in plan["stages"] if deploy_vllm.serves_vllm(s)]
+    assert len(llm_stages) >= 20
+    calls = [0]
+    real = deploy_vllm.serves_vllm
+
+    def counted(stage):
+        calls[0] += 1
+        return real(stage)
+
+    monkeypatch.setattr(deploy_vllm, "serves_vllm", counted)
+    render_kubernetes(plan)
+    assert calls[0] <= 10 * len(plan["stages"]), (calls[0], len(plan["stages"]))

@@ -29,7 +29,8 @@ ENVIRONMENTS = [
 def compile_in_subprocess(spec: Path, out: Path, env_changes: dict[str, str]) -> dict[str, bytes]:
     env = dict(os.environ, **env_changes)
     env.pop("HETC_DEBUG", None)
-    done = subprocess.run([sys.executable, "-m", "hetc.cli", "compile", str(spec), "-o", str(out), "-q"],
+    done = subprocess.run([sys.executable, "-m", "hetc.cli", "compile", str(spec), "-o", str(out), "-q",
+                           "--dump-ir=all"],  # every stage's IR in the bundle, so it is checked too
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}

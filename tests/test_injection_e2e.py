@@ -84,7 +84,7 @@ def bundle(request, tmp_path_factory) -> Path:
     spec.write_text(yaml.safe_dump(hostile_spec(request.param), allow_unicode=True, sort_keys=False, width=1000),
                     encoding="utf-8")
     out = base / "bundle"
-    write(compile_spec(str(spec), CompileOptions()), out)
+    write(compile_spec(str(spec), CompileOptions(dump_ir=("all",))), out)
     return out
 
 
@@ -235,7 +235,7 @@ def test_ir_dumps_round_trip_with_ascii_hostile_names(tmp_path):
     spec = tmp_path / "hostile-ascii.yaml"
     spec.write_text(yaml.safe_dump(hostile_spec("nvidia-h100-sxm", unicode_id="rtl\\u202e-not-really"),
                                    sort_keys=False, width=1000), encoding="ascii")
-    write(compile_spec(str(spec), CompileOptions(codegen=False)), tmp_path / "bundle")
+    write(compile_spec(str(spec), CompileOptions(codegen=False, dump_ir=("all",))), tmp_path / "bundle")
     _all_dumps_round_trip(tmp_path / "bundle")
 
 

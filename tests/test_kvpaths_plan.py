@@ -73,7 +73,8 @@ def test_only_forbidden_pairs_left_is_infeasible_with_the_reason(solver):
 
 def test_heuristic_repairs_a_forbidden_start():
     """The heuristic's cheapest start is the forbidden pair; it must move off it, not return it."""
-    from hetc.placement import _cheapest_choice, _Model
+    from hetc.placement.evaluate import _Model
+    from hetc.placement.heuristic import _cheapest_choice
 
     problem = _two_phase_problem({("A", "B"): "why"})
     m = _Model(problem)
@@ -263,9 +264,9 @@ def test_ttft_counts_the_move_by_the_prefill_devices_path(tmp_path, level):
     """TTFT of a Gaudi 3 prefill adds the staged move to B200 only where that path exists at the level."""
     from hetc.dialects import task as T
 
-    from hetc import candidates as C
     from hetc.kvpaths import transfer_cost
-    from hetc.placement_problem import ttft_overhead_ms
+    from hetc.placement import candidates as C
+    from hetc.placement.problem import ttft_overhead_ms
 
     module = _compile(_spec(tmp_path, "intel-gaudi3, nvidia-b200"), level).module
     prefill = next(op for op in module.walk() if isinstance(op, T.PrefillOp))

@@ -260,6 +260,67 @@ def test_a_file_too_large_is_exit_2_naming_the_path_and_keeps_the_earlier_bundle
     assert snapshot(out) == before and leftovers(tmp_path) == []
 
 
+def _count_syncs(monkeypatch) -> dict[str, int]:
+    import hetc.bundle as bundle
+
+    counts = {"syncfs": 0, "fsync": 0}
+    real_syncfs, real_fsync = bundle._syncfs, os.fsync
+
+    def syncfs(fd, shown):
+        done = real_syncfs(fd, shown)
+        counts["syncfs"] += done
+        return done
+
+    def fsync(fd):
+        counts["fsync"] += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(bundle, "_syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return counts
+
+
+def test_a_bundle_is_synced_once_not_once_per_file(tmp_path, voice, monkeypatch):
+    counts = _count_syncs(monkeypatch)
+    write(voice, tmp_path / "b")
+    assert len(voice.files) > 5 and verified(tmp_path / "b") == voice.files
+    assert counts == {"syncfs": 1, "fsync": 1}  # the tree at once, then the parent folder after the swap
+
+
+def test_without_syncfs_every_file_and_folder_is_fsynced(tmp_path, voice, monkeypatch):
+    import hetc.bundle as bundle
+
+    monkeypatch.setattr(bundle, "_libc", lambda: None)  # a C library without syncfs (nor renameat2)
+    counts = _count_syncs(monkeypatch)
+    write(voice, tmp_path / "b")
+    folders = {os.path.dirname(name) for name in voice.files}
+    assert counts["syncfs"] == 0 and counts["fsync"] >= len(voice.files) + 1 + len(folders) + 1
+    assert verified(tmp_path / "b") == voice.files
+
+
+def test_a_failed_sync_is_exit_2_naming_the_bundle_and_keeps_the_earlier_one(tmp_path, voice, monkeypatch):
+    import ctypes
+    import errno
+    import types
+
+    import hetc.bundle as bundle
+
+    out = tmp_path / "b"
+    write_bundle(out, {"small.txt": b"earlier"})
+    before = snapshot(out)
+
+    def syncfs(fd):  # a write-back error found at flush time
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(bundle, "_libc", lambda: types.SimpleNamespace(syncfs=syncfs))
+    with pytest.raises(HetcError) as caught:
+        write(voice, out)
+    assert caught.value.exit_code == 2 and os.strerror(errno.EIO) in str(caught.value)
+    assert caught.value.diagnostics[0].loc.file == str(out)
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
 def test_an_output_under_a_file_is_exit_2(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, _, err = run(["compile", VOICE, "-o", tmp_path / "file" / "b", "-q"], capsys)
@@ -320,7 +381,7 @@ def test_deploy_output_is_replaced_whole_with_a_manifest_kubectl_ignores(tmp_pat
 def test_opt_output_file_is_written_atomically_and_dash_is_stdout(tmp_path, voice, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ir = tmp_path / "in.mlir"
-    ir.write_bytes(voice.files["ir/00-parsed.mlir"])
+    ir.write_bytes(voice.files["ir/final.generic.mlir"])
     code, out, err = run(["opt", ir, "-o", "-"], capsys)
     assert code == 0 and "agent" in out and not (tmp_path / "-").exists()
     code, _, err = run(["opt", ir, "-o", tmp_path], capsys)

@@ -109,7 +109,7 @@ def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeyp
     below that, the coordinate search must still put each unit on one class, close to the enumerated best."""
     import shutil
 
-    from hetc import placement_problem
+    from hetc.placement import problem as placement_problem
 
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     spec = tmp_path / "examples" / "supervisor.yaml"
@@ -219,7 +219,7 @@ def test_offline_work_is_sized_by_its_volume(compiled):
 
 
 def test_offline_tokens_per_day_sizes_the_rate(tmp_path):
-    from hetc.placement_problem import SECONDS_PER_DAY
+    from hetc.placement.problem import SECONDS_PER_DAY
 
     text = (ROOT / "examples/coding-agent.yaml").read_text().replace(
         "requests: 5000, deadline_h: 10", "tokens_per_day: 50000000")
@@ -246,7 +246,7 @@ def test_every_percentile_target_is_planned(compiled):
 
 
 def test_a_lower_percentile_loop_counts_fewer_passes():
-    from hetc.placement_problem import loop_passes_at
+    from hetc.placement.problem import loop_passes_at
 
     assert loop_passes_at(0.4, 3, 0.99) == 4  # 1 - 0.4^3 = 0.936 < 0.99: the bound
     assert loop_passes_at(0.4, 3, 0.50) == 1  # 1 - 0.4 = 0.6 >= 0.5: one pass

@@ -379,10 +379,10 @@ def test_heuristic_close_to_exact_on_a_larger_chain():
 
 
 def test_auto_switches_to_the_heuristic_above_the_threshold(monkeypatch):
-    import hetc.placement as placement
+    import hetc.placement.solver as placement_solver
 
     assert solve(worked_example(120), "auto").solver == "exact"
-    monkeypatch.setattr(placement, "AUTO_EXACT_MAX_BINARIES", 3)
+    monkeypatch.setattr(placement_solver, "AUTO_EXACT_MAX_BINARIES", 3)
     result = solve(worked_example(120), "auto")
     assert result.solver == "heuristic" and pd_notation(result) == "HP::CO"
 
@@ -400,7 +400,8 @@ def test_solver_prints_nothing_on_stdout(capfd):
 def test_local_search_sweep_updates_match_per_move_updates():
     """Under a hard SLA the local search brings path times up to date once per pass (placement._improve);
     it must make exactly the moves that updating after every move makes."""
-    from hetc.placement import _improve, _Model, _paths, _Search
+    from hetc.placement.evaluate import _Model, _paths
+    from hetc.placement.heuristic import _improve, _Search
 
     rng = random.Random(7)
     moved = 0
@@ -428,7 +429,7 @@ def test_local_search_sweep_updates_match_per_move_updates():
 
 
 def test_longest_path_avoiding_each_op_matches_brute_force():
-    from hetc.placement import _chosen, _longest_avoiding, _Model, _paths
+    from hetc.placement.evaluate import _chosen, _longest_avoiding, _Model, _paths
 
     rng = random.Random(11)
     for case in range(40):
@@ -451,3 +452,20 @@ def test_longest_path_avoiding_each_op_matches_brute_force():
             sinks = [v for v in finish if not m.succs[v]]
             expected = max([finish[v] for v in sinks] + [0.0])
             assert fast[removed] == pytest.approx(expected, abs=1e-9), f"case {case}, op {removed}"
+
+
+def test_the_lp_bound_is_skipped_above_a_size_and_the_result_says_so(monkeypatch):
+    import hetc.placement.solver as placement_solver
+
+    problem = worked_example(120)
+    assert solve(problem, "exact").bound == "mip dual bound"
+    bounded = solve(problem, "heuristic")
+    assert bounded.bound == "lp relaxation" and bounded.lower_bound is not None and bounded.gap is not None
+    monkeypatch.setattr(placement_solver, "LP_BOUND_MAX_BINARIES", 3)
+    skipped = solve(problem, "heuristic")
+    assert skipped.lower_bound is None and skipped.gap is None
+    assert skipped.bound.startswith("none: LP relaxation skipped above 3 binaries")
+    assert skipped.to_dict()["bound"] == skipped.bound
+    asked = solve(problem, "heuristic", lp_bound=True)  # asked for: computed at any size
+    assert asked.bound == "lp relaxation" and asked.lower_bound == pytest.approx(bounded.lower_bound)
+    assert solve(problem, "heuristic", lp_bound=False).bound == "none: LP relaxation not run"

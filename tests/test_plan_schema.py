@@ -267,3 +267,12 @@ def test_every_compiled_plan_of_a_fuzzed_spec_passes_the_schema(spec, p50_share)
     total = sum(s["tco"]["usd_per_hour"] for s in plan["stages"])
     assert total == pytest.approx(plan["tco"]["usd_per_hour"], rel=1e-9, abs=1e-12)
     assert all(p["meets"] for p in plan["paths"])  # every percentile target, when there are several
+
+
+def test_plan_reports_the_solver_gap_and_where_its_bound_comes_from():
+    from hetc.compiler import CompileOptions, compile_spec
+
+    spec = Path(__file__).resolve().parents[1] / "examples" / "voice-agent.yaml"
+    plan = compile_spec(str(spec), CompileOptions(codegen=False)).plan
+    assert plan["provenance"]["lower_bound"] == "mip dual bound"  # the voice agent is solved exactly
+    assert plan["provenance"]["gap"] is not None and 0 <= plan["provenance"]["gap"] < 1e-6

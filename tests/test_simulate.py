@@ -377,7 +377,7 @@ def test_loop_bounds_above_the_spec_limit_are_refused_in_the_ir(tmp_path, capsys
         return 0
 
     assert run(["compile", Path(__file__).parent.parent / "examples/voice-agent.yaml", "-o", tmp_path / "b", "-q",
-                "--passes", "inline-agents,decompose-llm"]) == 0
+                "--passes", "inline-agents,decompose-llm", "--dump-ir", "decompose-llm"]) == 0
     ir = tmp_path / "b" / "ir" / "02-decompose-llm.mlir"
     text = ir.read_text()
     assert "max_iterations = 3 : i64" in text

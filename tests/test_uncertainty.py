@@ -253,7 +253,7 @@ def test_zero_uncertainty_free_problem_with_owned_devices_gives_the_nominal_plan
 
 
 def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_tries_them():
-    from hetc.placement_problem import solve_placement
+    from hetc.placement.problem import solve_placement
 
     path = str(ROOT / "examples" / "supervisor.yaml")
     result = analyse(path, samples=3, seed=0, uncertainty=UncertaintySpec(scale=0.0))

@@ -29,6 +29,16 @@ class StudySettings:
     risk: str = "p90"
     sla_share: float = 0.9
 
+    def add_to_plan(self, plan: dict, spec, db, module, options) -> dict:
+        """The compile driver's hook for `hetc compile --uncertainty` (options.uncertainty is self), so the
+        driver needs no import of the study, which itself compiles through the driver."""
+        return plan_uncertainty(plan, spec, db, module, options)
+
+    def pair_study(self, built, db, pricing: str, pairs: list[tuple[str, str]]) -> dict:
+        """`hetc sweep --pairs --uncertainty`: the pair study of one combination (sweep calls it through its
+        options, as the compile driver calls add_to_plan)."""
+        return study(built, db, pricing, pair_alternatives(built.problem, pairs), self)
+
 
 def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (),
           overrides: dict[str, str] | None = None):
@@ -63,18 +73,17 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
 
 def build_loaded(spec, db, hwdb: str = "default", hwdb_extra: tuple[str, ...] = (), kv_paths: str = "released",
                  kv_paths_extra: tuple[str, ...] = ()):
-    """The BuiltProblem of a loaded spec: decomposed, with the compile's database and KV-path table recorded
-    as the compile driver records them, and a hard SLA."""
+    """The BuiltProblem of a loaded spec: decomposed by the compile driver, with the compile's database and
+    KV-path table recorded as a compile records them, and a hard SLA."""
+    from hetc.compiler import CompileOptions, run_passes
     from hetc.passes.place import main_graph
-    from hetc.pipeline import PipelineRun
-    from hetc.placement_problem import build_problem, record_database, record_kv_paths
+    from hetc.placement.problem import build_problem
     from hetc.spec.frontend import spec_to_module
     from hetc.sweep import DECOMPOSE_PIPELINE
 
     module = spec_to_module(spec)
-    PipelineRun(spec=DECOMPOSE_PIPELINE).run(module)
-    record_database(module, hwdb, tuple(hwdb_extra), db)  # as the compile driver does: one database
-    record_kv_paths(module, kv_paths, tuple(kv_paths_extra))
+    run_passes(module, db, CompileOptions(passes=DECOMPOSE_PIPELINE, hwdb=hwdb, hwdb_extra=tuple(hwdb_extra),
+                                          kv_paths=kv_paths, kv_paths_extra=tuple(kv_paths_extra)))
     return build_problem(module, main_graph(module), db, None)
 
 
@@ -129,10 +138,10 @@ def _masks(problem, restricted) -> list[np.ndarray]:
 
 def unit_alternatives(built, spec_path: str) -> list[tuple[str, list | None]]:
     """The free problem; with sub-agents planned as a unit, one alternative per combination of their
-    accelerator classes, as hetc.placement_problem.solve_placement tries them."""
+    accelerator classes, as hetc.placement.problem.solve_placement tries them."""
     import itertools
 
-    from hetc.placement_problem import MAX_UNIT_COMBINATIONS, _units_on
+    from hetc.placement.problem import MAX_UNIT_COMBINATIONS, _units_on
 
     accelerators = sorted(d.name for d in built.problem.devices if d.accelerator)
     if not built.units or not accelerators:
@@ -163,7 +172,7 @@ def analyse(spec_path: str, *, samples: int, seed: int, uncertainty_file: str | 
 def study(built, db, pricing: str, alternatives, settings: StudySettings, *,
           uncertainty: UncertaintySpec | None = None, nominal_choice: np.ndarray | None = None,
           baselines: list | None = None) -> dict:
-    """The study of a built problem (hetc.placement_problem.BuiltProblem) over `alternatives` (label, candidate
+    """The study of a built problem (hetc.placement.problem.BuiltProblem) over `alternatives` (label, candidate
     masks per op or None): hetc.uncertainty.study.summary, the tornado and the settings. `nominal_choice`
     (a candidate index per op) names the plan hetc deploys, when the caller solved it itself (compile);
     `baselines` are alternatives shown with their bands that do not compete (homogeneous baselines)."""

@@ -8,7 +8,7 @@ the rest of the report (hetc.report), every user string escaped.
 
 from __future__ import annotations
 
-from hetc.report import (
+from hetc.svg import (
     BAR_GAP,
     BAR_H,
     BAR_LEFT,

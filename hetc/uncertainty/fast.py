@@ -253,7 +253,7 @@ def _forbidden_groups(problem: PlacementProblem, index: dict[str, int],
 def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
     """(TCO, candidate index per op in `problem`) of the heuristic's plan for `problem` restricted to the
     `allowed` candidates; (inf, NO_CHOICE...) when infeasible. The heuristic runs as the planner runs it
-    (hetc.placement_problem.solve_placement), LP-relaxation start included: without that start its repair
+    (hetc.placement.problem.solve_placement), LP-relaxation start included: without that start its repair
     of a forbidden device pair can stop at a dearer plan than the one the planner deploys."""
     from dataclasses import replace
 

@@ -15,7 +15,7 @@ from hetc import costmodel as cm
 from hetc.errors import HetcError
 from hetc.hwdb.schema import Device
 from hetc.models import ModelArch
-from hetc.placement import Candidate
+from hetc.placement.model import Candidate
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Candidates kept per device and op after pruning: enough to span latency vs cost, few enough for the MILP.

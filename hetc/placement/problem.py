@@ -1,19 +1,18 @@
 """From decomposed IR to a hetc.placement.PlacementProblem.
 
 Reads the SLA, traffic and hardware settings the frontend put on the graph, runs the flow analysis,
-asks hetc.candidates for each op's candidates on the device pool, prices device classes with hetc.tco,
+asks hetc.placement.candidates for each op's candidates on the device pool, prices device classes with hetc.tco,
 and prices every cross-device edge (KV cache over the shared link, other payloads over the NICs).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xdsl.traits import SymbolTable
 
-from hetc import candidates as C
 from hetc import costmodel as cm
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
@@ -22,8 +21,11 @@ from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
 from hetc.hwdb.loader import load_hwdb
 from hetc.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
-from hetc.pipeline import op_loc
-from hetc.placement import DeviceClass, Edge, OpNode, PlacementProblem
+from hetc.locations import op_loc
+from hetc.placement import candidates as C
+from hetc.placement.evaluate import _infeasible_result
+from hetc.placement.model import DeviceClass, Edge, OpNode, PlacementProblem
+from hetc.placement.solver import solve
 from hetc.spec.frontend import arch_from_attr, attr_from_value, value_from_attr
 from hetc.tco import TcoParams, device_hour_usd
 
@@ -272,10 +274,6 @@ def solve_placement(built: BuiltProblem, solver: str):
 def meet_percentiles(built: BuiltProblem, problem, solve_one):
     """solve_one(problem)'s plan, re-solved under a tighter highest-percentile limit while it misses one of
     built's lower percentile targets (see solve_placement)."""
-    from dataclasses import replace
-
-    from hetc.placement import _infeasible_result
-
     result = solve_one(problem)
     limit = problem.latency_limit_ms
     if not built.percentile_targets or limit is None or problem.soft_sla_lambda is not None or not result.feasible:
@@ -344,8 +342,6 @@ def _solve_with_units(built: BuiltProblem, problem, solver: str):
     """The cheapest plan; a sub-agent marked plan_as_unit puts all its accelerator work on one class. Up to
     MAX_UNIT_COMBINATIONS combinations of classes for the units are all solved and the cheapest feasible
     plan wins; beyond that a coordinate search (see _search_unit_classes) chooses them."""
-    from hetc.placement import solve
-
     accelerators = sorted(d.name for d in problem.devices if d.accelerator)
     if not built.units or not accelerators:  # a unit of CPU-only work needs no choice of class
         return solve(problem, solver)
@@ -387,8 +383,6 @@ def _search_unit_classes(units: list[str], accelerators: list[str], plan) -> Non
 
 def _units_on(built: BuiltProblem, problem, chosen: dict[str, str]):
     """The problem with each unit's accelerator ops restricted to candidates on its chosen class."""
-    from dataclasses import replace
-
     classes = {d.name: d.accelerator for d in problem.devices}
     unit_of = {op: unit for unit, ops in built.units.items() for op in ops}
     ops = []
