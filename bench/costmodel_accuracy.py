@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from hetc.hwdb.loader import load_hwdb
-
-from hetc.calibrate import band_table, cross_validate, device_family, load_measurements, metric_group, quantile
+from hetc.model.calibrate import band_table, cross_validate, device_family, load_measurements, metric_group, quantile
 
 DATA = Path(__file__).resolve().parent.parent / "hetc" / "data"
 DEFAULT = DATA / "measured-llm.yaml"
@@ -88,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         header = ("# p10-p90 error bands of the cost model: quantiles of log(measured / predicted) over held-out\n"
                   "# (leave-one-device-out) predictions of hetc/data/measured-llm.yaml, per metric: 'all' over\n"
                   "# every family, and per family with five records (widened to at least the 'all' band:\n"
-                  "# hetc.calibrate.family_band). Written by bench/costmodel_accuracy.py --write-bands; read by\n"
-                  "# hetc/bands.py.\n")
+                  "# hetc.model.calibrate.family_band). Written by bench/costmodel_accuracy.py --write-bands; read by\n"
+                  "# hetc/model/bands.py.\n")
         Path(args.write_bands).write_text(header + yaml.safe_dump(band_table(results), sort_keys=True))
     return 0
 

@@ -18,6 +18,8 @@ import sys
 import time
 
 import numpy as np
+
+from hetc.model.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.kernels import (
@@ -29,14 +31,13 @@ from hetc.targets.kernels import (
     vector_search_kernels,
 )
 
-from hetc.models import PRESETS
-
 _CT = {"f32": ctypes.c_float, "i64": ctypes.c_int64}
 
 
 class Jit:
     def __init__(self, kernels: list[KernelSpec]):
         import llvmlite.binding as llvm_b
+
         from hetc.targets.cpu.target import target_machine
 
         self.files = get_target("cpu").emit(kernels, "x86-64")
@@ -63,7 +64,7 @@ def median_s(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-# ---- numpy baselines (vectorised; the semantics of targets/reference.py) ---------------------------------
+# ---- numpy baselines (vectorised; the semantics of hetc/targets/reference.py) ---------------------------------
 
 def np_cosine_topk(matrix, query, k):
     norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))

@@ -102,11 +102,11 @@ def main() -> None:
 def pooling_row(batch: int = 8, seq: int = 64, dim: int = 1024, runs: int = 21) -> None:
     """Median time of the runtime's pooling kernel vs numpy, bge-large's width, a batch padded to 64 tokens."""
     import numpy as np
+
+    from hetc.model.models import PRESETS
+    from hetc.runtime.kernels import CPU_DIR, EmbedPool
     from hetc.targets import get_target
     from hetc.targets.kernels import embed_kernels
-
-    from hetc.models import PRESETS
-    from hetc.runtime.kernels import CPU_DIR, EmbedPool
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / CPU_DIR

@@ -10,8 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from hetc.plan_schema import load_plan
-from hetc.simulate import simulate
+from hetc.bundle.schema import load_plan
+from hetc.study.simulate import simulate
 
 DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "tests" / "data" / "plans" / "voice_agent.json"
 TARGET_S = 60.0

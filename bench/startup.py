@@ -3,7 +3,7 @@
     python bench/startup.py            # 10 runs per command
     python bench/startup.py --runs 30
 
-Target (issue 8): under 0.3 s each. hetc/cli.py imports subcommands lazily, so neither command may load
+Target (issue 8): under 0.3 s each. hetc/cli/__init__.py imports subcommands lazily, so neither command may load
 xDSL, llvmlite, scipy or highspy; the script also checks that with `python -X importtime`, which lists
 every module imported, and prints the slowest imports.
 """

@@ -5,10 +5,10 @@
     python bench/uncertainty.py --samples 5000 --runs 1 --pairs h100,b200,gaudi3
 
 Per run: building the problem (decompose + candidates, once per study), then the study through the code
-path every command shares (hetc.uncertainty.analysis.study: drawing and pricing the samples, every pair
+path every command shares (hetc.study.uncertainty.analysis.study: drawing and pricing the samples, every pair
 re-solved in every sample through the vectorised fast path with the heuristic on the samples it cannot
 decide, fixed plans, sensitivity, the tornado, the summary). The reference is what the study would cost
-re-solving every (pair, sample) with the planner's heuristic (hetc.uncertainty.fast.solve_restricted): its
+re-solving every (pair, sample) with the planner's heuristic (hetc.study.uncertainty.fast.solve_restricted): its
 median time per solve on the nominal pairs, times pairs x samples. The whole command (`hetc uncertainty
 ... --json` in a new process: imports, problem, study, output) is timed too, run twice per seed, and its
 two outputs compared byte for byte.
@@ -28,7 +28,7 @@ TARGET_S = 60.0
 
 
 def one_run(samples: int, pairs: str, seed: int) -> dict[str, float]:
-    from hetc.uncertainty.analysis import StudySettings, build, study
+    from hetc.study.uncertainty.analysis import StudySettings, build, study
 
     t0 = time.perf_counter()
     db, spec, built, alternatives = build(VOICE, pairs)
@@ -52,8 +52,8 @@ def cli_run(samples: int, pairs: str, seed: int) -> tuple[float, bytes]:
 
 def heuristic_solve_s(pairs: str) -> float:
     """Median wall time of one heuristic solve of a pair-restricted voice-agent problem."""
-    from hetc.uncertainty.analysis import build
-    from hetc.uncertainty.fast import solve_restricted
+    from hetc.study.uncertainty.analysis import build
+    from hetc.study.uncertainty.fast import solve_restricted
 
     _, _, built, alternatives = build(VOICE, pairs)
     times = []

@@ -17,17 +17,17 @@ from pathlib import Path
 
 from xdsl.dialects.builtin import FileLineColLoc, StringAttr
 
-from hetc.bundle import to_json, write_bundle
-from hetc.codegen import generate
-from hetc.deploy_k8s import render_kubernetes
-from hetc.deploy_ray import render_ray
-from hetc.deploy_vllm import runtime_dockerfile
+from hetc.bundle.codegen import generate
+from hetc.bundle.kubernetes import render_kubernetes
+from hetc.bundle.plan import build_plan
+from hetc.bundle.ray import render_ray
+from hetc.bundle.vllm import runtime_dockerfile
+from hetc.bundle.writer import to_json, write_bundle
 from hetc.errors import Diagnostic, HetcError, Loc
 from hetc.hwdb.loader import load_hwdb
 from hetc.passes.common import pass_report
 from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
 from hetc.placement.problem import record_database, record_kv_paths
-from hetc.plan import build_plan
 from hetc.spec.frontend import spec_to_module
 from hetc.spec.loader import load_spec
 
@@ -37,7 +37,7 @@ class CompileOptions:
     passes: str = DEFAULT_PIPELINE
     hwdb: str = "default"
     hwdb_extra: tuple[str, ...] = ()
-    kv_paths: str = "released"  # the KV-path level a P::D split may rely on (hetc.kvpaths.LEVELS)
+    kv_paths: str = "released"  # the KV-path level a P::D split may rely on (hetc.model.kvpaths.LEVELS)
     kv_paths_extra: tuple[str, ...] = ()
     solver: str = "auto"
     soft_sla: float = 0.0  # 0 = hard SLA; else the paper's lambda ($ per ms of slack per hour)
@@ -46,7 +46,7 @@ class CompileOptions:
     generic: bool = False
     codegen: bool = True
     verify_code: bool = True  # run the consuming tools (llvmlite, ptxas, cc) on generated code where present
-    uncertainty: object = None  # --uncertainty: hetc.uncertainty.analysis.StudySettings, or None (no study)
+    uncertainty: object = None  # --uncertainty: hetc.study.uncertainty.analysis.StudySettings, or None (no study)
     outputs: bool = True  # the bundle's files (IR, plan.json, deploy, report); False: the plan only (hetc sweep)
 
 
@@ -202,7 +202,7 @@ def _deploy_files(plan: dict) -> dict[str, bytes]:
 
 def _report_files(plan: dict) -> dict[str, bytes]:
     try:
-        from hetc.report import render_report
+        from hetc.bundle.report import render_report
     except ModuleNotFoundError:
         return {}
     return {"report.html": render_report(plan).encode()}

@@ -56,7 +56,7 @@ class Flow:
 
 def payload_bytes(value: SSAValue) -> float:
     """Bytes of one request's value: as its producing op states (ResultPayload), a graph input by its
-    tokens or audio seconds, anything else by its type's default (dialects/interfaces.py)."""
+    tokens or audio seconds, anything else by its type's default (hetc/dialects/interfaces.py)."""
     while True:  # a loop: a chain of filters passing their input on may be long
         owner = value.owner
         if isinstance(owner, A.InputOp):
@@ -129,7 +129,7 @@ def is_stage(op: Operation) -> bool:
 def stage_graph(graph: A.GraphOp) -> tuple[list[Operation], list[tuple[Operation, Operation, SSAValue, float,
                                                                         Operation | None, bool, int | None]]]:
     """The plan's stages (and outputs) in program order and its edges, one per (src, dst, back edge?)
-    as hetc/plan.py writes them: [(src, dst, operand, probability, kv crossed, back edge?, bound)]."""
+    as hetc/bundle/plan.py writes them: [(src, dst, operand, probability, kv crossed, back edge?, bound)]."""
     ops = [op for op in graph.walk() if is_stage(op) or isinstance(op, A.OutputOp)]
     edges = []
     seen = set()

@@ -12,7 +12,7 @@ from hetc.errors import Loc
 def op_loc(op) -> Loc:
     """The location of `op`, else of the nearest enclosing op that has one (the frontend sets FileLineColLoc)."""
     # xDSL loads in ~0.2 s: imported on first use, so `hetc --help` (which loads hetc.pipeline's
-    # DEFAULT_PIPELINE through hetc.cli_compile) does not pay for it.
+    # DEFAULT_PIPELINE through hetc.cli.compile) does not pay for it.
     from xdsl.dialects.builtin import FileLineColLoc
 
     while op is not None:

@@ -1,6 +1,6 @@
 """Loops, branches and joins of a stage graph: one semantics for the planner and the simulator.
 
-The planner (hetc/flow.py: expected and worst visits per op) and the simulator (hetc/simulate.py) both
+The planner (hetc/flow.py: expected and worst visits per op) and the simulator (hetc/study/simulate.py) both
 build a `LoopGraph` from the same stages and edges and follow the rules below (docs/spec.md, "Loops"):
 
 - Forward edges form a DAG. A stage runs when every *active* in-edge has delivered a token and at least

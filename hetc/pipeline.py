@@ -3,7 +3,7 @@
 Pipeline strings use xdsl-opt syntax: `inline-agents,decompose-llm,place{solver=exact}`. After every pass
 the module is verified; a verifier error is reported at the YAML location of the offending op.
 
-xDSL and the passes are imported inside the functions that use them, for start-up speed: hetc.cli_compile
+xDSL and the passes are imported inside the functions that use them, for start-up speed: hetc.cli.compile
 reads DEFAULT_PIPELINE from here when the CLI builds its commands, and `hetc --help` must not load xDSL. The
 passes never import this module (they sit below it: tests/test_imports.py).
 """

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hetc.hwdb.loader import load_hwdb
 
-from hetc.calibrate import fit, load_measurements, median, relative_errors
-from hetc.cli_hw import calibrate, estimate, hw
+from hetc.cli.hw import calibrate, estimate, hw
 from hetc.errors import HetcError
+from hetc.hwdb.loader import load_hwdb
+from hetc.model.calibrate import fit, load_measurements, median, relative_errors
 
 DATA = Path(__file__).parent / "data" / "calibration_validation.yaml"
 
@@ -129,7 +129,7 @@ def test_measured_set_loads_with_engines_and_sources():
 
 
 def test_leave_one_device_out_predicts_without_the_device():
-    from hetc.calibrate import cross_validate, fit_shared, predict
+    from hetc.model.calibrate import cross_validate, fit_shared, predict
     db = load_hwdb()
     records = [r for r in load_measurements(MEASURED, db)
                if r.device_id in ("nvidia-a100-80gb", "intel-gaudi2") and r.metric in ("ttft_ms", "tbt_ms")]
@@ -144,7 +144,7 @@ def test_leave_one_device_out_predicts_without_the_device():
 
 
 def test_bands_bracket_every_estimate_and_widen_from_the_table():
-    from hetc.bands import band, band_factors
+    from hetc.model.bands import band, band_factors
     for device, metric in (("nvidia-h100-sxm", "tbt_ms"), ("intel-gaudi3", "ttft_ms"), ("amd-mi325x", "tokens_per_s")):
         low, high = band(device, metric, 100.0)
         assert low < 100.0 < high
@@ -156,8 +156,8 @@ MLPERF = MEASURED.parent / "measured-mlperf.yaml"
 
 
 def test_mlperf_records_pick_the_best_tp_and_honour_the_tpot_limit():
-    from hetc import costmodel as cm
-    from hetc.calibrate import predict
+    from hetc.model import costmodel as cm
+    from hetc.model.calibrate import predict
     db = load_hwdb()
     records = load_measurements(MLPERF, db)
     assert len(records) >= 100 and all("mlperf_log_summary.txt" in r.source for r in records)
@@ -175,7 +175,7 @@ def test_mlperf_records_pick_the_best_tp_and_honour_the_tpot_limit():
 
 
 def test_bands_widen_a_family_to_the_all_family_spread():
-    from hetc.calibrate import family_band
+    from hetc.model.calibrate import family_band
     spread = [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]
     biased = [0.25, 0.3, 0.35, 0.4, 0.45]
     low, high = family_band(biased, spread)
@@ -184,7 +184,7 @@ def test_bands_widen_a_family_to_the_all_family_spread():
 
 
 def test_validation_records_are_predicted_never_fitted():
-    from hetc.calibrate import cross_validate, fit_shared, predict
+    from hetc.model.calibrate import cross_validate, fit_shared, predict
     db = load_hwdb()
     cal = [r for r in load_measurements(MEASURED, db) if r.device_id in ("nvidia-a100-80gb", "intel-gaudi2")
            and r.metric in ("ttft_ms", "tbt_ms")]

@@ -20,6 +20,9 @@ import ctypes
 
 import numpy as np
 import pytest
+
+from hetc.errors import HetcError
+from hetc.model.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.base import CodegenError
@@ -33,9 +36,6 @@ from hetc.targets.kernels import (
     vector_search_kernels,
 )
 
-from hetc.errors import HetcError
-from hetc.models import PRESETS
-
 _CT = {"f32": ctypes.c_float, "i64": ctypes.c_int64}
 
 
@@ -44,6 +44,7 @@ class JitKernels:
 
     def __init__(self, kernels: list[KernelSpec]):
         import llvmlite.binding as llvm_b
+
         from hetc.targets.cpu.target import target_machine
 
         target = get_target("cpu")

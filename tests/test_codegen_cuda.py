@@ -9,6 +9,8 @@ import re
 
 import pytest
 from conftest import system_tool
+
+from hetc.model.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets.base import CodegenError
 from hetc.targets.cuda.target import SM_VERSIONS, find_ptxas
@@ -21,8 +23,6 @@ from hetc.targets.kernels import (
     prefill_kernels,
     vector_search_kernels,
 )
-
-from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"]
 KERNELS = (

@@ -1,5 +1,5 @@
 """gaudi target: every TPC-C kernel and its host glue are compiled with clang against our emulation header
-(targets/gaudi/tpc_emu.h), run over an index space split across several emulated TPC cores, and compared
+(hetc/targets/gaudi/tpc_emu.h), run over an index space split across several emulated TPC cores, and compared
 with the numpy reference. Tolerances as in test_codegen_cpu.py (the emulation's exp is libm's expf)."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import system_tool
+
+from hetc.model.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import reference as ref
 from hetc.targets.gaudi.target import EMU_HEADER, TPC_CORES
@@ -23,8 +25,6 @@ from hetc.targets.kernels import (
     prefill_kernels,
     vector_search_kernels,
 )
-
-from hetc.models import PRESETS
 
 ARCH = PRESETS["llama-3-8b"].with_overrides(vocab_size=5000, d_model=200, n_layers=2, n_kv_heads=2, n_heads=2)
 KERNELS = (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from conftest import system_tool
+
+from hetc.errors import HetcError
+from hetc.model.models import PRESETS
 from hetc.targets import get_target
 from hetc.targets import kernels as K
 from hetc.targets.kernels import KernelSpec, decode_kernels, vector_search_kernels
 from hetc.targets.naming import c_identifier, is_c_identifier
-
-from hetc.errors import HetcError
-from hetc.models import PRESETS
 
 HOSTILE = [
     'x"; system("rm -rf /")',

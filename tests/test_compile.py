@@ -221,7 +221,7 @@ def test_every_bundle_validates_plan_kubernetes_and_ray(spec, bundles):
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    from hetc.plan_schema import load_plan
+    from hetc.bundle.schema import load_plan
 
     _, path = bundles[spec.stem]
     plan = load_plan(path / "plan.json")  # raises on any schema violation

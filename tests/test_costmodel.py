@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hetc.hwdb.loader import load_hwdb
 
-from hetc import costmodel as cm
 from hetc.errors import HetcError
-from hetc.models import PRESETS
+from hetc.hwdb.loader import load_hwdb
+from hetc.model import costmodel as cm
+from hetc.model.models import PRESETS
 
 L8, L70, L405, MIXTRAL = (PRESETS[k] for k in ("llama-3-8b", "llama-3-70b", "llama-3.1-405b", "mixtral-8x7b"))
 

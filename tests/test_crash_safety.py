@@ -1,6 +1,6 @@
 """A compile that dies or fails never leaves a partial bundle and never damages the previous one.
 
-hetc/bundle.py writes into a temporary sibling directory and swaps it in with one atomic rename. Here:
+hetc/bundle/writer.py writes into a temporary sibling directory and swaps it in with one atomic rename. Here:
 - SIGKILL at every step of writing a bundle (at each file, at the sync, right after the swap, and between the two
   renames of the fallback swap used where renameat2 is missing): the path holds the earlier bundle or the
   new one, complete; in the fallback window the earlier bundle waits intact beside it and the next compile
@@ -44,7 +44,7 @@ def read_bundle(path: Path) -> dict[str, bytes]:
 
 
 def expected_bundle(result) -> dict[str, bytes]:
-    from hetc.bundle import MANIFEST, manifest, to_json
+    from hetc.bundle.writer import MANIFEST, manifest, to_json
 
     return {**result.files, MANIFEST: to_json(manifest(result.files))}
 
@@ -94,7 +94,7 @@ def _kill_at_step(n: int):
     """Kill at the n-th step of the write: each file written, the sync of the temporary tree (one syncfs, or an
     fsync per file and folder where there is none) and the parent folder's fsync."""
     def arm():
-        import hetc.bundle as bundle
+        import hetc.bundle.writer as bundle
 
         calls = [0]
 
@@ -114,14 +114,14 @@ def _kill_at_step(n: int):
 
 
 def _kill_after_exchange():
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     real = bundle._exchange
     bundle._exchange = lambda a, b: (real(a, b), _kill_self())[0]
 
 
 def _kill_between_fallback_renames():
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     bundle._exchange = lambda a, b: False  # a kernel without renameat2
     real_rename = os.rename
@@ -178,7 +178,7 @@ def test_sigkill_inside_the_fallback_swap_is_repaired_by_the_next_compile(result
 
 
 def test_a_failed_fallback_rename_puts_the_earlier_bundle_back(results, tmp_path, monkeypatch):
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     old_result, new_result = results
     old, new = expected_bundle(old_result), expected_bundle(new_result)

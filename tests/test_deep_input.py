@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from hetc.bundle.schema import load_plan
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.errors import HetcError
 from hetc.pipeline import PipelineRun, parse_ir_file, print_module
-from hetc.plan_schema import load_plan
 from hetc.spec.frontend import spec_to_module
 from hetc.spec.loader import load_spec
 

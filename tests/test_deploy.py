@@ -13,16 +13,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hetc.deploy_k8s import (
+from hetc.bundle.kubernetes import (
     host_resources,
     kubernetes_manifests,
     render_kubernetes,
     stage_names,
     write_kubernetes,
 )
-from hetc.deploy_ray import render_ray, serve_config
-from hetc.deploy_vllm import runtime_image
-from hetc.plan_schema import load_plan
+from hetc.bundle.ray import render_ray, serve_config
+from hetc.bundle.schema import load_plan
+from hetc.bundle.vllm import runtime_image
 from hetc.runtime.bindings import endpoint_env
 
 PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
@@ -279,7 +279,7 @@ def test_ray_output_is_deterministic():
 
 
 def test_deploy_command_writes_both_targets(tmp_path):
-    from hetc.cli_deploy import deploy_command
+    from hetc.cli.deploy import deploy_command
 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -295,7 +295,7 @@ def test_deploy_command_writes_both_targets(tmp_path):
 
 
 def test_deploy_command_reports_a_bad_plan_with_exit_2(tmp_path):
-    from hetc.cli_deploy import deploy_command
+    from hetc.cli.deploy import deploy_command
 
     plan = json.loads((Path(__file__).parent / "data" / "plans" / "voice_agent.json").read_text())
     plan["stages"][1]["replicas"] = -1
@@ -329,7 +329,7 @@ def example_bundles():
 
 
 def test_every_example_exports_runnable_servers(example_bundles):
-    from hetc.deploy_vllm import VLLM_IMAGES, disaggregated, pd_phases
+    from hetc.bundle.vllm import VLLM_IMAGES, disaggregated, pd_phases
 
     for name, result in example_bundles.items():
         plan = result.plan
@@ -375,7 +375,7 @@ def test_the_kubernetes_export_reads_the_stages_a_bounded_number_of_times(tmp_pa
     number of times per stage."""
     import importlib.util
 
-    import hetc.deploy_vllm as deploy_vllm
+    import hetc.bundle.vllm as deploy_vllm
     from hetc.compiler import CompileOptions, compile_spec
 
     bench = Path(__file__).resolve().parents[1] / "bench" / "compile_scaling.py"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hetc.bundle import to_json
-from hetc.cli_study import diff_plans
-from hetc.sweep import SweepOptions, _load, apply_overrides, compile_loaded
+from hetc.bundle.writer import to_json
+from hetc.cli.study import diff_plans
+from hetc.study.sweep import SweepOptions, _load, apply_overrides, compile_loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")
@@ -118,7 +118,7 @@ def test_bad_input_is_a_user_error(plans, tmp_path):
 def test_diff_totals_are_the_plans_own_figures(plans):
     """The diff's totals are plan.json's (one source), with every cost component; planned_requests_per_s
     is an output of the plan, not a changed input."""
-    from hetc.tco import COMPONENTS
+    from hetc.model.tco import COMPONENTS
 
     a, b = _load_plan(plans["20"]), _load_plan(plans["40"])
     totals = diff_plans(a, b)["totals"]

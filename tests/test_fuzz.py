@@ -47,7 +47,7 @@ FUZZ_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 
 # ------------------------------------------------------------------------------------------ the graph model
 
-# Presets by model kind (hetc.models.PRESETS) with the context window that bounds token counts.
+# Presets by model kind (hetc.model.models.PRESETS) with the context window that bounds token counts.
 DECODERS = {"llama-3-8b": 8192, "llama-3-70b": 8192, "mixtral-8x7b": 32768}
 ENCODER_DECODER = {"whisper-large-v3": 448}
 ENCODERS = {"bge-large-en-v1.5": 512}
@@ -59,12 +59,12 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8") if AVOID_KNOWN_BUGS else ("fp32", "
 DEVICES = ("intel-xeon-8480", "amd-epyc-9654", "nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200",
            "nvidia-b200", "amd-mi300x", "intel-gaudi2", "intel-gaudi3") + (() if AVOID_KNOWN_BUGS else ("nvidia-l40s",))
 CPUS = {"intel-xeon-8480", "amd-epyc-9654"}
-NO_CLOUD_PRICE = {"amd-epyc-9654", "intel-gaudi3"}  # hwdb/*.yaml without cloud_usd_per_hour
+NO_CLOUD_PRICE = {"amd-epyc-9654", "intel-gaudi3"}  # hetc/hwdb/*.yaml without cloud_usd_per_hour
 PAYLOADS = ("text", "tokens", "audio", "embedding", "documents", "json")
-# What a node hands on (its agent op's result type, dialects/agent.py); others depend on their inputs (compute, agent).
+# What a node hands on (its agent op's result type, hetc/dialects/agent.py); others depend on their inputs (compute, agent).
 RESULT_PAYLOAD = {"llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
                   "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json"}
-# The payloads each node kind takes (dialects/agent.py ACCEPTED_INPUTS); other kinds take any.
+# The payloads each node kind takes (hetc/dialects/agent.py ACCEPTED_INPUTS); other kinds take any.
 _TEXTUAL = ("text", "tokens", "documents", "json", "embedding")
 ACCEPTS = {"llm": _TEXTUAL + ("kv",), "speech_to_text": ("audio",), "text_to_speech": ("text", "tokens", "json"),
            "embedding": ("text", "tokens", "documents", "json"), "memory_lookup": _TEXTUAL}
@@ -194,7 +194,7 @@ def _graph(draw, models: dict[str, str], in_payloads: list[str] | None = None, d
            max_mid: int = 7) -> Graph:
     """A random graph: inputs, mid nodes in topological order, outputs; forward edges so that every node is
     reached from an input and reaches an output; back edges with max_iterations; branches. Every edge
-    carries a payload its target accepts (dialects/agent.py ACCEPTED_INPUTS)."""
+    carries a payload its target accepts (hetc/dialects/agent.py ACCEPTED_INPUTS)."""
     g = Graph()
     taken: set[str] = set()
     payloads = in_payloads or draw(st.lists(st.sampled_from(PAYLOADS), min_size=1, max_size=2))
@@ -397,7 +397,7 @@ def test_valid_specs_compile_or_are_infeasible(spec):
         assert (plan["tco"]["usd_per_hour"] > 0) == placed and math.isfinite(plan["tco"]["usd_per_hour"])
         assert all(p["meets"] for p in plan["paths"])
         # the simulator runs the plan to the end: every request completes (no crash, no token left waiting)
-        from hetc.simulate import simulate
+        from hetc.study.simulate import simulate
 
         rate = plan["traffic"]["requests_per_s"] or 1.0
         try:

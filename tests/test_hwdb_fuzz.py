@@ -1,6 +1,6 @@
 """Bad hardware-database files are user errors that name the field and its place (hypothesis).
 
-tests/test_hwdb.py pins one example per kind of mistake; here every numeric field of hwdb/schema.py
+tests/test_hwdb.py pins one example per kind of mistake; here every numeric field of hetc/hwdb/schema.py
 (NUMBER_FIELDS, peak_tflops.<precision>, eff_compute.<precision>) gets random bad values of every kind:
 negative, zero where zero is not allowed, beyond the field's plausibility limit (also after a unit
 conversion), non-finite, boolean, list, mapping, text, an unknown unit, a unit of another dimension. Each
@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hetc.hwdb.loader import HWDB_DIR, load_hwdb
-from hetc.hwdb.schema import EFF_FIELD, NUMBER_FIELDS, PEAK_FIELD, PRECISIONS, UNITS, NumberField
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hetc.cli import main
 from hetc.errors import EXIT_USER, HetcError
+from hetc.hwdb.loader import HWDB_DIR, load_hwdb
+from hetc.hwdb.schema import EFF_FIELD, NUMBER_FIELDS, PEAK_FIELD, PRECISIONS, UNITS, NumberField
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "voice-agent.yaml"

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from hetc.bundle.schema import plan_schema
+from hetc.errors import HetcError
 from hetc.hwdb.loader import HWDB_DIR, load_hwdb
 from hetc.hwdb.schema import KINDS, VENDORS
-
-from hetc.errors import HetcError
-from hetc.plan_schema import plan_schema
 
 
 @pytest.mark.parametrize("text, message", [

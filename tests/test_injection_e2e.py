@@ -208,7 +208,7 @@ def test_deploy_manifests_carry_no_names_in_identifiers(bundle):
 def test_report_escapes_names(bundle):
     report = bundle / "report.html"
     if not report.exists():
-        pytest.skip("hetc.report is not part of this build")
+        pytest.skip("hetc.bundle.report is not part of this build")
     html = report.read_text(encoding="utf-8")
     for text in HOSTILE:
         if "<" in text or '"' in text:

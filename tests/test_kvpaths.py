@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from hetc.hwdb.loader import load_hwdb
 
-from hetc import costmodel as cm
 from hetc.errors import HetcError
-from hetc.kvpaths import LEVELS, STATUSES, load_kv_paths, transfer_cost
-from hetc.models import PRESETS
+from hetc.hwdb.loader import load_hwdb
+from hetc.model import costmodel as cm
+from hetc.model.kvpaths import LEVELS, STATUSES, load_kv_paths, transfer_cost
+from hetc.model.models import PRESETS
 
 DB = load_hwdb()
 DEV = dict(DB.devices)

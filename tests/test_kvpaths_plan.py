@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from hetc.hwdb.loader import load_hwdb
 from test_compile import run
 
+from hetc.bundle.schema import load_plan
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.errors import HetcError
-from hetc.kvpaths import load_kv_paths
+from hetc.hwdb.loader import load_hwdb
+from hetc.model.kvpaths import load_kv_paths
 from hetc.placement import Candidate, DeviceClass, Edge, OpNode, PlacementProblem, solve
-from hetc.plan_schema import load_plan
 
 DB = load_hwdb()
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def test_the_level_changes_the_plan_and_released_says_why(tmp_path):
 
 def test_no_path_at_the_level_is_infeasible_with_the_reason(tmp_path, capsys):
     """A pair whose only path is a proof of concept: planning it at released fails and names the path."""
-    from hetc.sweep import SweepOptions, run_pairs
+    from hetc.study.sweep import SweepOptions, run_pairs
 
     spec = _spec(tmp_path, "intel-gaudi3, amd-mi300x, nvidia-h100-sxm")
     rows = run_pairs(spec, "gaudi3,mi300x", "h100::h100", [], SweepOptions(kv_paths="released"),
@@ -207,8 +207,8 @@ def test_no_path_at_the_level_is_infeasible_with_the_reason(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- export
 
 def test_every_exported_pd_pair_carries_the_connector_its_path_needs():
-    from hetc.deploy_k8s import kubernetes_manifests
-    from hetc.deploy_vllm import disaggregated, pd_phases
+    from hetc.bundle.kubernetes import kubernetes_manifests
+    from hetc.bundle.vllm import disaggregated, pd_phases
 
     table = {p.id: p for p in load_kv_paths().paths}
     for path in sorted(PLANS.glob("*.json")):
@@ -229,8 +229,8 @@ def test_every_exported_pd_pair_carries_the_connector_its_path_needs():
 
 
 def test_gaudi_to_cuda_export_sets_the_vendor_settings():
-    from hetc.deploy_k8s import kubernetes_manifests
-    from hetc.kvpaths import path_record
+    from hetc.bundle.kubernetes import kubernetes_manifests
+    from hetc.model.kvpaths import path_record
 
     plan = copy.deepcopy(load_plan(PLANS / "rag_router.json"))
     entry = next(p for p in load_kv_paths().paths if p.id == "vllm-gaudi-hetero-to-cuda")
@@ -248,7 +248,7 @@ def test_gaudi_to_cuda_export_sets_the_vendor_settings():
 
 
 def test_export_refuses_a_pair_without_a_path(tmp_path, capsys):
-    from hetc.deploy_k8s import kubernetes_manifests
+    from hetc.bundle.kubernetes import kubernetes_manifests
 
     plan = copy.deepcopy(load_plan(PLANS / "rag_router.json"))
     del next(s for s in plan["stages"] if s["id"] == "llm.decode")["kv_path"]
@@ -263,8 +263,7 @@ def test_export_refuses_a_pair_without_a_path(tmp_path, capsys):
 def test_ttft_counts_the_move_by_the_prefill_devices_path(tmp_path, level):
     """TTFT of a Gaudi 3 prefill adds the staged move to B200 only where that path exists at the level."""
     from hetc.dialects import task as T
-
-    from hetc.kvpaths import transfer_cost
+    from hetc.model.kvpaths import transfer_cost
     from hetc.placement import candidates as C
     from hetc.placement.problem import ttft_overhead_ms
 

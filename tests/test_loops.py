@@ -14,7 +14,7 @@ from test_simulate import LOOP_WITH_SIDE_EXITS, edge, tiny_plan
 
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.loops import Edge, LoopGraph
-from hetc.simulate import simulate, stage_graph
+from hetc.study.simulate import simulate, stage_graph
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 FIXED = {"type": "fixed", "latency_ms": 1.0}
@@ -232,7 +232,6 @@ def test_edge_traffic_is_what_the_edge_carries():
     """The placement priced an edge's transfers as dst visits x edge probability (0.4 x 0.624 searches for
     the voice agent's decode -> search, 2.44 for each supervisor back edge); an edge carries its live tokens."""
     from hetc.dialects import agent as A
-
     from hetc.flow import analyse
 
     module = compile_spec(str(EXAMPLES / "voice-agent.yaml"), CompileOptions(codegen=False)).module

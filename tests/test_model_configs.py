@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hetc.cli_hw import estimate
+from hetc.cli.hw import estimate
 from hetc.errors import HetcError
-from hetc.hf_config import BUNDLED_DIR, bundled, load_config
-from hetc.models import resolve_preset
+from hetc.model.hf_config import BUNDLED_DIR, bundled, load_config
+from hetc.model.models import resolve_preset
 
 CONFIGS = sorted(BUNDLED_DIR.glob("*.json"))
 
@@ -97,8 +97,7 @@ def test_bad_config_is_a_located_error(tmp_path):
 
 def test_spec_models_take_a_bundled_config_and_an_engine(tmp_path):
     from hetc.hwdb.loader import load_hwdb
-
-    from hetc import costmodel as cm
+    from hetc.model import costmodel as cm
     from hetc.spec.loader import load_spec
     text = (Path(__file__).parent.parent / "examples" / "voice-agent.yaml").read_text()
     spec_path = tmp_path / "spec.yaml"

@@ -1,6 +1,6 @@
 """No stage of the compiler tests what kind an op is: each op states its behaviour through its interfaces
-(dialects/interfaces.py; issue 13, "Done when": no isinstance / kind-string dispatch on op kinds outside
-the ops and their interfaces). This test reads the source of hetc/, passes/ and targets/ and fails on:
+(hetc/dialects/interfaces.py; issue 13, "Done when": no isinstance / kind-string dispatch on op kinds outside
+the ops and their interfaces). This test reads the source of hetc/, hetc/passes/ and hetc/targets/ and fails on:
 
 - `isinstance(x, T.PrefillOp)` and the like: a test of one task op kind, or of one agent node kind (agent.llm,
   agent.tool, ...: decompositions match those with rewrite patterns, not isinstance). The task op base class

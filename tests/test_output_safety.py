@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from test_compile import run
 
-from hetc.bundle import write_bundle
+from hetc.bundle.writer import write_bundle
 from hetc.compiler import CompileOptions, compile_spec, write
 from hetc.errors import HetcError
 
@@ -261,7 +261,7 @@ def test_a_file_too_large_is_exit_2_naming_the_path_and_keeps_the_earlier_bundle
 
 
 def _count_syncs(monkeypatch) -> dict[str, int]:
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     counts = {"syncfs": 0, "fsync": 0}
     real_syncfs, real_fsync = bundle._syncfs, os.fsync
@@ -288,7 +288,7 @@ def test_a_bundle_is_synced_once_not_once_per_file(tmp_path, voice, monkeypatch)
 
 
 def test_without_syncfs_every_file_and_folder_is_fsynced(tmp_path, voice, monkeypatch):
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     monkeypatch.setattr(bundle, "_libc", lambda: None)  # a C library without syncfs (nor renameat2)
     counts = _count_syncs(monkeypatch)
@@ -303,7 +303,7 @@ def test_a_failed_sync_is_exit_2_naming_the_bundle_and_keeps_the_earlier_one(tmp
     import errno
     import types
 
-    import hetc.bundle as bundle
+    import hetc.bundle.writer as bundle
 
     out = tmp_path / "b"
     write_bundle(out, {"small.txt": b"earlier"})

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from hetc.dialects import task as T
-from hetc.passes.place import main_graph
 
 from hetc.compiler import CompileOptions, compile_spec
+from hetc.dialects import task as T
 from hetc.flow import analyse
+from hetc.passes.place import main_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -133,8 +133,8 @@ def test_many_unit_class_combinations_are_searched_not_refused(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
 def test_stages_sum_to_the_total_and_components_to_each_cost(name, compiled):
-    from hetc.plan import stage_id
-    from hetc.tco import COMPONENTS
+    from hetc.bundle.plan import stage_id
+    from hetc.model.tco import COMPONENTS
 
     plan = compiled[name].plan
     for where in [s["tco"] for s in plan["stages"]] + [plan["tco"]]:
@@ -191,9 +191,8 @@ def test_explain_prices_the_chosen_candidate_as_the_plan_does():
 def test_one_hardware_database_per_compile(tmp_path):
     # was: place{hwdb=paper-2025} priced with a second database; provenance said default, stages summed to
     # $7.79/h and the total said $10.03/h
-    from hetc.hwdb.loader import load_hwdb
-
     from hetc.errors import HetcError
+    from hetc.hwdb.loader import load_hwdb
 
     spec = str(ROOT / "examples/voice-agent.yaml")
     passes = "inline-agents,decompose-llm,decompose-tools,decompose-nodes,place{hwdb=paper-2025},partition"

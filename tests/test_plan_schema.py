@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_fuzz import FUZZ_SETTINGS, SCALE, to_yaml, valid_specs
 
+from hetc.bundle.schema import PLAN_SCHEMA_VERSION, load_plan, plan_schema, validate_plan
 from hetc.errors import HetcError
-from hetc.plan_schema import PLAN_SCHEMA_VERSION, load_plan, plan_schema, validate_plan
 
 PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
 
@@ -140,7 +140,7 @@ def test_missing_file_is_a_user_error(tmp_path):
 
 
 def test_schema_plan_command_prints_the_schema():
-    from hetc.cli_deploy import schema_group
+    from hetc.cli.deploy import schema_group
 
     result = CliRunner().invoke(schema_group, ["plan"])
     assert result.exit_code == 0
@@ -227,7 +227,7 @@ def test_a_pipeline_without_place_writes_no_plan(tmp_path):
 
 
 def test_a_built_plan_failing_the_schema_is_an_internal_error_not_written():
-    from hetc.plan_schema import PlanBugError, check_built_plan
+    from hetc.bundle.schema import PlanBugError, check_built_plan
 
     plan = voice()
     plan["stages"][stage_index(plan, "llm.decode")]["device"] = None

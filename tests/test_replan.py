@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hetc.bundle.schema import load_plan
 from hetc.cli import main
 from hetc.compiler import CompileOptions, compile_spec, write
-from hetc.plan_schema import load_plan
-from hetc.simulate import simulate
+from hetc.study.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "voice-agent.yaml"
@@ -136,12 +136,12 @@ def test_change_inside_the_band_is_no_change(bundle, tmp_path, capsys):
 
 
 def test_rate_from_vllm_calls_without_the_router_counter(bundle, tmp_path):
-    from hetc.observations import read_observations
+    from hetc.study.observations import read_observations
 
     text = "\n".join(line for line in SNAPSHOT.read_text().splitlines() if not line.startswith("hetc_requests_total"))
     observed = tmp_path / "vllm-only.prom"
     observed.write_text(text + "\n")
-    from hetc.replan import replan
+    from hetc.study.replan import replan
 
     obs = read_observations(str(observed), load_plan(bundle), 600.0)
     assert obs.requests_per_s is None and obs.nodes["llm"].calls_per_s == pytest.approx(77952 / 600)
@@ -152,7 +152,7 @@ def test_rate_from_vllm_calls_without_the_router_counter(bundle, tmp_path):
 
 def test_exposition_labels_with_escapes_and_timestamps(bundle, tmp_path):
     from hetc.errors import HetcError
-    from hetc.observations import read_observations
+    from hetc.study.observations import read_observations
 
     observed = tmp_path / "escapes.prom"
     observed.write_text('hetc_stage_queue{stage="llm.prefill",note="a \\"quoted\\" , value"} 7 1700000000000\n')
@@ -219,7 +219,7 @@ def test_simulator_output_updates_branch_probabilities(bundle, tmp_path, capsys)
 
 
 def test_migration_flags_a_drain_below_the_need_and_orders_removals_last(bundle):
-    from hetc.migration import migrate, migration_text
+    from hetc.study.migration import migrate, migration_text
 
     old = load_plan(bundle)
     new = json.loads(json.dumps(old))
@@ -237,7 +237,7 @@ def test_migration_flags_a_drain_below_the_need_and_orders_removals_last(bundle)
 
 
 def test_a_new_batch_size_replaces_replicas_before_draining(bundle):
-    from hetc.migration import migrate
+    from hetc.study.migration import migrate
 
     old = load_plan(bundle)
     new = json.loads(json.dumps(old))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from conftest import system_tool
 
-from hetc.report import (
+from hetc.bundle.report import (
     COMPONENT_COLOURS,
     PLAN_COLOUR,
     device_colours,
@@ -59,7 +59,7 @@ def _dump_dom(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def voice_plan() -> dict:
-    from hetc.sweep import SweepOptions, _load, compile_loaded
+    from hetc.study.sweep import SweepOptions, _load, compile_loaded
 
     options = SweepOptions()
     db, spec = _load(str(VOICE), options)
@@ -68,7 +68,7 @@ def voice_plan() -> dict:
 
 @pytest.fixture(scope="module")
 def pair_rows() -> list[dict]:
-    from hetc.sweep import SweepOptions, run_pairs
+    from hetc.study.sweep import SweepOptions, run_pairs
 
     result = run_pairs(str(VOICE), "h100,b200,gaudi3", "h100::h100", [], SweepOptions(model_precision="fp8"),
                        with_report_plan=False)
@@ -245,8 +245,8 @@ def test_summary_and_report_print_the_plans_own_figures(example_plans):
 
     from rich.console import Console
 
-    from hetc.summary import _usd, print_summary
-    from hetc.tco import shown_components
+    from hetc.bundle.summary import _usd, print_summary
+    from hetc.model.tco import shown_components
 
     for name, plan in example_plans.items():
         out = io.StringIO()

@@ -179,7 +179,7 @@ def test_bindings_errors_are_located_and_exit_2(bundle, tmp_path, capsys):
 
 
 def test_every_preset_names_a_hugging_face_repo():
-    from hetc.models import HF_REPOS, PRESETS, hf_repo
+    from hetc.model.models import HF_REPOS, PRESETS, hf_repo
 
     assert set(HF_REPOS) == set(PRESETS)
     assert hf_repo("llama3-70b") == "meta-llama/Meta-Llama-3-70B-Instruct"
@@ -187,7 +187,7 @@ def test_every_preset_names_a_hugging_face_repo():
 
 
 def test_deploy_ray_names_the_runtime(bundle):
-    from hetc.deploy_ray import serve_config
+    from hetc.bundle.ray import serve_config
 
     config = serve_config(json.loads((bundle / "plan.json").read_text()))
     assert config["applications"][0]["import_path"] == "hetc.runtime.serve:build_app"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from hetc.bundle.schema import load_plan, validate_plan
 from hetc.errors import HetcError
-from hetc.plan_schema import load_plan, validate_plan
-from hetc.simulate import analytic_capacity, load_trace, simulate, sweep_rate
+from hetc.study.simulate import analytic_capacity, load_trace, simulate, sweep_rate
 
 DATA = Path(__file__).parent / "data" / "plans"
 
@@ -210,7 +210,7 @@ def test_sweep_finds_a_capacity_near_the_analytic_prediction(voice):
 
 
 def test_simulate_command_json_and_errors(tmp_path):
-    from hetc.cli_deploy import simulate_command
+    from hetc.cli.deploy import simulate_command
 
     runner = CliRunner()
     result = runner.invoke(simulate_command, [str(DATA / "voice_agent.json"), "--rate", "80", "--duration", "20",
@@ -323,7 +323,7 @@ def test_requests_cut_off_by_the_event_budget_are_reported_as_dropped(tmp_path):
 
 
 def test_check_exits_4_when_an_sla_target_is_violated(tmp_path):
-    from hetc.cli_deploy import simulate_command
+    from hetc.cli.deploy import simulate_command
 
     runner = CliRunner()
     bundle = str(DATA / "voice_agent.json")
@@ -342,7 +342,7 @@ def test_check_exits_4_when_an_sla_target_is_violated(tmp_path):
     (["--seed", "-1"], "--seed must be a non-negative whole number"),
 ])
 def test_hostile_options_are_refused_with_a_reason(args, message):
-    from hetc.cli_deploy import simulate_command
+    from hetc.cli.deploy import simulate_command
 
     result = CliRunner().invoke(simulate_command, [str(DATA / "voice_agent.json"), "--quiet", *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

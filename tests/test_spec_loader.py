@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetc.errors import HetcError, Loc
-from hetc.hf_config import bundled
-from hetc.models import PRESETS
+from hetc.model.hf_config import bundled
+from hetc.model.models import PRESETS
 from hetc.spec import Graph, Spec
 from hetc.spec.fields import NODE_FIELDS
 from hetc.spec.loader import load_spec
@@ -251,7 +251,7 @@ def test_yaml_source_locations():
     assert isinstance(e, YamlScalar) and e.value is True and e.text == "yes" and e.loc == Loc("f.yaml", 3, 14)
 
 
-YAML_CORPUS = EXAMPLES + sorted((ROOT / "tests" / "data").rglob("*.yaml")) + sorted((ROOT / "hwdb").rglob("*.yaml"))
+YAML_CORPUS = EXAMPLES + sorted((ROOT / "tests" / "data").rglob("*.yaml")) + sorted((ROOT / "hetc" / "hwdb").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", YAML_CORPUS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hetc.bundle.schema import validate_plan
 from hetc.compiler import CompileOptions, compile_spec
 from hetc.errors import HetcError
-from hetc.plan_schema import validate_plan
 from hetc.spec.loader import load_spec
 
 HEAD = """hetc: 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hetc.errors import HetcError
-from hetc.sweep import (
+from hetc.study.sweep import (
     Over,
     SweepOptions,
     _load,
@@ -102,7 +102,7 @@ def test_override_sweep_parallel_equals_serial_and_records_infeasible():
     assert ok10["usd_per_hour"] < ok40["usd_per_hour"]  # a quarter of the traffic costs less
     assert serial.report_plan is serial.plans[ok10["index"]]  # the report shows the cheapest plan
     assert serial.plans[ok40["index"]]["traffic"]["requests_per_s"] == 40.0
-    from hetc.sweep import TCO_COLUMNS
+    from hetc.study.sweep import TCO_COLUMNS
 
     for row in serial.rows:  # a row's costs are its plan's own figures (one source), components included
         if row["status"] == "ok":

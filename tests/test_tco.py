@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hetc.hwdb.loader import load_hwdb
 
 from hetc.errors import HetcError
-from hetc.tco import (
+from hetc.hwdb.loader import load_hwdb
+from hetc.model.tco import (
     TcoParams,
     annuity_factor,
     capital_usd_per_hour,
@@ -71,7 +71,7 @@ def test_per_million_helpers():
 @pytest.mark.parametrize("pricing", ["ownership", "cloud"])
 @pytest.mark.parametrize("sunk", [False, True])
 def test_components_sum_to_the_total(pricing, sunk):
-    from hetc.tco import COMPONENTS
+    from hetc.model.tco import COMPONENTS
 
     db = load_hwdb("default")
     params = TcoParams.from_hwdb(db)

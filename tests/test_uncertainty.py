@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hetc.hwdb.loader import load_hwdb
 
+from hetc.hwdb.loader import load_hwdb
 from hetc.placement import Candidate, DeviceClass, OpNode, PlacementProblem, solve
-from hetc.uncertainty.analysis import analyse, build
-from hetc.uncertainty.fast import Compiled, solve_restricted
-from hetc.uncertainty.inputs import Dist, UncertaintySpec, inputs_for
-from hetc.uncertainty.sampling import draw, perturbed_problem, scenarios
-from hetc.uncertainty.study import run_study, summary
-from hetc.uncertainty.tornado import tornado
+from hetc.study.uncertainty.analysis import analyse, build
+from hetc.study.uncertainty.fast import Compiled, solve_restricted
+from hetc.study.uncertainty.inputs import Dist, UncertaintySpec, inputs_for
+from hetc.study.uncertainty.sampling import draw, perturbed_problem, scenarios
+from hetc.study.uncertainty.study import run_study, summary
+from hetc.study.uncertainty.tornado import tornado
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")
@@ -150,7 +150,7 @@ def test_ops_tied_by_a_forbidden_pair_are_chosen_jointly():
     LP start repairs the pair by moving decode to A (8 devices) and stops there; the optimum moves both to B.
     The fast path prices every allowed combination and decides without the heuristic."""
     from hetc.placement import Edge
-    from hetc.uncertainty.sampling import nominal_scenario
+    from hetc.study.uncertainty.sampling import nominal_scenario
 
     a, b = "amd-mi300x", "nvidia-b200"
     prefill = OpNode("p", [Candidate(a, 10.0, 10.0), Candidate(b, 10.0, 10.0, tp=2)], kind="prefill", role="prefill")
@@ -267,9 +267,9 @@ def test_sub_agents_planned_as_a_unit_are_alternatives_like_solve_placement_trie
 
 @pytest.mark.parametrize("device", ["nvidia-h100-sxm", "nvidia-b200", "intel-gaudi3", "amd-mi300x", "intel-xeon-8480"])
 def test_model_error_follows_the_calibrated_error_bands(db, device):
-    """The error factor's p10 / p90 are the band's (hetc/bands.py): TTFT for prefill, the inverse of the
+    """The error factor's p10 / p90 are the band's (hetc/model/bands.py): TTFT for prefill, the inverse of the
     throughput band (a rate) for decode and other work."""
-    from hetc.bands import band_factors
+    from hetc.model.bands import band_factors
 
     laws = {i.name: i.dist for i in inputs_for(UncertaintySpec(), [db.devices[device]], "ownership", offline=False)}
     ttft_low, ttft_high = band_factors(device, "ttft_ms")
@@ -282,10 +282,10 @@ def test_model_error_follows_the_calibrated_error_bands(db, device):
 
 
 def test_recalibrated_bands_flow_through(db, monkeypatch):
-    """No table of its own: a new band from hetc.bands changes the sampled law."""
-    import hetc.bands
+    """No table of its own: a new band from hetc.model.bands changes the sampled law."""
+    import hetc.model.bands
 
-    monkeypatch.setattr(hetc.bands, "band_factors", lambda device_id, metric: (0.5, 2.0) if metric == "ttft_ms"
+    monkeypatch.setattr(hetc.model.bands, "band_factors", lambda device_id, metric: (0.5, 2.0) if metric == "ttft_ms"
                         else (1.0, 1.0))
     laws = {i.name: i.dist for i in inputs_for(UncertaintySpec(), [db.devices["nvidia-b200"]], "cloud", offline=False)}
     assert laws["model_error.nvidia-b200.prefill"] == Dist("lognormal", sigma=math.log(2.0) / 1.2815515655446004)
@@ -403,7 +403,7 @@ def test_hostile_keys_are_not_echoed_raw(tmp_path):
 
 
 def test_uncertainty_file_overrides_are_applied(tmp_path, db):
-    from hetc.uncertainty.inputs import load_uncertainty
+    from hetc.study.uncertainty.inputs import load_uncertainty
 
     path = tmp_path / "unc.yaml"
     path.write_text("scale: 0.5\nmodel_error:\n  b200: {decode: 0.1}\n  amd: 0.2\n"

@@ -1,7 +1,7 @@
 """Where people look at a study under uncertainty: `hetc sweep --pairs --uncertainty` (the pair table),
 `hetc compile --uncertainty` (plan.json, which passes its own schema, and the printed summary), and the
 report's verdict, error bars and tornado rendered by headless Chromium without console errors. All three share
-`hetc uncertainty`'s code path (hetc.uncertainty.analysis.study): the same seed gives the same figures."""
+`hetc uncertainty`'s code path (hetc.study.uncertainty.analysis.study): the same seed gives the same figures."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_report import _dump_dom, _svg
 
-from hetc.plan_schema import load_plan
-from hetc.report import render_report
+from hetc.bundle.report import render_report
+from hetc.bundle.schema import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")
@@ -133,8 +133,8 @@ def test_compile_uncertainty_is_byte_identical_per_seed(compiled, tmp_path):
 
 
 def test_a_plan_with_a_broken_uncertainty_section_fails_the_schema(compiled):
+    from hetc.bundle.schema import validate_plan
     from hetc.errors import HetcError
-    from hetc.plan_schema import validate_plan
 
     plan = json.loads((compiled[1] / "plan.json").read_text())
     plan["uncertainty"]["alternatives"][0]["p_cheapest"] = 1.5

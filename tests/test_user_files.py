@@ -183,7 +183,7 @@ DEEP = 100_000
 
 def test_a_100000_deep_jsonl_simulation_trace_is_exit_2_with_its_line(tmp_path):
     from hetc.errors import HetcError
-    from hetc.simulate import load_trace
+    from hetc.study.simulate import load_trace
 
     trace = tmp_path / "deep.jsonl"
     trace.write_text('{"arrival_s": 0.5}\n' + "[" * DEEP + "]" * DEEP + "\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from hetc.models import resolve_preset
+from hetc.model.models import resolve_preset
 
 # hetc's own defaults for these node fields (docs/spec.md): the request, one LLM call.
 INPUT_TOKENS = 64

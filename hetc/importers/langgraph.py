@@ -33,7 +33,7 @@ class ImportedSpec:
     todos: list[str] = field(default_factory=list)  # each default the user should replace, "where: what"
 
     def write(self, path: str | Path) -> None:
-        from hetc.bundle import write_file
+        from hetc.bundle.writer import write_file
 
         write_file(path, self.text.encode("utf-8"))  # atomic, exit 2 on a disk error or a non-file
 

@@ -339,7 +339,7 @@ def _check_connected(lg: LGGraph, spec: SpecGraph, ids: dict, where: str) -> Non
 
 
 def _context(model: ModelEntry) -> int:
-    from hetc.models import resolve_preset
+    from hetc.model.models import resolve_preset
 
     return model.max_context or resolve_preset(model.preset).max_context
 

@@ -1,6 +1,6 @@
 """Estimate: for every granular op, the ways it can run (device class, tp, pp, batch) and what each costs.
 
-This is the bridge between the IR, the cost model (hetc.costmodel) and the placement solver
+This is the bridge between the IR, the cost model (hetc.model.costmodel) and the placement solver
 (hetc.placement): it turns a task op into `Candidate`s. Batches are tried in powers of two up to the
 largest that meets the op's phase limit and fits memory; candidates dominated on the same device (slower
 and no cheaper per invocation) are dropped so the solver sees only real trade-offs.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hetc import costmodel as cm
 from hetc.errors import HetcError
 from hetc.hwdb.schema import Device
-from hetc.models import ModelArch
+from hetc.model import costmodel as cm
+from hetc.model.models import ModelArch
 from hetc.placement.model import Candidate
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -60,7 +60,7 @@ def _cpu(device: Device) -> bool:
 
 
 def can_compute(device: Device, precision: str) -> bool:
-    """Whether the device has a matrix engine for this precision or a wider one (hetc.costmodel fallbacks)."""
+    """Whether the device has a matrix engine for this precision or a wider one (hetc.model.costmodel fallbacks)."""
     try:
         cm.compute_rate(device, precision)
     except HetcError:

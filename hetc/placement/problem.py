@@ -1,7 +1,7 @@
 """From decomposed IR to a hetc.placement.PlacementProblem.
 
 Reads the SLA, traffic and hardware settings the frontend put on the graph, runs the flow analysis,
-asks hetc.placement.candidates for each op's candidates on the device pool, prices device classes with hetc.tco,
+asks hetc.placement.candidates for each op's candidates on the device pool, prices device classes with hetc.model.tco,
 and prices every cross-device edge (KV cache over the shared link, other payloads over the NICs).
 """
 
@@ -13,21 +13,21 @@ from pathlib import Path
 
 from xdsl.traits import SymbolTable
 
-from hetc import costmodel as cm
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.dialects.interfaces import DECODE, Costed, MovesKV
 from hetc.errors import Diagnostic, HetcError, InfeasibleError, Loc
 from hetc.flow import analyse
 from hetc.hwdb.loader import load_hwdb
-from hetc.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
 from hetc.locations import op_loc
+from hetc.model import costmodel as cm
+from hetc.model.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
+from hetc.model.tco import TcoParams, device_hour_usd
 from hetc.placement import candidates as C
 from hetc.placement.evaluate import _infeasible_result
 from hetc.placement.model import DeviceClass, Edge, OpNode, PlacementProblem
 from hetc.placement.solver import solve
 from hetc.spec.frontend import arch_from_attr, attr_from_value, value_from_attr
-from hetc.tco import TcoParams, device_hour_usd
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -411,7 +411,7 @@ def kv_engine(module, op) -> str:
 
 def kv_move_ms(module, op, src, dst, kv_paths: tuple[KVPathTable, str]) -> float | None:
     """One request's KV move for the LLM `op` (prefill or KV transfer) from src to dst along the pair's path at
-    the level (hetc.kvpaths.transfer_cost; GPU-direct = bytes over the slower NIC + latency); None: no path."""
+    the level (hetc.model.kvpaths.transfer_cost; GPU-direct = bytes over the slower NIC + latency); None: no path."""
     table, level = kv_paths
     path = table.lookup(src, dst, kv_engine(module, op), level)
     if path is None:
@@ -433,7 +433,7 @@ def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:
 
 @dataclass
 class _CostContext:
-    """What a Costed op prices itself with (dialects/interfaces.py, CostContext)."""
+    """What a Costed op prices itself with (hetc/dialects/interfaces.py, CostContext)."""
 
     module: object
     devices: list

@@ -136,7 +136,7 @@ def _branching_nodes(plan: dict[str, Any]) -> set[str]:
 
 
 def _check_model(checker: _Checker, model_id: str, node: YamlNode, preset: str) -> dict[str, Any]:
-    from hetc.models import hf_repo
+    from hetc.model.models import hf_repo
 
     entries = checker.mapping(node, f"models.{model_id}", MODEL_KEYS)
     import os

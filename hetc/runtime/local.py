@@ -15,7 +15,7 @@ from hetc.runtime.workers import StageWorker
 
 def load_bundle(bundle: str | Path, bind: str | Path | None) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """(plan, bindings, bundle dir): the plan validated against its schema, the bindings against the plan."""
-    from hetc.plan_schema import load_plan
+    from hetc.bundle.schema import load_plan
 
     bundle = Path(bundle).resolve()
     plan = load_plan(bundle)

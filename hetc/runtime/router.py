@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from hetc.deploy_k8s import PROCESSLESS_KINDS as ROUTER_KINDS  # no process: the router passes them on
+from hetc.bundle.kubernetes import PROCESSLESS_KINDS as ROUTER_KINDS  # no process: the router passes them on
 from hetc.runtime.graph import Edge, StageGraph, stage_graph
 
 DEFAULT_DEADLINE_MS = 60_000.0  # when the plan has no end-to-end SLO

@@ -1,7 +1,7 @@
 """The Ray Serve application of a bundle: `hetc.runtime.serve:build_app` (the import path serve.yaml names).
 
 One deployment per stage that needs a process, with the plan's replicas, CPU/memory and accelerators (the
-same mapping as hetc.deploy_ray, whose serve.yaml may override them), `@serve.batch` on stages the plan
+same mapping as hetc.bundle.ray, whose serve.yaml may override them), `@serve.batch` on stages the plan
 batches (service type `batch`: a replica takes up to `max_batch` waiting calls at once), and an ingress that
 runs the router (router.py) and answers HTTP (http_app.py). A call to a replica that died is retried once on
 another replica (Ray Serve restarts the dead one) unless it already streamed tokens; otherwise the request
@@ -98,13 +98,13 @@ class Ingress:
 
 
 def _deployment_name(stage_id: str) -> str:
-    from hetc.deploy_k8s import dns_label
+    from hetc.bundle.kubernetes import dns_label
 
     return dns_label(stage_id)
 
 
 def _options(stage: dict[str, Any], local: bool) -> dict[str, Any]:
-    from hetc.deploy_ray import deployment_options
+    from hetc.bundle.ray import deployment_options
 
     if local:
         return {"num_replicas": 1, "ray_actor_options": {"num_cpus": LOCAL_CPU_SHARE},

@@ -195,7 +195,7 @@ class StageWorker:
 
     def _speech_model(self) -> str | None:
         """'stt' for a speech-to-text encoder (an encoder-decoder model), 'tts' for a speech model, else None."""
-        from hetc.models import resolve_preset
+        from hetc.model.models import resolve_preset
 
         preset = resolve_preset((self.stage["model"] or {}).get("name", ""))
         kind = preset.kind if preset is not None else ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hetc.errors import Loc
-from hetc.models import ModelArch
+from hetc.model.models import ModelArch
 
 SPEC_VERSION = 1
 

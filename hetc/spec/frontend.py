@@ -30,7 +30,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from hetc.dialects import agent as A
 from hetc.dialects.spec_fields import node_fields
 from hetc.errors import Diagnostic, HetcError, Loc
-from hetc.models import ModelArch
+from hetc.model.models import ModelArch
 from hetc.spec import Edge, Graph, Node, Spec
 from hetc.spec.fields import NODE_OPS
 

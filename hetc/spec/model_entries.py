@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from hetc.errors import Loc
-from hetc.models import ALIASES, PRESETS, ModelArch, resolve_preset
+from hetc.model.models import ALIASES, PRESETS, ModelArch, resolve_preset
 from hetc.spec import ModelRef
 from hetc.spec.rules import ARCH_REQUIRED, ARCH_RULES, PRECISIONS, FieldRule, arch_problems
 from hetc.spec.values import ValueReader, did_you_mean

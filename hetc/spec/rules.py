@@ -3,7 +3,7 @@ a value is a mistake, the value vocabularies, and the rules of the parts of a sp
 (model architectures, top-level keys).
 
 The node kinds' fields are not listed here: each `agent` op declares its kind's fields with FieldRules
-(dialects/agent.py), and hetc.spec.fields reads them from there. This module imports nothing of the IR, so
+(hetc/dialects/agent.py), and hetc.spec.fields reads them from there. This module imports nothing of the IR, so
 the dialect can use it.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dataclasses import fields as dc_fields
 from typing import Any
 
-from hetc.models import MODEL_KINDS, PRECISION_BYTES, ModelArch
+from hetc.model.models import MODEL_KINDS, PRECISION_BYTES, ModelArch
 
 # ---- value vocabularies -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import MISSING
 from dataclasses import fields as dc_fields
 from pathlib import Path
 
-from hetc.models import MODEL_KINDS, ModelArch
+from hetc.model.models import MODEL_KINDS, ModelArch
 from hetc.spec.fields import NODE_FIELDS, NODE_OPS
 from hetc.spec.rules import ABSENT, ARCH_RULES, PRECISIONS, REQUIRED, FieldRule
 from hetc.spec.values import fmt

@@ -18,8 +18,8 @@ from typing import Any
 from hetc.errors import HetcError, Loc
 from hetc.loops import Edge as LoopEdge
 from hetc.loops import LoopGraph
-from hetc.observations import Observations
 from hetc.spec.values import split_unit_key
+from hetc.study.observations import Observations
 
 
 @dataclass

@@ -1,6 +1,6 @@
 # lit configuration for hetc's golden IR tests (docs/ir.md, "Golden tests"). Each .mlir file holds its own
 # RUN line, its input IR and, after the input, the CHECK lines filecheck matches the output (or error) against.
-# passes/: one or more tests per pass (IR in, IR out); verify/: one test per verifier check (the error message).
+# hetc/passes/: one or more tests per pass (IR in, IR out); verify/: one test per verifier check (the error message).
 import os
 import sys
 import tempfile

@@ -1,0 +1,1 @@
+"""hetc.study: questions about plans (sweep, simulation, uncertainty, re-planning)."""
