@@ -35,6 +35,12 @@ def called_at_run_time(kind: str, target: str) -> bool:
     provider = OP_OF_KIND[kind].get_trait(KernelProvider) if kind in OP_OF_KIND else None
     return provider is not None and bool(provider.called_at_run_time(target))
 
+
+def needs_run_time_kernel(kind: str) -> bool:
+    """Whether a stage of `kind` cannot run without its bundle kernel (a search; an embed passes on)."""
+    provider = OP_OF_KIND[kind].get_trait(KernelProvider) if kind in OP_OF_KIND else None
+    return provider is not None and provider.required
+
 SPEC = """\
 hetc: 1
 name: embed-on-cpu
@@ -125,6 +131,8 @@ def test_every_emitted_kernel_is_called_by_a_stage_and_every_caller_has_one(exam
     assert declared == listed  # every CPU kernel in the object code is one some stage calls, and is there
     for stage in plan["stages"]:
         calls = called_at_run_time(stage["kind"], stage["target"])
+        if needs_run_time_kernel(stage["kind"]):  # placed only where the bundle has its kernel
+            assert calls, f"{stage['id']} ({stage['kind']}) placed on {stage['device']}: no run-time kernel there"
         assert bool(stage["kernel_symbols"]) == calls, stage["id"]
         assert bool(stage["kernels"]) == calls, stage["id"]
         if calls:
@@ -233,3 +241,52 @@ def test_a_search_stage_without_a_cpu_kernel_is_a_structured_error(embed_bundle,
     worker = StageWorker(stage, bindings, str(tmp_path))  # a bundle with no cpu/ folder
     value = asyncio.run(worker.call({"request_id": "r", "inputs": [{"text": "hi"}], "deadline_s": 5.0}))
     assert value["error"]["type"] == "no_kernel" and "CPU" in value["error"]["message"]
+
+
+def test_retrieval_is_placed_only_where_its_kernel_runs_and_explain_says_why():
+    """rag-assistant's pool has GPUs and Gaudi: the search may only go to the CPU (the bundle's kernel there),
+    and --explain lists every other class as excluded, naming the missing run-time kernel."""
+    result = compile_spec(str(ROOT / "examples" / "rag-assistant.yaml"), CompileOptions(explain=True))
+    rows = next(e for e in result.placement["explain"] if e["op"] == "retrieve.search")["candidates"]
+    excluded = {r["candidate"]: r["reason"] for r in rows if r["reason"].startswith("excluded: no run-time kernel")}
+    assert set(excluded) == {"nvidia-a100-80gb", "nvidia-h100-sxm", "amd-mi300x", "intel-gaudi3"}
+    assert all("only on cpu" in why for why in excluded.values())
+    chosen = next(r for r in rows if r["status"] == "chosen")
+    assert chosen["candidate"].startswith("intel-xeon-8480")
+
+
+def test_a_pool_without_a_cpu_cannot_place_retrieval(tmp_path):
+    from hetc.errors import InfeasibleError
+
+    spec = SPEC.replace("pool: [intel-xeon-8480]", "pool: [nvidia-h100-sxm]")
+    (tmp_path / "agent.yaml").write_text(spec)
+    with pytest.raises(InfeasibleError) as caught:
+        compile_spec(str(tmp_path / "agent.yaml"), CompileOptions())
+    messages = [d.message for d in caught.value.diagnostics]
+    assert any(m.startswith("retrieve.search: needs a device of target cpu") for m in messages), messages
+
+
+def test_the_rag_example_runs_retrieval_with_its_bundles_kernel(tmp_path):
+    """The RAG example's plan, compiled and run: its search stage ranks a bound index (no `no_kernel`)."""
+    from hetc.runtime.bindings import validate_bindings
+    from hetc.runtime.workers import StageWorker
+
+    write(compile_spec(str(ROOT / "examples" / "rag-assistant.yaml"), CompileOptions()), tmp_path / "b")
+    plan = json.loads((tmp_path / "b" / "plan.json").read_text())
+    stage = next(s for s in plan["stages"] if s["id"] == "retrieve.search")
+    vectors = np.random.default_rng(5).standard_normal((32, 1024)).astype(np.float32)
+    np.save(tmp_path / "vectors.npy", vectors)
+    (tmp_path / "documents.jsonl").write_text("".join(json.dumps({"id": f"d{i}"}) + "\n" for i in range(32)))
+    (tmp_path / "rag_callables.py").write_text("def embed(text):\n    return [1.0] * 1024\n\n"
+                                               "def same(text, inputs):\n    return text\n")
+    (tmp_path / "bind.yaml").write_text(  # the model is never called: only the search stage runs here
+        "hetc-bindings: 1\nmodels:\n  chat: {endpoint: 'http://127.0.0.1:9/v1'}\nnodes:\n"
+        "  privacy_filter: {callable: 'rag_callables:same'}\n  remember: {callable: 'rag_callables:same'}\n"
+        "  retrieve: {vectors: vectors.npy, documents: documents.jsonl, embed: 'rag_callables:embed'}\n")
+    bindings = validate_bindings(plan, tmp_path / "bind.yaml")
+    worker = StageWorker(stage, bindings, str(tmp_path / "b"))
+    query = vectors[7] + 0.01
+    found = asyncio.run(worker.call({"request_id": "r", "inputs": [{"text": "q", "embedding": query.tolist()}],
+                                     "deadline_s": 5.0}))
+    assert "error" not in found, found.get("error")
+    assert found["documents"][0]["id"] == "d7" and len(found["documents"]) == 8

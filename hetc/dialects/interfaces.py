@@ -116,7 +116,29 @@ class Costed(OpTrait):
         raise NotImplementedError
 
     def no_candidate_reason(self, op: Operation, ctx: CostContext) -> str:
-        return f"{op.sym_name.data}: no device of the pool ({ctx.pool()}) can run it (memory)"
+        provider = op.get_trait(KernelProvider)
+        if self.runnable(op, ctx.devices) or provider is None:
+            return f"{op.sym_name.data}: no device of the pool ({ctx.pool()}) can run it (memory)"
+        return (f"{op.sym_name.data}: needs a device of target {', '.join(provider.run_time_targets())} in the "
+                f"hardware pool ({ctx.pool()}): its stage runs only with the bundle's kernel, which hetc's runtime "
+                f"calls on no other target (docs/codegen.md)")
+
+    def excluded_devices(self, op: Operation, devices: list) -> list[tuple[str, str]]:
+        """(device id, why) for the pool's device classes the op may not be placed on whatever they cost
+        (hetc compile --explain lists them): those where its stage would lack a kernel it requires
+        (KernelProvider.required), derived from the targets its stage calls one on."""
+        provider = op.get_trait(KernelProvider)
+        if provider is None or not provider.required:
+            return []
+        targets = ", ".join(provider.run_time_targets()) or "no target"
+        return [(d.id, f"no run-time kernel on {d.target}: hetc's runtime calls the {op.kind} kernel only on "
+                       f"{targets} (docs/codegen.md)")
+                for d in devices if not provider.called_at_run_time(d.target)]
+
+    def runnable(self, op: Operation, devices: list) -> list:
+        """The devices the op's stage can run on (all but `excluded_devices`): where its candidates may be."""
+        excluded = {device_id for device_id, _why in self.excluded_devices(op, devices)}
+        return [d for d in devices if d.id not in excluded]
 
 
 class CpuCosted(Costed):
@@ -173,8 +195,8 @@ class SpeechSynthesisCost(Costed):
 
 class VectorSearchCost(Costed):
     def candidates(self, op, ctx):
-        return ctx.estimate.vector_search_candidates(ctx.devices, op.n_vectors.value.data, op.dim.value.data,
-                                                     op.precision.data, op.index.data)
+        return ctx.estimate.vector_search_candidates(self.runnable(op, ctx.devices), op.n_vectors.value.data,
+                                                     op.dim.value.data, op.precision.data, op.index.data)
 
 
 @dataclass(frozen=True)
@@ -282,6 +304,7 @@ class KernelProvider(OpTrait):
 
     build: Callable[..., list] = K.compute_kernels  # a targets.kernels builder: (owner, arch, attrs)
     called: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (target, kernel kinds called at run time)
+    required: bool = False  # the stage fails without them (a search); else it runs without (an embed passes on)
 
     def owner(self, op: Operation) -> str:
         """Kernels are specialised to shapes, not ops: ops of one model (or one kind, for model-free ops)
@@ -294,6 +317,10 @@ class KernelProvider(OpTrait):
     def called_at_run_time(self, target: str) -> tuple[str, ...]:
         return dict(self.called).get(target, ())
 
+    def run_time_targets(self) -> tuple[str, ...]:
+        """The targets a stage of the op calls a kernel on."""
+        return tuple(target for target, kinds in self.called if kinds)
+
     def kernels(self, op: Operation, arch) -> list:
         return self.build(self.owner(op), arch, self.attrs(op))
 
@@ -302,6 +329,7 @@ class KernelProvider(OpTrait):
 class SearchKernels(KernelProvider):
     build: Callable[..., list] = K.vector_search_kernels
     called: tuple = (("cpu", (K.VECTOR_SEARCH,)),)  # hetc.runtime.kernels.VectorSearch (retrieval stage)
+    required: bool = True  # the search stage ranks the index only with it (hetc/runtime/workers.py)
 
     def owner(self, op):
         return f"search_d{op.dim.value.data}_k{op.top_k.value.data}"
