@@ -328,7 +328,7 @@ def auto_threshold() -> None:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if binaries(mid) <= AUTO_EXACT_MAX_BINARIES else (lo, mid)
     print(f"--solver auto: exact up to {AUTO_EXACT_MAX_BINARIES:,} (op, candidate) binaries "
-          f"(hetc/placement.py AUTO_EXACT_MAX_BINARIES); the synthetic graph reaches it at {hi:,} nodes "
+          f"(hetc/placement/solver.py AUTO_EXACT_MAX_BINARIES); the synthetic graph reaches it at {hi:,} nodes "
           f"({binaries(lo):,} binaries at {lo:,} nodes, {binaries(hi):,} at {hi:,}).")
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hetc.dialects import task as T
-from hetc.dialects.interfaces import KernelProvider
 
 from hetc.compiler import CompileOptions, compile_spec, write
+from hetc.dialects import task as T
+from hetc.dialects.interfaces import KernelProvider
 from hetc.runtime.kernels import EmbedPool, header_kernels
 from hetc.runtime.local import local_router
 
