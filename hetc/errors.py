@@ -30,6 +30,12 @@ def printable(text: object) -> str:
     return _UNPRINTABLE.sub(_escape, str(text))
 
 
+def printable_lines(text: object) -> str:
+    """Multi-line output hetc composed itself (a table, a YAML dump): each line through printable(), the
+    line breaks kept, so the text reads as lines while a name inside it still cannot drive the terminal."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
 @dataclass(frozen=True, order=True)
 class Loc:
     """A position in a user's file; line and col are 1-based (0 = unknown)."""

@@ -270,3 +270,19 @@ def test_unknown_command_and_bad_values_are_usage_errors(capsys) -> None:
     assert code == 2 and "'fastest' is not one of" in err and "Traceback" not in err
     code, _, err = _run_main(["simulate", str(ROOT), "--duration", "long"], capsys)
     assert code == 2 and "is not a valid float" in err
+
+
+@pytest.mark.parametrize("argv", [("hw", "show", "h100"), ("estimate", "--model", "llama-3-8b", "--device", "h100"),
+                                  ("estimate", "--model", "bge-large", "--device", "h100")])
+def test_multi_line_output_keeps_its_line_breaks(argv) -> None:
+    # was: hw show and estimate went through printable() whole, which wrote every line break as a literal \n
+    done = hetc(*argv)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert "\\n" not in text and text.count("\n") >= 3
+
+
+def test_printable_lines_escapes_inside_lines_only() -> None:
+    from hetc.errors import printable_lines
+
+    assert printable_lines("name: a\x1b[31mb\nnext") == "name: a\\x1b[31mb\nnext"

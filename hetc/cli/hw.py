@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from hetc.cli.options import hwdb_options
-from hetc.errors import HetcError, printable
+from hetc.errors import HetcError, printable_lines
 
 
 def _user_errors(func: Callable) -> Callable:
@@ -93,7 +93,7 @@ def hw_show(device_id: str, hwdb: str, hwdb_extra: tuple[str, ...], as_json: boo
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     import yaml
-    click.echo(printable(yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True).rstrip()))
+    click.echo(printable_lines(yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True).rstrip()))
 
 
 # ------------------------------------------------------------------------------------------------ estimate
@@ -263,7 +263,7 @@ def _estimate_encoder(arch, dev, precision: str, batch: int, input_tokens: int, 
         click.echo(json.dumps(row, indent=2, sort_keys=True))
         return
     low, high = row["band_p10_p90"]["latency_ms"]
-    click.echo(printable(
+    click.echo(printable_lines(
         f"{arch.name} ({arch.kind}) {precision} on {dev.id}: batch {batch}, {input_tokens} positions in"
         + (f", {output_tokens} tokens out" if arch.kind == "encoder_decoder" else "") + "\n"
         f"  latency         {row['latency_ms']:10.2f} ms   (bound: {est.bound}; p10-p90 {low:g}-{high:g} ms)\n"
@@ -298,7 +298,7 @@ def _print_estimate(row: dict[str, Any]) -> None:
         lines.append(f"  note: {row['device']} has no {row['precision']} peak; GEMMs run at {row['compute_precision']}")
     if row["missed"]:
         lines.append("  targets missed: " + "; ".join(row["missed"]))
-    click.echo(printable("\n".join(lines)))
+    click.echo(printable_lines("\n".join(lines)))
 
 
 # ------------------------------------------------------------------------------------------------ calibrate
@@ -317,4 +317,4 @@ def calibrate(measurements: str, output: str, split: str, hwdb: str, hwdb_extra:
     records = load_measurements(measurements, db)
     result = fit(records, db, train_only=(split == "train"))
     write_overlay(result, output, measurements)
-    click.echo(printable(result.summary()))
+    click.echo(printable_lines(result.summary()))
