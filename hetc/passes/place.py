@@ -97,21 +97,16 @@ class PlacePass(ModulePass):
                     {"candidate": c.candidate.describe(), "status": c.status, "replicas": c.replicas,
                      "devices": c.devices, "path_ms": c.path_ms, "usd_per_hour": c.usd_per_hour,
                      "delta_tco_usd_per_hour": c.delta_tco_usd_per_hour, "reason": c.reason}
-                    for c in e.candidates] + _excluded_classes(built, graph, built.ops[e.op])}
+                    for c in e.candidates] + _excluded_classes(built, built.ops[e.op])}
                 for e in explain_placement(built.problem, result)]
         record_pass_report(op, self.name, summary)
 
 
-def _excluded_classes(built, graph, task_op) -> list[dict]:
+def _excluded_classes(built, task_op) -> list[dict]:
     """--explain rows for the pool's device classes the op may not be placed on (Costed.excluded_devices)."""
-    from hetc.spec.frontend import value_from_attr
-
-    hardware = graph.attributes.get("hetc.hardware")
-    pool = (value_from_attr(hardware) if hardware is not None else {}).get("pool") or list(built.db.devices)
-    devices = [built.db.devices[d] for d in pool if d in built.db.devices]
     return [{"candidate": device, "status": "excluded", "replicas": 0, "devices": 0, "path_ms": None,
              "usd_per_hour": None, "delta_tco_usd_per_hour": None, "reason": f"excluded: {why}"}
-            for device, why in task_op.get_trait(Costed).excluded_devices(task_op, devices)]
+            for device, why in task_op.get_trait(Costed).excluded_devices(task_op, built.pool)]
 
 
 def _diag(graph, message: str):

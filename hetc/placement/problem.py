@@ -61,6 +61,7 @@ class BuiltProblem:
     rate_basis: str  # offline work: how the planned rate follows from the job's volume; "" online
     units: dict[str, list[str]]  # sub-agent planned as a unit -> its op ids
     percentile_targets: list[PercentileTarget] = field(default_factory=list)
+    pool: list = field(default_factory=list)  # the hardware pool's device classes (priced or not), for --explain
     by_id: dict[str, OpNode] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +151,8 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
     slo, traffic, hardware = _settings(graph)
     pricing = hardware.get("pricing", "ownership")
     pool_ids = hardware.get("pool") or list(db.devices)
-    devices = [db.devices[d] for d in pool_ids if d in db.devices and db.devices[d].has_price(pricing)]
+    pool = [db.devices[d] for d in pool_ids if d in db.devices]
+    devices = [d for d in pool if d.has_price(pricing)]
     if not devices:
         raise HetcError(f"no device in the hardware pool has a price for pricing '{pricing}'", op_loc(graph))
     limits = C.Limits(slo.get("ttft_ms"), slo.get("tbt_ms"))
@@ -214,7 +216,7 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
     targets = [PercentileTarget(p, limit, percentile_invocations(flow, _percentile_value(p)))
                for p, limit in sorted((slo.get("percentiles") or {}).items())
                if p != slo.get("percentile") and limit is not None]
-    return BuiltProblem(problem, ops, db, basis, units, targets)
+    return BuiltProblem(problem, ops, db, basis, units, targets, pool)
 
 
 def _percentile_value(name: str) -> float:
