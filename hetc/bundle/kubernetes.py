@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
+from hetc.bundle.names import MAX_DNS_LABEL, dns_label, label_value
+
 STAGE_PORT = 8000
-MAX_DNS_LABEL = 63
 BUNDLE_MOUNT_DIR = "/opt/hetc/bundle"
 CONFIG_MOUNT_DIR = "/etc/hetc"
 
@@ -69,25 +69,6 @@ HTTP_CLIENT_CPU_CORES = 0.5  # a tool's HTTP client waits on the network
 HTTP_CLIENT_MEMORY_GB = 0.5
 CPU_STAGE_DEFAULT_CORES = 4
 CPU_STAGE_MEMORY_HEADROOM_GB = 1.0
-
-
-def dns_label(text: str, max_len: int = MAX_DNS_LABEL) -> str:
-    """A DNS-1035 label (lower-case letters, digits, '-', starts with a letter) derived from text."""
-    label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    if not label or not label[0].isalpha():
-        label = "x-" + label if label else "x"
-    if len(label) > max_len:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        label = label[: max_len - 9].rstrip("-") + "-" + digest
-    return label
-
-
-def label_value(text: str) -> str:
-    """A Kubernetes label value: <= 63 of [A-Za-z0-9-_.], alphanumeric at both ends."""
-    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-_.")
-    if len(value) > MAX_DNS_LABEL:
-        value = value[:54].strip("-_.") + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return value
 
 
 def stage_names(plan: dict[str, Any]) -> dict[str, str]:

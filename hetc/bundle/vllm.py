@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hetc.bundle.names import dns_label
 from hetc.errors import HetcError, Loc
 
 # Public vLLM images per vendor key; `--image KEY=IMAGE` overrides one (docs/deploy.md: sources).
@@ -58,8 +59,6 @@ def serves_vllm(stage: dict[str, Any]) -> bool:
 
 
 def runtime_image(plan: dict[str, Any]) -> str:
-    from hetc.bundle.kubernetes import dns_label
-
     return f"hetc-runtime/{dns_label(plan['name'], 48)}:{plan['provenance']['hetc_version']}"
 
 

@@ -12,15 +12,11 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hetc.runtime.text import clean_text
+
 
 class LLMError(Exception):
     pass
-
-
-def _clean(text: str, limit: int = 200) -> str:
-    from hetc.runtime.workers import clean_text
-
-    return clean_text(text, limit)
 
 
 async def chat_stream(model: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]],
@@ -40,7 +36,7 @@ async def chat_stream(model: dict[str, Any], messages: list[dict[str, Any]], too
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.001))) as session, \
                 session.post(url, json=body, headers=headers) as response:
             if response.status != 200:
-                raise LLMError(f"HTTP {response.status} from the model server: {_clean(await response.text())}")
+                raise LLMError(f"HTTP {response.status} from the model server: {clean_text(await response.text(), 200)}")
             async for raw in response.content:
                 line = raw.decode("utf-8", "replace").strip()
                 if not line.startswith("data:"):

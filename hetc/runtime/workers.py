@@ -24,7 +24,6 @@ import importlib
 import inspect
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from typing import Any
 
 from hetc.errors import HetcError
 from hetc.runtime.llm_client import LLMError, chat_stream
+from hetc.runtime.text import clean_text
 
 log = logging.getLogger("hetc.runtime")
 
@@ -41,8 +41,6 @@ log = logging.getLogger("hetc.runtime")
 TOOL_TIMEOUT_P99_FACTOR = 3.0
 MIN_TOOL_TIMEOUT_MS = 250.0  # floor for tools whose spec claims sub-millisecond round trips
 RETRY_BACKOFF_S = 0.05  # doubled on each retry
-MAX_ERROR_TEXT = 300
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class StageFailure(Exception):
@@ -52,12 +50,6 @@ class StageFailure(Exception):
 
     def as_dict(self, stage: str) -> dict[str, str]:
         return {"type": self.kind, "stage": stage, "message": clean_text(str(self))}
-
-
-def clean_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
-    """Foreign text made safe to echo: no control characters, bounded length."""
-    text = _CONTROL.sub(" ", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def merge_inputs(inputs: list[dict[str, Any]]) -> dict[str, Any]:
