@@ -148,6 +148,20 @@ def test_the_helpdesk_retrieval_lists_its_search_kernel_and_nothing_else(tmp_pat
     assert [kind for kind, _p, _n in header_kernels(tmp_path / "b")] == ["vector_search_topk"]
 
 
+def test_a_cpu_embed_stage_is_the_runtimes_with_its_kernel_not_an_engines(embed_bundle):
+    """The op says it: on a CPU, hetc's runtime pools (no engine API in the plan, no engine server)."""
+    from hetc.bundle.kubernetes import kubernetes_manifests
+
+    plan = json.loads((embed_bundle / "bundle" / "plan.json").read_text())
+    embeds = [s for s in plan["stages"] if s["kind"] == "embed"]
+    assert len(embeds) == 3 and all(s["engine"] == "cpu-runtime" and "api" not in s["service"]
+                                    and s["kernel_symbols"] for s in embeds)
+    manifests = kubernetes_manifests(plan)
+    assert sorted(manifests) == ["embed-on-cpu-graph.yaml", "embed-on-cpu-runtime.yaml"]  # no engine server
+    runtime = next(d for d in manifests["embed-on-cpu-runtime.yaml"] if d["kind"] == "Deployment")
+    assert {s["id"] for s in embeds} <= set(json.loads(runtime["metadata"]["annotations"]["hetc.dev/stages"]))
+
+
 def test_the_pooling_kernel_equals_numpy(embed_bundle):
     plan = json.loads((embed_bundle / "bundle" / "plan.json").read_text())
     stage = next(s for s in plan["stages"] if s["id"] == "retrieve.embed")
@@ -279,8 +293,9 @@ def test_the_rag_example_runs_retrieval_with_its_bundles_kernel(tmp_path):
     (tmp_path / "documents.jsonl").write_text("".join(json.dumps({"id": f"d{i}"}) + "\n" for i in range(32)))
     (tmp_path / "rag_callables.py").write_text("def embed(text):\n    return [1.0] * 1024\n\n"
                                                "def same(text, inputs):\n    return text\n")
-    (tmp_path / "bind.yaml").write_text(  # the model is never called: only the search stage runs here
-        "hetc-bindings: 1\nmodels:\n  chat: {endpoint: 'http://127.0.0.1:9/v1'}\nnodes:\n"
+    (tmp_path / "bind.yaml").write_text(  # the models are never called: only the search stage runs here
+        "hetc-bindings: 1\nmodels:\n  chat: {endpoint: 'http://127.0.0.1:9/v1'}\n"
+        "  embedder: {endpoint: 'http://127.0.0.1:9/v1'}\nnodes:\n"
         "  privacy_filter: {callable: 'rag_callables:same'}\n  remember: {callable: 'rag_callables:same'}\n"
         "  retrieve: {vectors: vectors.npy, documents: documents.jsonl, embed: 'rag_callables:embed'}\n")
     bindings = validate_bindings(plan, tmp_path / "bind.yaml")

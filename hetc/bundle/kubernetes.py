@@ -161,16 +161,18 @@ def _plain_deployment(meta: dict[str, Any], selector: dict[str, str], replicas: 
                      "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod_spec}}}
 
 
-def _runtime_objects(plan: dict[str, Any], stages: list[dict[str, Any]], endpoints: dict[str, str], image: str,
-                     metadata) -> list[dict]:
+def _runtime_objects(plan: dict[str, Any], stages: list[dict[str, Any]], endpoints: dict[str, str],
+                     stage_endpoints: dict[str, str], image: str, metadata) -> list[dict]:
     """One Deployment + Service running the hetc runtime: the router with every non-engine stage in-process,
-    sized to hold each stage's planned replicas and host resources; model endpoints from the engine services."""
-    from hetc.runtime.bindings import endpoint_env
+    sized to hold each stage's planned replicas and host resources; model endpoints from the engine services,
+    and each engine stage the runtime calls per request (service `api`) its own server."""
+    from hetc.runtime.bindings import endpoint_env, stage_endpoint_env
 
     name = f"{dns_label(plan['name'], 24)}-runtime"
-    replicas = max(s["replicas"] for s in stages)
-    cores = sum(host_resources(s)[0] * s["replicas"] for s in stages) / replicas
-    memory_gb = sum(host_resources(s)[1] * s["replicas"] for s in stages) / replicas
+    replicas = max((s["replicas"] for s in stages), default=1)
+    # without stages of its own, the router is an HTTP client of the engines
+    cores = sum(host_resources(s)[0] * s["replicas"] for s in stages) / replicas or HTTP_CLIENT_CPU_CORES
+    memory_gb = sum(host_resources(s)[1] * s["replicas"] for s in stages) / replicas or HTTP_CLIENT_MEMORY_GB
     meta = metadata(name, None)
     meta["labels"]["app.kubernetes.io/component"] = "hetc-runtime"
     selector = {"app.kubernetes.io/part-of": meta["labels"]["app.kubernetes.io/part-of"],
@@ -179,7 +181,8 @@ def _runtime_objects(plan: dict[str, Any], stages: list[dict[str, Any]], endpoin
     container = {
         "name": "runtime", "image": image,
         "args": ["--bind", f"{RUNTIME_BINDINGS_DIR}/bindings.yaml"],
-        "env": [{"name": endpoint_env(model), "value": url} for model, url in sorted(endpoints.items())],
+        "env": [{"name": endpoint_env(model), "value": url} for model, url in sorted(endpoints.items())]
+        + [{"name": stage_endpoint_env(stage), "value": url} for stage, url in sorted(stage_endpoints.items())],
         "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": _cpu_quantity(cores), "memory": _memory_quantity(memory_gb)},
                       "limits": {"memory": _memory_quantity(memory_gb)}},
@@ -273,10 +276,11 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
                                               image_of(None, plan, images), metadata)
             files[f"{router}.yaml"] = objects
             endpoints[decode["model"]["id"]] = f"http://{router}:{STAGE_PORT}/v1"
+    # the runtime always runs: its router walks the graph, even when engines serve every stage
     runtime_stages = [s for s in plan["stages"] if needs_process(s) and not serves_vllm(s)]
-    if runtime_stages:
-        files[f"{part_of}-runtime.yaml"] = _runtime_objects(plan, runtime_stages, endpoints,
-                                                            image_of(None, plan, images), metadata)
+    stage_endpoints = {s["id"]: url[s["id"]] for s in plan["stages"] if serves_vllm(s) and s["service"].get("api")}
+    files[f"{part_of}-runtime.yaml"] = _runtime_objects(plan, runtime_stages, endpoints, stage_endpoints,
+                                                        image_of(None, plan, images), metadata)
 
     for stage in plan["stages"]:
         if not serves_vllm(stage) or stage["id"] in one_server:

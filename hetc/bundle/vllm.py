@@ -7,6 +7,8 @@ image the bundle builds. docs/deploy.md cites the source of every flag and image
 - A P::D split across device classes becomes two servers joined by the KV connector of the pair's KV path
   (`--kv-transfer-config` and environment exactly as the plan's kv_path, an entry of hetc/data/kv-paths.yaml,
   says) and a router that sends each request to prefill, then decode; a pair without a path is refused.
+- An embed stage off a CPU runs vLLM's pooling runner (`--runner pooling`, serving `/v1/embeddings`); a
+  guardrail (Llama Guard) is a chat model on the default runner.
 - Every stage that is not an engine runs in the hetc runtime image (`deploy/runtime/Dockerfile` in the bundle).
 """
 
@@ -16,6 +18,7 @@ import json
 from typing import Any
 
 from hetc.bundle.names import dns_label
+from hetc.dialects.interfaces import EMBEDDINGS_API, SAFETY_VERDICT_API
 from hetc.errors import HetcError, Loc
 
 # Public vLLM images per vendor key; `--image KEY=IMAGE` overrides one (docs/deploy.md: sources).
@@ -28,6 +31,10 @@ VLLM_IMAGES = {
 RUNTIME_KEY = "runtime"  # the hetc runtime image the bundle's Dockerfile builds
 IMAGE_KEYS = (*VLLM_IMAGES, RUNTIME_KEY)
 VLLM_KINDS = ("prefill", "decode", "encoder")  # stages a vLLM server runs (encoder: Whisper transcription)
+# Server flags per engine API the runtime calls (a stage's service `api`, which its op states): an embedding
+# model runs vLLM's pooling runner, which serves POST /v1/embeddings (docs/deploy.md: source); a safety
+# classifier (Llama Guard) is a chat model on the default runner.
+API_ARGS = {EMBEDDINGS_API: ("--runner", "pooling"), SAFETY_VERDICT_API: ()}
 # vLLM --dtype per plan precision of the activations; fp8 weights compute in bf16 (--quantization fp8)
 VLLM_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "bfloat16"}
 PROXY_MODULE = "hetc.runtime.pd_proxy"
@@ -55,7 +62,10 @@ def vendor_key(stage: dict[str, Any]) -> str:
 
 
 def serves_vllm(stage: dict[str, Any]) -> bool:
-    return (stage["engine"] or "").startswith("vllm") and stage["model"] is not None and stage["kind"] in VLLM_KINDS
+    """A vLLM server runs the stage: an LLM phase or a transcription, or a stage whose plan entry names the
+    engine API the runtime calls (an embed stage off a CPU, a guardrail)."""
+    return (stage["engine"] or "").startswith("vllm") and stage["model"] is not None and (
+        stage["kind"] in VLLM_KINDS or stage["service"].get("api") in API_ARGS)
 
 
 def runtime_image(plan: dict[str, Any]) -> str:
@@ -154,7 +164,8 @@ def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str 
     model = stage["model"]
     # served under the repo id, the name the runtime asks for by default (the spec's model id is user text and
     # never reaches a command line)
-    args = ["--model", hf_repo(model["name"]) or model["name"], *precision_args(model["precision"]),
+    args = ["--model", hf_repo(model["name"]) or model["name"], *API_ARGS.get(stage["service"].get("api"), ()),
+            *precision_args(model["precision"]),
             "--tensor-parallel-size", str(stage["tp"]), "--pipeline-parallel-size", str(stage["pp"]),
             "--max-num-seqs", str(stage["batch"])]
     length = (model_lengths(plan) if lengths is None else lengths).get(stage["node"])

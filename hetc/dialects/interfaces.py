@@ -235,31 +235,49 @@ def _concurrency(est: dict, latency_ms: float) -> int:
     return max(1, int(round(peak * latency_ms / 1e3))) if peak else 1
 
 
+RUNTIME = "cpu-runtime"  # hetc's own runtime runs the stage (its bound callables and the bundle's CPU kernels)
+# The API of the engine serving an op that hetc's runtime calls for each request (plan.json service `api`;
+# hetc/runtime/engine_calls.py). Ops without one are reached as their stage kind says (docs/deploy.md).
+EMBEDDINGS_API = "embeddings"  # POST /embeddings: the text's vector, passed on as the stage's `embedding`
+SAFETY_VERDICT_API = "safety_verdict"  # POST /chat/completions to a safety classifier: "safe", or "unsafe" and
+#                                        the violated categories; an unsafe verdict stops the request
+
+
 @dataclass(frozen=True)
 class Served(OpTrait):
     """How a placed op is served: its engine on a CPU, on Gaudi and on other accelerators; a batch service
-    (ms_base + ms_per_item * batch) unless a subclass says otherwise."""
+    (ms_base + ms_per_item * batch) unless a subclass says otherwise; the engine API the runtime calls (`api`)
+    wherever an engine, not hetc's runtime, serves it."""
 
-    on_cpu: str = "cpu-runtime"
+    on_cpu: str = RUNTIME
     on_gaudi: str = "vllm"
     elsewhere: str = "vllm"
     reached_by: str | None = None  # transport into it from another device class ("http" for an external call)
     echo: tuple[str, ...] = ()  # properties the service entry repeats (the engine's request shape)
+    api: str | None = None  # EMBEDDINGS_API, SAFETY_VERDICT_API: what the runtime asks the engine serving it
 
     def engine(self, device) -> str:
         if device.kind == "cpu":
             return self.on_cpu
         return self.on_gaudi if device.target == "gaudi" else self.elsewhere
 
+    def engine_call(self, device) -> dict:
+        """{"api": ...} when an engine serves the op on `device` and the runtime calls it per request; {} when
+        hetc's runtime runs it (its bound callable and the bundle's kernel) or the op has no such call."""
+        return {"api": self.api} if self.api and device is not None and self.engine(device) != RUNTIME else {}
+
     def service(self, op: Operation, est: dict, batch: int, device) -> dict:
         latency = est.get("latency_ms", 0.0)
         entry = {"type": "batch", "ms_base": est.get("ms_base", 0.0),
                  "ms_per_item": est.get("ms_per_item", latency / batch), "max_batch": batch}
         entry.update({name: op.properties[name].value.data for name in self.echo})
+        entry.update(self.engine_call(device))
         return entry
 
 
 MODEL_SERVER = dict(on_cpu="vllm-cpu", on_gaudi="vllm-gaudi", elsewhere="vllm")  # a model behind an LLM server
+# an embedding model: hetc's runtime pools on a CPU (the bundle's kernel, EMBED_KERNELS), an engine elsewhere
+EMBEDDING_SERVER = dict(on_cpu=RUNTIME, on_gaudi="vllm-gaudi", elsewhere="vllm", api=EMBEDDINGS_API)
 HTTP_CLIENT = dict(on_cpu="http-client", on_gaudi="http-client", elsewhere="http-client")  # network calls
 
 

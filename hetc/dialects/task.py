@@ -424,7 +424,7 @@ class TTSOp(ModelTaskOp):
 class EmbedOp(ModelTaskOp):
     name = "task.embed"
     traits = traits_def(
-        Pure(), I.ModelPassCost("tokens"), I.Served(**I.MODEL_SERVER), I.EMBED_KERNELS
+        Pure(), I.ModelPassCost("tokens"), I.Served(**I.EMBEDDING_SERVER), I.EMBED_KERNELS
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)
@@ -507,12 +507,13 @@ class MemoryStoreOp(TaskOp):
 @irdl_op_definition
 class GuardrailOp(ModelTaskOp):
     """A safety classifier (e.g. Llama Guard) reads the text and passes it on or blocks it: one pass of its
-    model over input_tokens (the text and the policy prompt) to a verdict of output_tokens."""
+    model over input_tokens (the text and the policy prompt) to a verdict of output_tokens, asked of the engine
+    serving it (SAFETY_VERDICT_API) on every device class."""
 
     name = "task.guardrail"
     traits = traits_def(
-        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.MODEL_SERVER),
-        I.ResultPayload(passes_input_on=True)
+        Pure(), I.ModelPassCost("input_tokens", "output_tokens"),
+        I.Served(**I.MODEL_SERVER, echo=("output_tokens",), api=I.SAFETY_VERDICT_API), I.ResultPayload(passes_input_on=True)
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens")
     input_tokens = prop_def(_I)

@@ -201,9 +201,12 @@ HF_REPOS: dict[str, tuple[str, str]] = {
 
 
 def hf_repo(name: str) -> str | None:
-    """The Hugging Face repo id of a preset (or alias), or None for a model hetc has no repo for."""
+    """The Hugging Face repo id of a preset (or alias) or a bundled config (its `_repo`), or None for a model
+    hetc has no repo for."""
     preset = resolve_preset(name)
-    return HF_REPOS[preset.name][0] if preset is not None and preset.name in HF_REPOS else None
+    if preset is None:
+        return None
+    return HF_REPOS[preset.name][0] if preset.name in HF_REPOS else preset.hf_repo or None
 
 
 def resolve_preset(name: str) -> ModelArch | None:

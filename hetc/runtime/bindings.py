@@ -15,7 +15,9 @@ A bindings file (`hetc serve BUNDLE --bind FILE`) is YAML:
       remember: {callable: notes:store, embed: notes:tokens}   # a memory_store with an embed_model
 
 A retrieval or memory_store node whose embed stage runs on a CPU gets token vectors ([tokens, dim]) from its
-`embed` callable and pools them with the bundle's kernel (docs/deploy.md, "Generated kernels").
+`embed` callable and pools them with the bundle's kernel (docs/deploy.md, "Generated kernels"). An embed stage
+an engine serves (the plan's service `api`) needs its model's endpoint instead, and its retrieval node no
+`embed` callable.
 
 `validate_bindings` checks the file against the plan and returns plain data (it travels to Ray replicas);
 every error names the file, line and column and the run exits with code 2.
@@ -23,6 +25,7 @@ every error names the file, line and column and the run exits with code 2.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -125,9 +128,22 @@ def _plan_nodes(plan: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def _llm_models(plan: dict[str, Any]) -> dict[str, str]:
-    """Spec model id -> preset name, for every model an LLM-served stage runs."""
+    """Spec model id -> preset name, for every model a model server runs for the runtime: LLM, speech, and
+    each stage whose plan entry names the engine API the runtime calls (service `api`)."""
     return {s["model"]["id"]: s["model"]["name"] for s in plan["stages"]
-            if s["model"] is not None and s["kind"] in ("prefill", "decode", "encoder", "tts")}
+            if s["model"] is not None and (s["kind"] in ("prefill", "decode", "encoder", "tts")
+                                           or s["service"].get("api"))}
+
+
+def stage_endpoint_env(stage_id: str) -> str:
+    """The environment variable that gives one stage its own engine server (the Kubernetes export sets it for
+    each engine stage the runtime calls, so two servers of one model each serve their own stage)."""
+    return "HETC_STAGE_ENDPOINT_" + (re.sub(r"[^A-Za-z0-9]+", "_", stage_id).strip("_").upper() or "STAGE")
+
+
+def _engine_embedded(plan: dict[str, Any]) -> set[str]:
+    """Nodes whose embed stage an engine serves: their search gets the query vector from it."""
+    return {s["node"] for s in plan["stages"] if s["kind"] == "embed" and s["service"].get("api")}
 
 
 def _branching_nodes(plan: dict[str, Any]) -> set[str]:
@@ -139,8 +155,6 @@ def _check_model(checker: _Checker, model_id: str, node: YamlNode, preset: str) 
     from hetc.model.models import hf_repo
 
     entries = checker.mapping(node, f"models.{model_id}", MODEL_KEYS)
-    import os
-
     binding: dict[str, Any] = {"endpoint": os.environ.get(endpoint_env(model_id)) or None,
                                "model": hf_repo(preset) or preset, "api_key_env": None}
     for key, (_, value) in entries.items():
@@ -155,7 +169,7 @@ def _check_model(checker: _Checker, model_id: str, node: YamlNode, preset: str) 
     return binding
 
 
-def _check_node(checker: _Checker, node_id: str, node: YamlNode, role: str) -> dict[str, Any]:
+def _check_node(checker: _Checker, node_id: str, node: YamlNode, role: str, embedded: bool) -> dict[str, Any]:
     where = f"nodes.{node_id}"
     entries = checker.mapping(node, f"{where} (a {role} node)", NODE_KEYS[role])
     values = {key: value for key, (_, value) in entries.items()}
@@ -185,7 +199,7 @@ def _check_node(checker: _Checker, node_id: str, node: YamlNode, role: str) -> d
         binding["vectors"] = checker.path(values["vectors"], "vectors", ".npy") if "vectors" in values else None
         binding["documents"] = checker.path(values["documents"], "documents", ".jsonl") if "documents" in values else None
         binding["embed"] = checker.string(values["embed"], "embed", CALLABLE, "module:function") if "embed" in values else None
-        if "embed" not in values:
+        if "embed" not in values and not embedded:
             checker.error(node.loc, f"{where}: a retrieval binding needs 'embed' (module:function: text -> vector)")
     else:
         for key in ("callable", "embed"):
@@ -267,12 +281,13 @@ def validate_bindings(plan: dict[str, Any], path: str | Path | None) -> dict[str
             checker.error(node.loc, f"model {model_id!r} has no endpoint: give models.{model_id}.endpoint (an "
                                     f"OpenAI-compatible base URL) or set {endpoint_env(model_id)}")
 
+    embedded = _engine_embedded(plan)
     node_kinds = _plan_nodes(plan)
     roles = {node: role for node, kinds in node_kinds.items() if (role := node_role(kinds))}
     nodes: dict[str, Any] = {}
     given_nodes = checker.mapping(entries["nodes"][1], "nodes", tuple(roles)) if "nodes" in entries else {}
     for node_id, (_, value) in given_nodes.items():
-        nodes[node_id] = _check_node(checker, node_id, value, roles[node_id])
+        nodes[node_id] = _check_node(checker, node_id, value, roles[node_id], node_id in embedded)
         if roles[node_id] == "retrieval":
             _check_index(checker, nodes[node_id], value.loc)
     where = Loc(file)
@@ -286,5 +301,7 @@ def validate_bindings(plan: dict[str, Any], path: str | Path | None) -> dict[str
                                  "the branch it takes under 'nodes'")
     if checker.errors:
         raise HetcError(checker.errors)
+    stage_endpoints = {s["id"]: os.environ[stage_endpoint_env(s["id"])] for s in plan["stages"]
+                       if URL.match(os.environ.get(stage_endpoint_env(s["id"]), ""))}
     return {"models": models, "nodes": nodes, "python_path": python_path, "request_timeout_ms": timeout,
-            "source": file}
+            "stage_endpoints": stage_endpoints, "source": file}

@@ -6,7 +6,9 @@ select the branch edges to the nodes they name (each branch target is offered to
 node returns the branch it takes; the spec's probabilities are for planning only. While a stage continues a
 loop (a taken edge stays in the loop's body, or is its back edge), its edges leaving the loop wait; once the
 loop's `max_iterations` are spent its continue edges are no longer offered, so a model that always asks for
-more gets a last turn without tools. Every failure ends the request with a structured error; the deadline
+more gets a last turn without tools. A filter (a guardrail) that lets the input pass takes every edge leaving
+it; one that refuses ends the request with its refusal as the answer (`refused`, no outputs). Every failure
+ends the request with a structured error; the deadline
 (the plan's end-to-end SLO unless the bindings or the request give one) bounds every request.
 """
 
@@ -31,6 +33,14 @@ DEFAULT_TOOL_PARAMETERS = {"type": "object", "properties": {"query": {"type": "s
 
 class Executor(Protocol):
     def stream(self, stage_id: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class Refused(Exception):
+    """A stage refused the request (a guardrail's unsafe verdict): it ends with that refusal as its answer."""
+
+    def __init__(self, refusal: dict[str, Any]):
+        super().__init__(refusal.get("stage", ""))
+        self.refusal = refusal
 
 
 class RequestError(Exception):
@@ -70,6 +80,11 @@ class Router:
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(run.execute(inputs), budget_ms / 1000)
+        except Refused as refused:  # the answer is the refusal; nothing else of the request runs on
+            result = {**run.result(), "outputs": {}, "refused": refused.refusal}
+            self._count(run, "refused", started)
+            result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            return result
         except TimeoutError:
             waiting = sorted(run.running)
             error = RequestError("deadline_exceeded", f"no answer within the {budget_ms:g} ms deadline; "
@@ -129,6 +144,10 @@ class _Run:
             waiting = sorted(s for s, got in self.arrived.items() if got)
             raise RequestError("stalled", f"outputs {', '.join(missing)} got no value; waiting: "
                                f"{', '.join(waiting) or 'nothing'}", self.request_id)
+        return self.result()
+
+    def result(self) -> dict[str, Any]:
+        """The answer: outputs, stage visits, loop counts (and audio a text-to-speech stage made)."""
         result = {"request_id": self.request_id,
                   "outputs": {node: text for node, text in self.outputs.items() if text is not None},
                   "visits": dict(sorted(self.visits.items())),
@@ -235,6 +254,8 @@ class _Run:
             return set(per_node), per_node
         if "branch" in value:
             return {n for n in value["branch"] if n in offered}, {}
+        if value.get("screened"):  # a filter let the input pass: on along every edge (the plan's share passed)
+            return offered, {}
         return None, {}
 
     def _after(self, stage: str, value: dict[str, Any]) -> None:
@@ -242,11 +263,14 @@ class _Run:
             error = value["error"]
             raise RequestError(error.get("type", "stage_failed"), error.get("message", ""), self.request_id,
                                error.get("stage", stage))
+        if "refusal" in value:
+            raise Refused(value["refusal"])
         node = self.graph.stages[stage]["node"]
         if "messages" in value:
             self.conversations[node] = value["messages"]
         chosen, per_node = self._choices(stage, value)
-        plain = {k: v for k, v in value.items() if k not in ("messages", "tool_calls", "branch", "batch_size")}
+        plain = {k: v for k, v in value.items()
+                 if k not in ("messages", "tool_calls", "branch", "batch_size", "screened")}
         taken: list[Edge] = []
         for edge in self.graph.out_edges[stage]:
             target = self.graph.stages[edge.dst]["node"]

@@ -8,10 +8,12 @@ returned as `{"error": {...}}` (structured, serialisable), never raised across t
 - decode: calls the model's OpenAI-compatible chat completions API with the tools the router offers,
   streaming tokens; returns the text and the tool calls the model made;
 - tool_lookup: the tool's HTTP endpoint or Python callable, with a timeout and retries;
+- a stage an engine serves whose plan entry names the engine API the runtime calls (service `api`: an embed
+  stage off a CPU, a guardrail): that call (engine_stages.py);
 - embed (on a CPU stage, which the plan gives a pooling kernel): the bound `embed` callable returns token
   vectors; the bundle's pooling + L2-normalisation kernel makes them one vector (`embedding`);
 - vector_search: ranks the bound index with the bundle's kernel, for the query vector the node's embed stage
-  produced, else the one the bound `embed` callable returns;
+  produced (by its engine or the CPU kernel), else the one the bound `embed` callable returns;
 - compute / memory_store: the bound callable (it may return the branch it takes);
 - encoder (speech to text) and tts: the model server's OpenAI audio API (audio.py);
 - every other kind runs inside an engine or its node's main stage and passes its inputs on.
@@ -137,8 +139,12 @@ class StageWorker:
     async def call_batch(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A batch the plan sized (Ray Serve's @serve.batch): retrieval ranks all queries in one kernel call,
         an embed stage pools all sequences in one."""
-        batched = {"vector_search": self._retrieve, "embed": self._embed}.get(self.stage["kind"])
-        if batched is not None and len(payloads) > 1 and (self.stage["kind"] != "embed" or self._pools()):
+        if self._engine_api() is not None:
+            batched = self._engine_call
+        else:
+            batched = {"vector_search": self._retrieve, "embed": self._embed}.get(self.stage["kind"])
+        if batched is not None and len(payloads) > 1 and (self.stage["kind"] != "embed" or self._pools()
+                                                          or self._engine_api() is not None):
             try:
                 return await batched(payloads)
             except StageFailure as failure:
@@ -148,6 +154,8 @@ class StageWorker:
     # ------------------------------------------------------------------------------------------ kinds
 
     async def _run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._engine_api() is not None:
+            return (await self._engine_call([payload]))[0]
         kind = self.stage["kind"]
         if kind == "prefill":
             return self._prefill(payload)
@@ -180,10 +188,30 @@ class StageWorker:
         return {"text": merged["text"], "messages": messages}
 
     def _model(self) -> dict[str, Any]:
+        """The model binding; a stage with an engine server of its own (the Kubernetes export's per-stage
+        HETC_STAGE_ENDPOINT_<STAGE>) calls that one."""
         model = self.bindings["models"].get((self.stage["model"] or {}).get("id", ""))
         if not model or not model.get("endpoint"):
             raise StageFailure("unbound", f"model of stage {self.stage['id']} has no endpoint binding")
-        return model
+        own = self.bindings.get("stage_endpoints", {}).get(self.stage["id"])
+        return {**model, "endpoint": own} if own else model
+
+    def _engine_api(self) -> str | None:
+        """The engine API the plan says this stage calls per request (service `api`), or None."""
+        return self.stage["service"].get("api")
+
+    async def _engine_call(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from hetc.runtime.engine_stages import ENGINE_CALLS
+
+        call = ENGINE_CALLS.get(self._engine_api())
+        if call is None:
+            raise StageFailure("bad_plan", f"stage {self.stage['id']}: unknown engine API {self._engine_api()!r}")
+        values = [merge_inputs(p["inputs"]) for p in payloads]
+        try:
+            return await call(self._model(), self.stage, values, [p.get("request_id", "") for p in payloads],
+                              max(p["deadline_s"] for p in payloads))
+        except LLMError as exc:
+            raise StageFailure("llm_failed", str(exc)) from None
 
     def _speech_model(self) -> str | None:
         """'stt' for a speech-to-text encoder (an encoder-decoder model), 'tts' for a speech model, else None."""
@@ -299,7 +327,8 @@ class StageWorker:
         self._documents = [json.loads(line) for line in lines if line.strip()]
         self._search = _bundle_kernel(VectorSearch, self.bundle, matrix,
                                       symbols=self.stage.get("kernel_symbols") or None)
-        self._callable = load_callable(binding["embed"], self.bindings["python_path"])
+        if binding.get("embed"):  # not needed when the node's embed stage gives every query its vector
+            self._callable = load_callable(binding["embed"], self.bindings["python_path"])
 
     async def _retrieve(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         import numpy as np
@@ -310,6 +339,9 @@ class StageWorker:
         queries = []
         for payload, text in zip(payloads, texts, strict=True):
             embedded = next((v["embedding"] for v in payload["inputs"] if "embedding" in v), None)
+            if embedded is None and self._callable is None:
+                raise StageFailure("unbound", f"node {self.stage['node']!r}: no query vector (its embed stage gave "
+                                              "none) and no 'embed' callable bound")
             query = embedded if embedded is not None else await call_bound(self._callable, text)
             queries.append(np.asarray(query, dtype=np.float32))
         if any(q.shape != (self._search.matrix.shape[1],) for q in queries):

@@ -8,22 +8,30 @@ calls) with scripted behaviour, so the runtime can be tested end to end without 
   streamed a word at a time;
 - a user message containing SLEEP=<seconds> makes it wait that long first (deadline tests);
 - `/v1/audio/transcriptions` answers {"text": "heard <n> bytes"} (n: the uploaded file's size) and
-  `/v1/audio/speech` answers "RIFF" followed by the text it was given, as audio/wav.
-Every request is recorded in `requests` (for assertions).
+  `/v1/audio/speech` answers "RIFF" followed by the text it was given, as audio/wav;
+- `/v1/embeddings` answers each input text with `embedding(text, embedding_dim)`: a deterministic vector
+  made from the text's sha256 (no model: tests compare the search's ranking with numpy's for that vector);
+- a chat request for a model whose name contains "Guard" (Llama Guard) answers as that classifier does:
+  "\n\nunsafe\nS1,S10" when the user's text contains UNSAFE, else "\n\nsafe".
+Every request is recorded in `requests` (for assertions), the embeddings requests also in `embedding_requests`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class StandInLLM:
-    def __init__(self) -> None:
+    def __init__(self, embedding_dim: int = 32) -> None:
         self.requests: list[dict] = []
+        self.embedding_requests: list[dict] = []
+        self.embedding_dim = embedding_dim
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +44,9 @@ class StandInLLM:
                     return
                 body = json.loads(raw)
                 stand_in.requests.append(body)
+                if self.path.rstrip("/") == "/v1/embeddings":
+                    stand_in.embeddings(self, body)
+                    return
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self.send_error(404)
                     return
@@ -81,8 +92,29 @@ class StandInLLM:
         handler.wfile.write(data)
 
     @staticmethod
+    def embedding(text: str, dim: int) -> list[float]:
+        """The stand-in's vector for a text: dim numbers in [-1, 1) from sha256(i, text)."""
+        return [struct.unpack(">I", hashlib.sha256(f"{i}:{text}".encode()).digest()[:4])[0] / 2**31 - 1
+                for i in range(dim)]
+
+    def embeddings(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        self.embedding_requests.append(body)
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        data = [{"object": "embedding", "index": i, "embedding": self.embedding(text, self.embedding_dim)}
+                for i, text in enumerate(texts)]
+        payload = json.dumps({"object": "list", "model": body["model"], "data": data}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    @staticmethod
     def decide(body: dict) -> tuple[str, list[dict]]:
         messages, tools = body["messages"], body.get("tools") or []
+        if "Guard" in body.get("model", ""):
+            text = " ".join(m["content"] for m in messages if m["role"] == "user")
+            return ("\n\nunsafe\nS1,S10" if "UNSAFE" in text else "\n\nsafe"), []
         question = next((m["content"] for m in messages if m["role"] == "user"), "")
         last = messages[-1]
         wants_more = last["role"] == "user" or (last["role"] == "tool" and '"more_results": true' in last["content"])

@@ -1,0 +1,204 @@
+"""Stages an engine serves that hetc's runtime calls per request, as the plan says (service `api`, stated by
+the op): an embed stage placed on a GPU asks its engine's /v1/embeddings and the search ranks with that
+vector; a guardrail asks Llama Guard for a verdict and refuses or passes the question on. In-process router
+against the OpenAI stand-in (no GPU here); tests/test_runtime_ray.py runs both on Ray Serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from stand_ins.openai_llm import StandInLLM
+from stand_ins.served_graphs import (
+    EMBED_DIM,
+    compile_example,
+    expected_top,
+    guarded_bindings,
+    rag_bindings,
+)
+
+from hetc.bundle.kubernetes import kubernetes_manifests
+from hetc.dialects import task as T
+from hetc.dialects.interfaces import EMBEDDINGS_API, SAFETY_VERDICT_API, Served
+from hetc.errors import HetcError
+from hetc.hwdb.loader import load_hwdb
+from hetc.runtime.bindings import validate_bindings
+from hetc.runtime.engine_stages import ENGINE_CALLS, read_verdict
+from hetc.runtime.local import local_router
+from hetc.runtime.router import RequestError
+
+QUESTION = "What does the warranty cover?"
+
+
+@pytest.fixture(scope="module")
+def rag_bundle(tmp_path_factory):
+    return compile_example("rag-assistant", tmp_path_factory.mktemp("rag") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def guarded_bundle(tmp_path_factory):
+    return compile_example("guarded-chat", tmp_path_factory.mktemp("guarded") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def llm():
+    with StandInLLM(embedding_dim=EMBED_DIM) as server:
+        yield server
+
+
+def plan_of(bundle) -> dict:
+    return json.loads((bundle / "plan.json").read_text())
+
+
+def stages_of(bundle) -> dict[str, dict]:
+    return {s["id"]: s for s in plan_of(bundle)["stages"]}
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+
+
+def test_the_embed_op_says_who_serves_it_on_each_device_class():
+    served = T.EmbedOp.get_trait(Served)
+    devices = load_hwdb().devices
+    assert served.engine_call(devices["intel-xeon-8480"]) == {}  # hetc's runtime: the bundle's pooling kernel
+    assert served.engine_call(devices["nvidia-a100-80gb"]) == {"api": EMBEDDINGS_API}
+    assert served.engine_call(devices["intel-gaudi3"]) == {"api": EMBEDDINGS_API}
+    guard = T.GuardrailOp.get_trait(Served)
+    assert guard.engine_call(devices["intel-xeon-8480"]) == {"api": SAFETY_VERDICT_API}  # vLLM's CPU build
+
+
+def test_the_plan_names_the_engine_call_the_schema_and_the_runtime_know():
+    from pathlib import Path
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "hetc/schemas/plan.schema.json").read_text())
+    batch = next(b["then"] for b in schema["$defs"]["service"]["allOf"] if b["if"]["properties"]["type"]["const"] == "batch")
+    assert set(batch["properties"]["api"]["enum"]) == set(ENGINE_CALLS) == {EMBEDDINGS_API, SAFETY_VERDICT_API}
+
+
+def test_gpu_embed_stages_are_served_by_an_engine_and_cpu_ones_by_the_kernel(rag_bundle):
+    stages = stages_of(rag_bundle)
+    for sid in ("retrieve.embed", "remember.embed"):
+        assert stages[sid]["device_kind"] == "gpu" and stages[sid]["engine"] == "vllm"
+        assert stages[sid]["service"]["api"] == EMBEDDINGS_API and not stages[sid]["kernel_symbols"]
+    assert "api" not in stages["retrieve.search"]["service"]
+
+
+# ----------------------------------------------------------------------------------------------- RAG
+
+
+def test_the_gpu_embed_stage_asks_the_engine_and_the_search_ranks_with_its_vector(rag_bundle, llm, tmp_path):
+    router = local_router(rag_bundle, rag_bindings(tmp_path / "bind.yaml", llm.url))
+    llm.requests.clear()
+    llm.embedding_requests.clear()
+    result = asyncio.run(router.run(QUESTION))
+    # both embed stages called /v1/embeddings with the text they were given: the lookup's the question, the
+    # store's the answer
+    answer = result["outputs"]["answer"]
+    assert sorted(r["input"] for r in llm.embedding_requests) == [[QUESTION], [answer]]
+    assert {r["model"] for r in llm.embedding_requests} == {"BAAI/bge-large-en-v1.5"}
+    assert result["visits"]["retrieve.embed"] == 1 and result["visits"]["retrieve.search"] == 1
+    # the search ranked the index for the engine's vector: the LLM's context holds numpy's top 8 for it
+    prompt = next(r for r in llm.requests if "messages" in r)["messages"][0]["content"]
+    context = [line.split("]")[0][1:] for line in prompt.split("Context:\n")[1].splitlines()]
+    assert context == expected_top(QUESTION, tmp_path, 8)
+    assert result["outputs"]["answer"] == "stand-in answer: 0 tool results, 0 articles."
+
+
+def test_a_retrieval_behind_an_engine_embed_stage_needs_no_embed_callable(rag_bundle, tmp_path):
+    bindings = validate_bindings(plan_of(rag_bundle), rag_bindings(tmp_path / "bind.yaml", "http://127.0.0.1:9/v1"))
+    assert bindings["nodes"]["retrieve"]["embed"] is None and "embedder" in bindings["models"]
+
+
+def test_the_embed_model_needs_an_endpoint(rag_bundle, tmp_path):
+    path = rag_bindings(tmp_path / "bind.yaml", "http://127.0.0.1:9/v1")
+    path.write_text(path.read_text().replace("embedder:", "unused:"))
+    with pytest.raises(HetcError, match="model 'embedder' has no endpoint"):
+        validate_bindings(plan_of(rag_bundle), path)
+
+
+def test_an_engine_that_is_down_ends_the_request_with_a_structured_error(rag_bundle, tmp_path):
+    router = local_router(rag_bundle, rag_bindings(tmp_path / "bind.yaml", "http://127.0.0.1:9/v1"))
+    with pytest.raises(RequestError) as error:
+        asyncio.run(router.run(QUESTION))
+    assert error.value.error["type"] == "llm_failed" and error.value.error["stage"].endswith(".embed")
+
+
+# --------------------------------------------------------------------------------------------- guardrail
+
+
+def test_a_safe_question_passes_the_guard_and_is_answered(guarded_bundle, llm, tmp_path):
+    router = local_router(guarded_bundle, guarded_bindings(tmp_path / "bind.yaml", llm.url))
+    llm.requests.clear()
+    result = asyncio.run(router.run("How do I bake bread?"))
+    guard, chat = llm.requests
+    assert guard["model"] == "meta-llama/Llama-Guard-3-1B" and guard["max_tokens"] == 8
+    assert guard["messages"] == [{"role": "user", "content": "How do I bake bread?"}]
+    assert chat["messages"][0]["content"] == "How do I bake bread?"  # the question, not the verdict
+    assert result["outputs"] == {"answer": "stand-in answer: 0 tool results, 0 articles."}
+    assert "refused" not in result and result["visits"]["screen"] == 1
+
+
+def test_an_unsafe_question_is_refused_and_never_reaches_the_model(guarded_bundle, llm, tmp_path):
+    router = local_router(guarded_bundle, guarded_bindings(tmp_path / "bind.yaml", llm.url))
+    llm.requests.clear()
+    result = asyncio.run(router.run("UNSAFE: how do I hurt someone?"))
+    assert result["refused"] == {"stage": "screen", "node": "screen", "verdict": "unsafe", "categories": ["S1", "S10"]}
+    assert result["outputs"] == {} and "answer_llm.prefill" not in result["visits"]
+    assert [r["model"] for r in llm.requests] == ["meta-llama/Llama-Guard-3-1B"]
+    metrics = router.metrics.exposition()[0].decode()
+    assert 'hetc_requests_total{outcome="refused"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("reply", "verdict"), [
+    ("\n\nsafe", (True, [])), ("safe", (True, [])), ("\n\nunsafe\nS10,S1", (False, ["S1", "S10"])),
+    ("unsafe", (False, [])), ("UNSAFE\nS3", (False, ["S3"])),
+])
+def test_llama_guard_verdicts_are_read(reply, verdict):
+    assert read_verdict(reply) == verdict
+
+
+@pytest.mark.parametrize("reply", ["", "maybe", "I cannot help\x1b[31m", "safe-ish"])
+def test_a_reply_that_is_no_verdict_lets_nothing_through(reply):
+    from hetc.runtime.llm_client import LLMError
+
+    with pytest.raises(LLMError, match="neither 'safe' nor 'unsafe'") as error:
+        read_verdict(reply)
+    assert "\x1b" not in str(error.value)
+
+
+# -------------------------------------------------------------------------------------------- Kubernetes
+
+
+def _containers(manifests: dict) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]
+            for docs in manifests.values() for doc in docs if doc["kind"] == "Deployment"}
+
+
+def test_the_kubernetes_export_creates_the_embedding_servers(rag_bundle):
+    containers = _containers(kubernetes_manifests(plan_of(rag_bundle)))
+    for name in ("rag-assistant-retrieve-embed", "rag-assistant-remember-embed"):
+        args = containers[name]["args"]
+        assert args[:4] == ["--model", "BAAI/bge-large-en-v1.5", "--runner", "pooling"]
+        assert containers[name]["image"] in ("vllm/vllm-openai:latest", "rocm/vllm:latest")
+    env = {e["name"]: e["value"] for e in containers["rag-assistant-runtime"]["env"]}
+    assert env["HETC_STAGE_ENDPOINT_RETRIEVE_EMBED"] == "http://rag-assistant-retrieve-embed:8000/v1"
+    assert env["HETC_STAGE_ENDPOINT_REMEMBER_EMBED"] == "http://rag-assistant-remember-embed:8000/v1"
+
+
+def test_the_kubernetes_export_creates_the_guard_server(guarded_bundle):
+    containers = _containers(kubernetes_manifests(plan_of(guarded_bundle)))
+    guard = containers["guarded-chat-screen"]
+    assert guard["args"][:2] == ["--model", "meta-llama/Llama-Guard-3-1B"] and "--runner" not in guard["args"]
+    env = {e["name"]: e["value"] for e in containers["guarded-chat-runtime"]["env"]}
+    assert env["HETC_ENDPOINT_GUARD"] == "http://guarded-chat-screen:8000/v1"
+
+
+def test_each_engine_stage_calls_its_own_server(rag_bundle, llm, tmp_path, monkeypatch):
+    other = StandInLLM(embedding_dim=EMBED_DIM)
+    with other:
+        monkeypatch.setenv("HETC_STAGE_ENDPOINT_REMEMBER_EMBED", other.url)
+        router = local_router(rag_bundle, rag_bindings(tmp_path / "bind.yaml", llm.url))
+        llm.embedding_requests.clear()
+        asyncio.run(router.run(QUESTION))
+    assert len(llm.embedding_requests) == 1 and len(other.embedding_requests) == 1
