@@ -1,6 +1,9 @@
 """hetc.runtime on Ray Serve for real: the CPU help-desk bundle end to end through `build_app` (one Ray
-start for the module, 2 CPUs), and a replica killed mid-run: Ray Serve restarts it and every request in
-flight completes or ends with a structured error, none hangs."""
+start for the module), and a replica killed mid-run: Ray Serve restarts it and every request in flight
+completes or ends with a structured error, none hangs. Then the stages an engine serves for the runtime, each
+example as its own Serve application next to the help desk: the RAG example's GPU embed stage (the vector
+reaches the search from the engine) and guarded-chat's Llama Guard screen (a safe and an unsafe question);
+every engine is the OpenAI stand-in."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 
 import pytest
 import requests
+from stand_ins import served_graphs
 from stand_ins.helpdesk import compile_example, start_tool_server, write_bindings
 from stand_ins.openai_llm import StandInLLM
 
@@ -27,7 +31,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def serve_base():
+    """One Ray instance and Serve proxy for the module (logical CPUs: the help desk and one more application
+    at 0.1 CPU per replica)."""
+    port = free_port()
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def app(serve_base, tmp_path_factory):
     from hetc.runtime.serve import build_app
 
     base = tmp_path_factory.mktemp("ray-helpdesk")
@@ -35,16 +53,9 @@ def app(tmp_path_factory):
     tool = start_tool_server()
     with StandInLLM() as llm:
         bindings = write_bindings(base / "bind.yaml", llm.url, tool.server_address[1])
-        port = free_port()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(build_app({"plan": str(bundle), "bind": str(bindings), "local_resources": True}),
-                      name="hetc", route_prefix="/")
-            yield f"http://127.0.0.1:{port}", llm
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+        serve.run(build_app({"plan": str(bundle), "bind": str(bindings), "local_resources": True}),
+                  name="hetc", route_prefix="/")
+        yield serve_base, llm
     tool.shutdown()
 
 
@@ -109,3 +120,62 @@ def test_a_killed_replica_is_restarted_and_no_request_hangs(app):
             break
         time.sleep(1)
     assert response.status_code == 200 and response.json()["loops"] == {"search.lookup->agent.prefill": 1}
+
+
+def _application(serve_base: str, name: str, bundle, bindings):
+    """An example's bundle as its own Serve application under /<name>; deleted after its test."""
+    from hetc.runtime.serve import build_app
+
+    serve.run(build_app({"plan": str(bundle), "bind": str(bindings), "local_resources": True}),
+              name=name, route_prefix=f"/{name}")
+    return f"{serve_base}/{name}"
+
+
+@pytest.fixture()
+def rag(serve_base, tmp_path):
+    base = tmp_path
+    bundle = served_graphs.compile_example("rag-assistant", base / "bundle")
+    with StandInLLM(embedding_dim=served_graphs.EMBED_DIM) as llm:
+        yield _application(serve_base, "rag", bundle, served_graphs.rag_bindings(base / "bind.yaml", llm.url)), \
+            llm, base
+        serve.delete("rag")
+
+
+@pytest.fixture()
+def guarded(serve_base, tmp_path):
+    base = tmp_path
+    bundle = served_graphs.compile_example("guarded-chat", base / "bundle")
+    with StandInLLM() as llm:
+        yield _application(serve_base, "guarded", bundle, served_graphs.guarded_bindings(base / "bind.yaml",
+                                                                                         llm.url)), llm
+        serve.delete("guarded")
+
+
+def test_the_gpu_embed_stage_vector_reaches_the_search_from_the_engine(rag):
+    url, llm, folder = rag
+    question = "Which documents describe the refund process?"
+    response = ask(url, question)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["visits"]["retrieve.embed"] == 1 and answer["visits"]["retrieve.search"] == 1
+    assert [question] in [r["input"] for r in llm.embedding_requests]  # the embed stage asked the engine
+    # the search ranked the index for the engine's vector (no embed callable is bound): the LLM's context
+    # holds numpy's top 8 for that vector, in order
+    prompt = next(r for r in llm.requests if "messages" in r)["messages"][0]["content"]
+    context = [line.split("]")[0][1:] for line in prompt.split("Context:\n")[1].splitlines()]
+    assert context == served_graphs.expected_top(question, folder, 8)
+
+
+def test_a_safe_question_is_answered_and_an_unsafe_one_refused(guarded):
+    url, llm = guarded
+    safe = ask(url, "How do I bake bread?")
+    assert safe.status_code == 200 and safe.json()["outputs"] == {
+        "answer": "stand-in answer: 0 tool results, 0 articles."}
+    llm.requests.clear()
+    unsafe = ask(url, "UNSAFE question")
+    assert unsafe.status_code == 200, unsafe.text
+    body = unsafe.json()
+    assert body["refused"] == {"stage": "screen", "node": "screen", "verdict": "unsafe",
+                               "categories": ["S1", "S10"]}
+    assert body["outputs"] == {} and "answer_llm.decode" not in body["visits"]
+    assert [r["model"] for r in llm.requests] == ["meta-llama/Llama-Guard-3-1B"]  # the chat model never ran

@@ -631,8 +631,8 @@ class GuardrailOp(ModelNodeOp):
     SPEC_DOC: ClassVar[str] = (
         "A safety classifier (for example Llama Guard 3: presets `llama-guard-3-1b`, `llama-guard-3-8b`) screens "
         "the text and passes it on or blocks it; the share it blocks is the `probability` of its out-edge. Placed "
-        "and priced as one batched pass of its model; hetc's runtime does not call the classifier yet (a deployed "
-        "guardrail stage passes its input on).")
+        "and priced as one batched pass of its model; hetc's runtime asks the served classifier for a verdict and "
+        "ends an unsafe request with a refusal (docs/deploy.md).")
     result = result_def(TextType)
     model = model_field(("decoder",), "the classifier model")
     input_tokens = spec_field("int", default=512, **TOKENS, in_context=True,

@@ -2,7 +2,9 @@
 
     POST .../v1/agent   {"input": "text"} or {"inputs": {"<input node>": "text"}}, optional "stream": true,
                         "deadline_ms"; header X-Request-Id (else one is made). JSON answer:
-                        {"request_id", "outputs": {node: text}, "visits", "loops", "latency_ms"}; errors:
+                        {"request_id", "outputs": {node: text}, "visits", "loops", "latency_ms"} (a request
+                        a guardrail refused: "outputs": {} and "refused": {stage, node, verdict, categories});
+                        errors:
                         {"error": {"type", "message", "stage", "request_id"}} with 400/502/504.
                         With "stream": true, server-sent events: `token` (LLM text as it is decoded), `stage`
                         (a stage finished), then `result` or `error`.
