@@ -105,6 +105,19 @@ def test_the_gpu_embed_stage_asks_the_engine_and_the_search_ranks_with_its_vecto
     assert result["outputs"]["answer"] == "stand-in answer: 0 tool results, 0 articles."
 
 
+def test_a_batch_of_texts_is_one_engine_request(rag_bundle, llm, tmp_path):
+    from hetc.runtime.workers import StageWorker
+
+    plan = plan_of(rag_bundle)
+    bindings = validate_bindings(plan, rag_bindings(tmp_path / "bind.yaml", llm.url))
+    worker = StageWorker(stages_of(rag_bundle)["retrieve.embed"], bindings, str(rag_bundle))
+    llm.embedding_requests.clear()
+    payloads = [{"request_id": f"r{i}", "inputs": [{"text": f"question {i}"}], "deadline_s": 5.0} for i in range(3)]
+    values = asyncio.run(worker.call_batch(payloads))
+    assert [r["input"] for r in llm.embedding_requests] == [["question 0", "question 1", "question 2"]]
+    assert [v["embedding"] for v in values] == [StandInLLM.embedding(f"question {i}", EMBED_DIM) for i in range(3)]
+
+
 def test_a_retrieval_behind_an_engine_embed_stage_needs_no_embed_callable(rag_bundle, tmp_path):
     bindings = validate_bindings(plan_of(rag_bundle), rag_bindings(tmp_path / "bind.yaml", "http://127.0.0.1:9/v1"))
     assert bindings["nodes"]["retrieve"]["embed"] is None and "embedder" in bindings["models"]

@@ -138,18 +138,22 @@ class StageWorker:
 
     async def call_batch(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A batch the plan sized (Ray Serve's @serve.batch): retrieval ranks all queries in one kernel call,
-        an embed stage pools all sequences in one."""
-        if self._engine_api() is not None:
-            batched = self._engine_call
-        else:
-            batched = {"vector_search": self._retrieve, "embed": self._embed}.get(self.stage["kind"])
-        if batched is not None and len(payloads) > 1 and (self.stage["kind"] != "embed" or self._pools()
-                                                          or self._engine_api() is not None):
+        an embed stage pools all sequences in one (or sends them to its engine in one request)."""
+        batched = self._batched()
+        if batched is not None and len(payloads) > 1:
             try:
                 return await batched(payloads)
             except StageFailure as failure:
                 return [{"error": failure.as_dict(self.stage["id"])}] * len(payloads)
         return list(await asyncio.gather(*(self.call(p) for p in payloads)))
+
+    def _batched(self):
+        """The call that serves a whole batch at once, or None (each payload then runs on its own)."""
+        if self._engine_api() is not None:
+            return self._engine_call
+        if self.stage["kind"] == "vector_search":
+            return self._retrieve
+        return self._embed if self.stage["kind"] == "embed" and self._pools() else None
 
     # ------------------------------------------------------------------------------------------ kinds
 
