@@ -102,17 +102,18 @@ class LoopGraph:
 
     # ------------------------------------------------------------------ structure
     def _topological_order(self) -> list[int]:
+        """The lowest-numbered ready stage first: stages come in the order they were written, so few of them
+        wait for input at any point (a depth-first order would leave whole branches waiting)."""
         indegree = [len(p) for p in self.pred]
         ready = [v for v in range(self.n) if indegree[v] == 0]
-        ready.reverse()
         order = []
         while ready:
-            v = ready.pop()
+            v = heapq.heappop(ready)
             order.append(v)
-            for w in reversed(self.succ[v]):
+            for w in self.succ[v]:
                 indegree[w] -= 1
                 if indegree[w] == 0:
-                    ready.append(w)
+                    heapq.heappush(ready, w)
         if len(order) != self.n:
             raise LoopError("the forward edges form a cycle: every cycle needs a back edge with max_iterations")
         return order
