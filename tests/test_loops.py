@@ -276,3 +276,27 @@ def test_many_independent_branches_into_one_join_stay_exact():
     assert LoopGraph(23, small).expected_visits()[22] == pytest.approx(1 - 0.5 ** 22)
     with pytest.raises(LoopError, match="combinations of branches"):
         PerEdgeTokens(23, small).expected_visits()
+
+
+def test_a_wide_branchy_graph_in_written_order_stays_small():
+    """A layered graph like bench/compile_scaling.py's: each stage reads one of the 6 before it, a third of
+    them also one more with probability 0.5, and every stage nobody reads reports to the last one. Taken in
+    written order only a few stages wait at once; a depth-first order left thousands waiting (refused)."""
+    import random
+
+    rng = random.Random(3)
+    n = 4_000
+    edges, read, branched = [], set(), set()
+    for i in range(1, n - 1):
+        src = rng.randrange(max(0, i - 6), i)
+        edges.append(Edge(src, i))
+        read.add(src)
+        other = rng.randrange(max(0, i - 6), i)
+        if other != src and other not in branched and rng.random() < 0.3:
+            edges.append(Edge(other, i, 0.5))  # at most one branch per stage: probabilities sum to <= 1
+            read.add(other)
+            branched.add(other)
+    edges += [Edge(v, n - 1) for v in range(n - 1) if v not in read]
+    merged, plain = LoopGraph(n, edges), PerEdgeTokens(n, edges)
+    assert merged.expected_visits() == pytest.approx(plain.expected_visits(), abs=1e-12)
+    assert merged.expected_traversals() == pytest.approx(plain.expected_traversals(), abs=1e-12)
