@@ -22,7 +22,9 @@ build a `LoopGraph` from the same stages and edges and follow the rules below (d
 
 `expected_visits` computes the mean visits per request exactly, by carrying the joint distribution of
 live tokens in flight through the graph in topological order (branches of one stage are correlated, so
-marginals are not enough); `worst_visits` the visits at every loop's bound.
+marginals are not enough); tokens waiting for the same stage are merged, so the states grow with the
+number of stages waiting for input, not with the edges in flight. `worst_visits` gives the visits at every
+loop's bound.
 """
 
 from __future__ import annotations
@@ -100,17 +102,18 @@ class LoopGraph:
 
     # ------------------------------------------------------------------ structure
     def _topological_order(self) -> list[int]:
+        """The lowest-numbered ready stage first: stages come in the order they were written, so few of them
+        wait for input at any point (a depth-first order would leave whole branches waiting)."""
         indegree = [len(p) for p in self.pred]
         ready = [v for v in range(self.n) if indegree[v] == 0]
-        ready.reverse()
         order = []
         while ready:
-            v = ready.pop()
+            v = heapq.heappop(ready)
             order.append(v)
-            for w in reversed(self.succ[v]):
+            for w in self.succ[v]:
                 indegree[w] -= 1
                 if indegree[w] == 0:
-                    ready.append(w)
+                    heapq.heappush(ready, w)
         if len(order) != self.n:
             raise LoopError("the forward edges form a cycle: every cycle needs a back edge with max_iterations")
         return order
@@ -288,12 +291,39 @@ class LoopGraph:
     def _expected(self) -> list[float]:
         """Stage visits, then edge traversals (at index n + edge)."""
         if self._totals is None:
+            self._prepare_tokens()
             totals = [0.0] * (self.n + len(self.edges))
             self._memo: dict[tuple, tuple[dict[frozenset, float], dict[int, float]]] = {}
-            start = frozenset(-1 - v for v in self.sources)  # virtual edges from the request's arrival
-            self._region(None, {start: 1.0}, frozenset(), totals, 1.0)
+            self._region(None, {frozenset(self.sources): 1.0}, frozenset(), totals, 1.0)
             self._totals = totals
         return self._totals
+
+    # A token in flight is a key in a state (a frozenset of the live tokens). Key n + i is a live token on
+    # edge i. Once a forward edge's token can no longer be discarded by a loop (it does not leave a loop, or
+    # the loops it leaves have ended), only "some live token waits for stage v" matters to v, so it becomes
+    # key v and its traversal is counted then: tokens into one stage merge, which keeps the number of states
+    # at about 2 ** (stages waiting for input) instead of 2 ** (edges in flight). Sources start with key v.
+    # MERGE_BY_DESTINATION = False keeps every token on its edge (the plain reading; the tests compare both).
+    MERGE_BY_DESTINATION = True
+
+    def _prepare_tokens(self) -> None:
+        n, merge = self.n, self.MERGE_BY_DESTINATION
+        merges = [merge and not e.back for e in self.edges]
+        # produced[i]: the key a live token on edge i gets when sent; counted[i]: counted when sent (key v)
+        self._produced = [e.dst if merges[i] and not self.exits[i] else n + i for i, e in enumerate(self.edges)]
+        self._dead_on_entry = [any(self.loops[m].alive_until[e.dst] <= 0 for m in self.enters[i])
+                               for i, e in enumerate(self.edges)]
+        # the loop at whose end a token leaving loops lands (becomes key dst)
+        self._lands_after = [self.exits[i][-1] if merges[i] and self.exits[i] else None
+                             for i in range(len(self.edges))]
+        self._consumed = [frozenset([v] + [n + i for i in self.in_edges[v] if not merges[i]]) for v in range(n)]
+        self._entries = {}
+        for loop in self.loops:
+            keys = set()
+            for v in loop.body:
+                keys.add(v)
+                keys.update(n + i for i in self.in_edges[v] if not merges[i] and loop.index in self.enters[i])
+            self._entries[loop.index] = frozenset(keys)
 
     def _region(self, loop: Loop | None, states: dict[frozenset, float], dead: frozenset[int],
                 acc, scale: float) -> dict[frozenset, float]:
@@ -308,17 +338,20 @@ class LoopGraph:
                                 "the expected visits cannot be computed exactly")
         return states
 
-    def _consumes(self, v: int) -> set[int]:
-        ids = set(self.in_edges[v])
-        if not self.pred[v]:
-            ids.add(-1 - v)
-        return ids
+    def _sent(self, i: int, dead: frozenset[int]) -> tuple[int, bool]:
+        """The key of a live token sent on edge i, and whether its traversal is counted now (it will reach
+        a stage that runs)."""
+        key = self._produced[i]
+        return key, key < self.n and key not in dead and not self._dead_on_entry[i]
 
     def _stage_item(self, v: int, states, dead, acc, scale) -> dict[frozenset, float]:
-        ins = self._consumes(v)
-        branches = [i for i in self.out_edges[v] if self.edges[i].probability < 1.0]
-        always = frozenset(i for i in self.out_edges[v] if self.edges[i].probability >= 1.0)
-        rest = 1.0 - sum(self.edges[i].probability for i in branches)
+        ins = self._consumed[v]
+        n = self.n
+        branches = [(i, self.edges[i].probability, *self._sent(i, dead))
+                    for i in self.out_edges[v] if self.edges[i].probability < 1.0]
+        always = [(i, *self._sent(i, dead)) for i in self.out_edges[v] if self.edges[i].probability >= 1.0]
+        always_keys = frozenset(key for _, key, _ in always)
+        rest = 1.0 - sum(q for _, q, _, _ in branches)
         out: dict[frozenset, float] = defaultdict(float)
         for state, p in states.items():
             arrived = state & ins
@@ -329,20 +362,25 @@ class LoopGraph:
             if v in dead:  # nothing is sent to work that is not done
                 out[state] += p
                 continue
-            for i in arrived:
-                if i >= 0:
-                    acc[self.n + i] += p * scale
-            acc[v] += p * scale
-            base = state | always
-            for i in branches:
-                out[base | {i}] += p * self.edges[i].probability
+            weight = p * scale
+            for key in arrived:
+                if key >= n:  # a token still on its edge is counted on delivery
+                    acc[key] += weight
+            acc[v] += weight
+            for i, _, counted in always:
+                if counted:
+                    acc[n + i] += weight
+            base = state | always_keys
+            for i, q, key, counted in branches:
+                out[base | {key}] += p * q
+                if counted:
+                    acc[n + i] += weight * q
             if rest > 1e-12:
                 out[base] += p * rest
         return out
 
     def _loop_item(self, loop: Loop, states, dead, acc, scale) -> dict[frozenset, float]:
-        entries = {i for v in loop.body for i in self._consumes(v)
-                   if i < 0 or (loop.index in self.enters[i])}
+        entries = self._entries[loop.index]
         inner_dead = dead & loop.body
         out: dict[frozenset, float] = defaultdict(float)
         for state, p in states.items():
@@ -356,12 +394,27 @@ class LoopGraph:
                 acc[v] += x * p * scale
             rest = state - entry
             for exit_state, q in exits.items():
-                out[rest | exit_state] += p * q
+                out[rest | self._land(loop, exit_state, dead, acc, p * q * scale)] += p * q
         return out
 
+    def _land(self, loop: Loop, exit_state: frozenset, dead: frozenset[int], acc, weight: float) -> frozenset:
+        """Tokens leaving `loop` whose last loop it is become keys of their stages (and are counted)."""
+        landed = []
+        for key in exit_state:
+            i = key - self.n
+            if self._lands_after[i] != loop.index:
+                landed.append(key)
+                continue
+            dst = self.edges[i].dst
+            landed.append(dst)
+            if dst not in dead and not self._dead_on_entry[i]:
+                acc[key] += weight
+        return frozenset(landed)
+
     def _run_loop(self, loop: Loop, entry: frozenset, dead: frozenset, visits) -> dict[frozenset, float]:
-        own = set(loop.back)
-        leaving = {i for v in loop.body for i in self.out_edges[v] if not self._internal(loop, i)}
+        n = self.n
+        own = {n + i for i in loop.back}
+        leaving = {n + i for v in loop.body for i in self.out_edges[v] if not self._internal(loop, i)}
         exits: dict[frozenset, float] = defaultdict(float)
         states = {entry: 1.0}
         thresholds = sorted({t for t in loop.alive_until.values() if t != INFINITE})
@@ -372,7 +425,7 @@ class LoopGraph:
             ends = self._region(loop, states, dead_now, visits, 1.0)
             states = defaultdict(float)
             for state, p in ends.items():
-                fired = frozenset(i for i in state & own if k < self.edges[i].bound)
+                fired = frozenset(key for key in state & own if k < self.edges[key - n].bound)
                 if fired:
                     states[fired] += p
                 else:

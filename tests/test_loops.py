@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_simulate import LOOP_WITH_SIDE_EXITS, edge, tiny_plan
 
 from hetc.compiler import CompileOptions, compile_spec
-from hetc.loops import Edge, LoopGraph
+from hetc.loops import Edge, LoopError, LoopGraph
 from hetc.study.simulate import simulate, stage_graph
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -242,3 +242,61 @@ def test_edge_traffic_is_what_the_edge_carries():
     assert moved[("search.lookup", "llm.prefill")] == pytest.approx(0.624)  # the back edge
     assert moved[("stt", "llm.prefill")] == pytest.approx(1.0)
     assert moved[("llm.decode", "tts")] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------ merged tokens are exact
+
+
+class PerEdgeTokens(LoopGraph):
+    """The plain reading of the semantics: every token stays on its edge until delivered (exponential in
+    the edges in flight, so only for small graphs)."""
+
+    MERGE_BY_DESTINATION = False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=loop_graphs())
+def test_merging_tokens_by_destination_changes_no_figure(plan):
+    merged = stage_graph(plan)
+    plain = PerEdgeTokens(merged.n, merged.edges)
+    assert merged.expected_visits() == pytest.approx(plain.expected_visits(), abs=1e-12)
+    assert merged.expected_traversals() == pytest.approx(plain.expected_traversals(), abs=1e-12)
+
+
+def test_many_independent_branches_into_one_join_stay_exact():
+    """A chain whose every stage may also report to one final stage (probability 0.5): 2 ** 3,000 ways the
+    reports can arrive, one question for the final stage (did any?). It runs 1 - 0.5 ** k times for k
+    reporting stages when the chain's end does not feed it; the per-edge reading refuses this graph."""
+    n = 3_000
+    final = n - 1
+    edges = [Edge(i, i + 1) for i in range(n - 2)] + [Edge(i, final, 0.5) for i in range(n - 1)]
+    visits = LoopGraph(n, edges).expected_visits()
+    assert visits[final] == pytest.approx(1 - 0.5 ** (n - 1))
+    small = [Edge(i, i + 1) for i in range(20)] + [Edge(i, 22, 0.5) for i in range(21)] + [Edge(21, 22, 0.5)]
+    assert LoopGraph(23, small).expected_visits()[22] == pytest.approx(1 - 0.5 ** 22)
+    with pytest.raises(LoopError, match="combinations of branches"):
+        PerEdgeTokens(23, small).expected_visits()
+
+
+def test_a_wide_branchy_graph_in_written_order_stays_small():
+    """A layered graph like bench/compile_scaling.py's: each stage reads one of the 6 before it, a third of
+    them also one more with probability 0.5, and every stage nobody reads reports to the last one. Taken in
+    written order only a few stages wait at once; a depth-first order left thousands waiting (refused)."""
+    import random
+
+    rng = random.Random(3)
+    n = 4_000
+    edges, read, branched = [], set(), set()
+    for i in range(1, n - 1):
+        src = rng.randrange(max(0, i - 6), i)
+        edges.append(Edge(src, i))
+        read.add(src)
+        other = rng.randrange(max(0, i - 6), i)
+        if other != src and other not in branched and rng.random() < 0.3:
+            edges.append(Edge(other, i, 0.5))  # at most one branch per stage: probabilities sum to <= 1
+            read.add(other)
+            branched.add(other)
+    edges += [Edge(v, n - 1) for v in range(n - 1) if v not in read]
+    merged, plain = LoopGraph(n, edges), PerEdgeTokens(n, edges)
+    assert merged.expected_visits() == pytest.approx(plain.expected_visits(), abs=1e-12)
+    assert merged.expected_traversals() == pytest.approx(plain.expected_traversals(), abs=1e-12)
