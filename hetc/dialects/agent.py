@@ -48,7 +48,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from hetc.dialects.spec_fields import model_field, node_fields, spec_field
-from hetc.model.models import MODEL_KINDS, PRECISION_BYTES, ModelArch
+from hetc.model.arch import MODEL_KINDS, PRECISION_BYTES, ModelArch
 from hetc.spec.rules import (
     ARCH_RULES,
     COMPUTE_OPS,
