@@ -40,7 +40,7 @@ TARGETS_S = {1_000: 10.0, 10_000: 120.0}
 TARGET_PEAK_MB = {10_000: 2048.0}
 TARGETS_CPU_S = {10_000: (30.0, 10.0)}  # issue 13: CPU seconds, and at most this many times xDSL's floor
 
-# kind -> (payloads it accepts (hetc/dialects/agent.py), payload it produces (None: its first input's), fields)
+# kind -> (payloads it accepts (hetc/dialects/agent/), payload it produces (None: its first input's), fields)
 KINDS = {
     "llm": (("text", "documents", "json", "embedding"), "text", "model: chat, input_tokens: 1024, output_tokens: 128"),
     "tool": (None, "documents", "latency_ms: 200, response_kb: 8"),

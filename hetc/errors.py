@@ -36,6 +36,22 @@ def printable_lines(text: object) -> str:
     return "\n".join(printable(line) for line in str(text).split("\n"))
 
 
+# In IR text such a character can only stand inside a quoted string or symbol name (the printer quotes what is
+# not an identifier); line breaks separate the ops.
+_UNPRINTABLE_IN_IR = re.compile("(?!\n)" + _UNPRINTABLE.pattern)
+
+
+def _mlir_escape(match: re.Match) -> str:
+    return "".join(f"\\{byte:02X}" for byte in match[0].encode("utf-8"))
+
+
+def printable_ir(text: str) -> str:
+    """IR text for a terminal: each control character or bidi override written as MLIR's escape of its UTF-8
+    bytes (U+202E -> \\E2\\80\\AE), line breaks kept. Inside a quoted string or symbol name the escape parses back
+    to the same character, so the escaped text is the same IR: `hetc opt` output still pipes into `hetc opt`."""
+    return _UNPRINTABLE_IN_IR.sub(_mlir_escape, text)
+
+
 @dataclass(frozen=True, order=True)
 class Loc:
     """A position in a user's file; line and col are 1-based (0 = unknown)."""

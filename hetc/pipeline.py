@@ -227,6 +227,7 @@ def _locating_parser_class():
     from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import VerifyException
+    from xdsl.utils.mlir_lexer import MLIRTokenKind, StringLiteral
 
     class LocatingParser(Parser):
         """xDSL's parser, giving every op written without a `loc(...)` the file:line:col it was read from, so a
@@ -258,6 +259,19 @@ def _locating_parser_class():
 
         def parse_optional_properties_dict(self):
             return _typed_arch(super().parse_optional_properties_dict())
+
+        def parse_optional_str_literal(self):
+            # xDSL lexes a literal with byte escapes above 0x7F as bytes; hetc prints non-ASCII control and bidi
+            # characters that way for a terminal (hetc.errors.printable_ir), and its strings are text
+            text = super().parse_optional_str_literal()
+            token = self._current_token
+            if text is None and token.kind == MLIRTokenKind.BYTES_LIT:
+                try:
+                    text = StringLiteral.from_span(token.span).bytes_contents.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+                self._consume_token()
+            return text
 
         def parse_optional_location(self):
             location = super().parse_optional_location()
@@ -328,8 +342,8 @@ def parse_ir_file(path: str):
                         Loc(path, *_line_col(text, where))) from None
     except VerifyException as exc:
         # An attribute that fails its own verifier as it is read (#task.device with replicas = 0), or a
-        # custom-form op whose string holds hex-escaped bytes above 0x7F (hetc prints those characters as
-        # UTF-8, so this is hand-written IR): xDSL reads them as bytes and the op's format rejects them.
+        # custom-form op whose string holds hex-escaped bytes above 0x7F that are not UTF-8 (hand-written IR):
+        # they read as bytes and the op's format rejects them.
         hint = (". Write non-ASCII characters in strings as UTF-8, not as \\XX escapes, or use the generic form"
                 if _HEX_ESCAPE_ABOVE_7F.search(text) else "")
         at = vars(parser).get("hetc_failed_at", parser.pos) if parser is not None else 0

@@ -1,10 +1,10 @@
 """The agent and task dialects: parsing, printing, verifiers."""
 
 import pytest
-from hetc.dialects import task as T
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
 
+from hetc.dialects import task as T
 from hetc.pipeline import make_context, print_module
 
 MODEL = ('agent.model @chat {arch = #agent.arch<kind = "decoder", n_layers = 32, d_model = 4096, n_heads = 32, '

@@ -61,10 +61,10 @@ DEVICES = ("intel-xeon-8480", "amd-epyc-9654", "nvidia-a100-80gb", "nvidia-h100-
 CPUS = {"intel-xeon-8480", "amd-epyc-9654"}
 NO_CLOUD_PRICE = {"amd-epyc-9654", "intel-gaudi3"}  # hetc/hwdb/*.yaml without cloud_usd_per_hour
 PAYLOADS = ("text", "tokens", "audio", "embedding", "documents", "json")
-# What a node hands on (its agent op's result type, hetc/dialects/agent.py); others depend on their inputs (compute, agent).
+# What a node hands on (its agent op's result type, hetc/dialects/agent/); others depend on their inputs (compute, agent).
 RESULT_PAYLOAD = {"llm": "text", "speech_to_text": "text", "text_to_speech": "audio", "embedding": "embedding",
                   "kv_cache": "kv", "tool": "documents", "memory_lookup": "documents", "memory_store": "json"}
-# The payloads each node kind takes (hetc/dialects/agent.py ACCEPTED_INPUTS); other kinds take any.
+# The payloads each node kind takes (hetc/dialects/agent/ ACCEPTED_INPUTS); other kinds take any.
 _TEXTUAL = ("text", "tokens", "documents", "json", "embedding")
 ACCEPTS = {"llm": _TEXTUAL + ("kv",), "speech_to_text": ("audio",), "text_to_speech": ("text", "tokens", "json"),
            "embedding": ("text", "tokens", "documents", "json"), "memory_lookup": _TEXTUAL}
@@ -194,7 +194,7 @@ def _graph(draw, models: dict[str, str], in_payloads: list[str] | None = None, d
            max_mid: int = 7) -> Graph:
     """A random graph: inputs, mid nodes in topological order, outputs; forward edges so that every node is
     reached from an input and reaches an output; back edges with max_iterations; branches. Every edge
-    carries a payload its target accepts (hetc/dialects/agent.py ACCEPTED_INPUTS)."""
+    carries a payload its target accepts (hetc/dialects/agent/ ACCEPTED_INPUTS)."""
     g = Graph()
     taken: set[str] = set()
     payloads = in_payloads or draw(st.lists(st.sampled_from(PAYLOADS), min_size=1, max_size=2))

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hetc.compiler import CompileOptions, compile_spec
 from hetc.dialects import task as T
 from hetc.dialects.interfaces import Costed, ResultPayload, Served
-
-from hetc.compiler import CompileOptions, compile_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

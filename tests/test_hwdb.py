@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hetc.hwdb.loader import load_hwdb
 
 from hetc.errors import HetcError
+from hetc.hwdb.loader import load_hwdb
 
 STABLE_IDS = [
     "nvidia-a40", "nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h100-pcie", "nvidia-h200", "nvidia-b200",

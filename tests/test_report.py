@@ -21,12 +21,9 @@ import numpy as np
 import pytest
 from conftest import system_tool
 
-from hetc.bundle.report import (
-    COMPONENT_COLOURS,
-    PLAN_COLOUR,
-    device_colours,
-    render_report,
-)
+from hetc.bundle.charts import COMPONENT_COLOURS, device_colours
+from hetc.bundle.report import render_report
+from hetc.bundle.svg import PLAN_COLOUR
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = ROOT / "examples" / "voice-agent.yaml"

@@ -10,11 +10,11 @@ import textwrap
 from pathlib import Path
 from typing import ClassVar
 
-from hetc.dialects import agent as A
-from hetc.dialects.spec_fields import node_fields, spec_field
 from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr
 from xdsl.irdl import irdl_op_definition, opt_prop_def, prop_def, result_def
 
+from hetc.dialects import agent as A
+from hetc.dialects.spec_fields import node_fields, spec_field
 from hetc.pipeline import print_module
 from hetc.spec import schema_doc
 from hetc.spec.fields import NODE_FIELDS, NODE_OPS

@@ -63,3 +63,33 @@ def test_error_messages_escape_the_path_and_the_value(tmp_path: Path):
     assert result.returncode == 2
     assert_clean(result)
     assert r"bad\x1b[2J.yaml:9:" in result.stderr
+
+
+def test_printable_ir_writes_mlir_byte_escapes_and_keeps_line_breaks():
+    from hetc.errors import printable_ir
+
+    assert printable_ir('@"a\u202eb" = "c\x1bd\te"\nnext ü') == '@"a\\E2\\80\\AEb" = "c\\1Bd\\09e"\nnext ü'
+
+
+def test_ir_on_the_terminal_is_escaped_and_the_bundle_keeps_it_exactly(tmp_path: Path):
+    """--dump-ir and `hetc opt` print the IR with MLIR byte escapes (xDSL prints a quoted symbol name, such as
+    a node id, raw): the same IR, which `hetc opt` reads back to the bundle's file byte for byte."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    dumped = run("compile", str(spec), "-o", str(tmp_path / "out"), "--dump-ir", "all")
+    assert dumped.returncode == 0, dumped.stderr
+    assert_clean(dumped)
+    assert '@"spec\\1B[2J\\07\\0D\\E2\\80\\AE"' in dumped.stdout
+    shown = dumped.stdout.split("// -----// IR after partition //----- //\n")[1]
+    shown = shown[: shown.index("\n}\n") + 3]  # the module; the plan's summary follows
+    kept = (tmp_path / "out" / "ir" / "06-partition.mlir").read_bytes()
+    assert "\u202e".encode() in kept  # the bundle keeps the IR as printed
+    args = [sys.executable, "-m", "hetc.cli", "opt", "-"]
+    again = subprocess.run([*args, "-o", str(tmp_path / "again.mlir")], input=shown.encode(), capture_output=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.mlir").read_bytes() == kept
+    printed = subprocess.run(args, input=shown, capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    assert_clean(printed)
+    assert printed.stdout == shown

@@ -395,11 +395,12 @@ def test_an_uncertainty_file_that_is_not_a_small_regular_file_is_refused_unread(
 
 def test_hostile_keys_are_not_echoed_raw(tmp_path):
     path = tmp_path / "unc.yaml"
-    path.write_text('"\\e[31mred\\x07": 0.1\ncapex: {"\\e]0;title\\x07": 0.1}\n')
+    path.write_text('"\\e[31mred\\x07": 0.1\ncapex: {"\\e]0;title\\x07\\u202e": 0.1}\n')
     proc = _hetc("uncertainty", VOICE, "--samples", "5", "--uncertainty", str(path))
     assert proc.returncode == 2
-    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr and "\u202e" not in proc.stderr
     assert proc.stderr.count("error:") == 2
+    assert "'\\x1b]0;title\\x07\\u202e'" in proc.stderr  # the key as its repr shows it, nothing dropped
 
 
 def test_uncertainty_file_overrides_are_applied(tmp_path, db):

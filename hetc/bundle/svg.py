@@ -1,11 +1,12 @@
-"""SVG primitives shared by report.html's charts (hetc.bundle.report, hetc.study.uncertainty.charts): escaping, numbers
-rounded to 0.1 px (deterministic output), text, rectangles, axes and the common bar-chart geometry."""
+"""SVG primitives shared by report.html's charts (hetc.bundle.charts, hetc.study.uncertainty.charts): escaping, numbers
+rounded to 0.1 px (deterministic output), text, rectangles, axes and the bar-chart frame (RowChart)."""
 
 from __future__ import annotations
 
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 PLAN_COLOUR = "#24292f"  # not in DEVICE_PALETTE: the chosen plan never looks like a device
 OTHER_COLOUR = "#7f8c9a"
@@ -99,3 +100,33 @@ def _x_axis(x0: float, x1: float, y: float, top: float, ticks: Sequence[float], 
         parts.append(f'<line x1="{_num(x)}" y1="{_num(top)}" x2="{_num(x)}" y2="{_num(y)}" stroke="#eaeef2"/>')
         parts.append(_text(x, y + 14, _tick_label(t, unit), 11, "middle", "#57606a"))
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class RowChart:
+    """The frame the bar charts share: one row of BAR_H per item down the chart, a linear x axis from ticks[0] to
+    ticks[-1] under the rows, and a caption under the axis."""
+
+    ticks: Sequence[float]
+    rows: int
+    plot_w: float = CHART_W - BAR_LEFT - BAR_RIGHT_PAD
+    left: float = BAR_LEFT
+    top: float = 10.0
+
+    def x(self, value: float) -> float:
+        return self.left + (value - self.ticks[0]) / (self.ticks[-1] - self.ticks[0]) * self.plot_w
+
+    def row_y(self, row: int) -> float:
+        return self.top + row * (BAR_H + BAR_GAP)
+
+    @property
+    def axis_y(self) -> float:
+        return self.row_y(self.rows)
+
+    def axis(self, unit: str) -> str:
+        return _x_axis(self.left, self.left + self.plot_w, self.axis_y, self.top, self.ticks, self.x, unit)
+
+    def finish(self, chart_id: str, parts: list[str], caption: str, label: str) -> str:
+        """The <svg>: the parts, then the caption centred under the axis."""
+        below = _text(self.left + self.plot_w / 2, self.axis_y + 30, caption, 11, "middle", "#57606a")
+        return _svg(chart_id, CHART_W, self.axis_y + 40, "".join(parts) + below, label)

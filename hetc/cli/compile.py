@@ -10,7 +10,7 @@ import click
 
 from hetc.cli.options import FiniteFloat, hwdb_options, kv_path_options, solver_option
 from hetc.cli.uncertainty import study_options
-from hetc.errors import HetcError, Loc, PolicyError, printable
+from hetc.errors import HetcError, Loc, PolicyError, printable, printable_ir
 from hetc.pipeline import DEFAULT_PIPELINE
 
 
@@ -74,7 +74,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
     if not as_json and not quiet:
         for name, text in result.dumps:
             click.echo(f"// -----// IR after {name} //----- //")
-            click.echo(text, nl=False)
+            click.echo(printable_ir(text), nl=False)  # the files keep the IR exactly; a terminal gets it escaped
     manifest = write(result, output)
     if as_json:
         data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
@@ -137,4 +137,4 @@ def opt_cmd(file, passes, generic, output):
 
         write_file(output, text.encode())
     else:
-        click.echo(text, nl=False)
+        click.echo(printable_ir(text), nl=False)  # the same IR, with no raw control character for a terminal

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hetc.errors import HetcError, Loc
-from hetc.model.models import ModelArch
+from hetc.model.arch import ModelArch
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "hf-configs"
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KiB (DeepSeek-V3's, among the largest, is under 2 KiB)

@@ -1,4 +1,4 @@
-"""The spec's node kinds and their fields, read from the `agent` ops that define them (hetc/dialects/agent.py).
+"""The spec's node kinds and their fields, read from the `agent` ops that define them (hetc/dialects/agent/).
 
 Each node op names its spec kind (SPEC_KIND) and declares the kind's fields as properties (spec_field): type,
 unit, limit, default and meaning. The loader checks a node against these rules, the frontend emits the op's

@@ -3,7 +3,7 @@ a value is a mistake, the value vocabularies, and the rules of the parts of a sp
 (model architectures, top-level keys).
 
 The node kinds' fields are not listed here: each `agent` op declares its kind's fields with FieldRules
-(hetc/dialects/agent.py), and hetc.spec.fields reads them from there. This module imports nothing of the IR, so
+(hetc/dialects/agent/), and hetc.spec.fields reads them from there. This module imports nothing of the IR, so
 the dialect can use it.
 """
 

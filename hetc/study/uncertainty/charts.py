@@ -9,13 +9,13 @@ the rest of the report (hetc.bundle.report), every user string escaped.
 from __future__ import annotations
 
 from hetc.bundle.svg import (
-    BAR_GAP,
     BAR_H,
     BAR_LEFT,
     BAR_RIGHT_PAD,
     CHART_W,
     LIMIT_COLOUR,
     PLAN_COLOUR,
+    RowChart,
     _clip,
     _esc,
     _num,
@@ -23,7 +23,6 @@ from hetc.bundle.svg import (
     _svg,
     _text,
     _usd,
-    _x_axis,
     nice_ticks,
 )
 
@@ -58,17 +57,11 @@ def _band_rows(study: dict) -> list[tuple[str, dict, bool]]:
 def bands_svg(study: dict) -> str:
     rows = _band_rows(study)
     values = [v for _, r, _ in rows for v in (r["p90_usd_per_hour"], r["nominal_usd_per_hour"]) if v is not None]
-    ticks = nice_ticks(0.0, max(values) if values else 1.0)
-    plot_w = CHART_W - BAR_LEFT - BAR_RIGHT_PAD - 60.0
-    top = 10.0
-
-    def scale(v: float) -> float:
-        return BAR_LEFT + v / ticks[-1] * plot_w
-
-    axis_y = top + len(rows) * (BAR_H + BAR_GAP)
-    parts = [_x_axis(BAR_LEFT, BAR_LEFT + plot_w, axis_y, top, ticks, scale, "$")]
+    chart = RowChart(nice_ticks(0.0, max(values) if values else 1.0), len(rows),
+                     plot_w=CHART_W - BAR_LEFT - BAR_RIGHT_PAD - 60.0)
+    parts = [chart.axis("$")]
     for i, (label, row, baseline) in enumerate(rows):
-        y = top + i * (BAR_H + BAR_GAP)
+        y = chart.row_y(i)
         mid = y + BAR_H / 2
         parts.append(_text(BAR_LEFT - 8, mid + 4, _clip(label, LABEL_CHARS), 12, "end"))
         low, p50, high = row["p10_usd_per_hour"], row["p50_usd_per_hour"], row["p90_usd_per_hour"]
@@ -79,18 +72,17 @@ def bands_svg(study: dict) -> str:
         share = "baseline" if baseline else f"cheapest in {row['p_cheapest']:.0%}"
         tip = f"{label}: p10 {_usd(low)}, p50 {_usd(p50)}, p90 {_usd(high)} per hour; {share}"
         parts.append(f'<g class="band"><title>{_esc(tip)}</title>'
-                     f'<line class="errorbar" x1="{_num(scale(low))}" y1="{_num(mid)}" x2="{_num(scale(high))}" '
+                     f'<line class="errorbar" x1="{_num(chart.x(low))}" y1="{_num(mid)}" x2="{_num(chart.x(high))}" '
                      f'y2="{_num(mid)}" stroke="{colour}" stroke-width="2"/>'
-                     + "".join(f'<line x1="{_num(scale(v))}" y1="{_num(y + 4)}" x2="{_num(scale(v))}" '
+                     + "".join(f'<line x1="{_num(chart.x(v))}" y1="{_num(y + 4)}" x2="{_num(chart.x(v))}" '
                                f'y2="{_num(y + BAR_H - 4)}" stroke="{colour}" stroke-width="2"/>' for v in (low, high))
-                     + f'<circle cx="{_num(scale(p50))}" cy="{_num(mid)}" r="4" fill="{colour}"/></g>')
+                     + f'<circle cx="{_num(chart.x(p50))}" cy="{_num(mid)}" r="4" fill="{colour}"/></g>')
         if row["nominal_usd_per_hour"] is not None:
-            x = scale(row["nominal_usd_per_hour"])
+            x = chart.x(row["nominal_usd_per_hour"])
             parts.append(f'<line class="nominal" x1="{_num(x)}" y1="{_num(y + 1)}" x2="{_num(x)}" '
                          f'y2="{_num(y + BAR_H - 1)}" stroke="{LIMIT_COLOUR}" stroke-width="2"/>')
-        parts.append(_text(scale(high) + 8, mid + 4, f"{share}; {_usd(low)}-{_usd(high)}/h", 11))
-    parts.append(_text(BAR_LEFT + plot_w / 2, axis_y + 30, "$ per hour (whole plan)", 11, "middle", "#57606a"))
-    return _svg("chart-uncertainty", CHART_W, axis_y + 40, "".join(parts), "TCO bands under uncertainty")
+        parts.append(_text(chart.x(high) + 8, mid + 4, f"{share}; {_usd(low)}-{_usd(high)}/h", 11))
+    return chart.finish("chart-uncertainty", parts, "$ per hour (whole plan)", "TCO bands under uncertainty")
 
 
 def tornado_svg(study: dict) -> str:
@@ -101,31 +93,24 @@ def tornado_svg(study: dict) -> str:
                     "decisive inputs")
     ends = [v for r in rows for v in (r["nominal_plan_usd_per_hour_p10"], r["nominal_plan_usd_per_hour_p90"])]
     ticks = nice_ticks(min(ends + [nominal]) * 0.95, max(ends + [nominal]) * 1.02)
-    plot_w = CHART_W - BAR_LEFT - TORNADO_NOTE_W
-    top = 10.0
-
-    def scale(v: float) -> float:
-        return BAR_LEFT + (v - ticks[0]) / (ticks[-1] - ticks[0]) * plot_w
-
-    axis_y = top + len(rows) * (BAR_H + BAR_GAP)
-    parts = [_x_axis(BAR_LEFT, BAR_LEFT + plot_w, axis_y, top, ticks, scale, "$")]
-    centre = scale(nominal)
+    chart = RowChart(ticks, len(rows), plot_w=CHART_W - BAR_LEFT - TORNADO_NOTE_W)
+    parts = [chart.axis("$")]
+    centre = chart.x(nominal)
     for i, row in enumerate(rows):
-        y = top + i * (BAR_H + BAR_GAP)
+        y = chart.row_y(i)
         parts.append(_text(BAR_LEFT - 8, y + 14, _clip(row["input"], LABEL_CHARS), 12, "end"))
         for key, colour, end in (("nominal_plan_usd_per_hour_p10", LOW_COLOUR, "p10"),
                                  ("nominal_plan_usd_per_hour_p90", HIGH_COLOUR, "p90")):
-            x = scale(row[key])
+            x = chart.x(row[key])
             parts.append(_rect(min(x, centre), y, abs(x - centre), BAR_H, colour,
                                f"{row['input']} at its {end} (x{row['factor_' + end]:.3g}): {_usd(row[key])}/hour",
                                f' class="bar tornado {end}"'))
         flips = row["cheapest_p10"] != row["cheapest_p90"]
         sla = row["nominal_plan_meets_sla_p10"] and row["nominal_plan_meets_sla_p90"]
         note = ("flips the decision" if flips else "") + ("" if sla else ("; " if flips else "") + "misses the SLA at one end")
-        right = max(scale(row["nominal_plan_usd_per_hour_p10"]), scale(row["nominal_plan_usd_per_hour_p90"]), centre)
+        right = max(chart.x(row["nominal_plan_usd_per_hour_p10"]), chart.x(row["nominal_plan_usd_per_hour_p90"]), centre)
         parts.append(_text(right + 8, y + 14, f"swing {_usd(row['swing_usd_per_hour'])}/h" + (f"; {note}" if note else ""),
                            11, fill=LIMIT_COLOUR if flips or not sla else "#1f2328"))
-    parts.append(f'<line class="limit" x1="{_num(centre)}" y1="{_num(top)}" x2="{_num(centre)}" y2="{_num(axis_y)}" '
+    parts.append(f'<line class="limit" x1="{_num(centre)}" y1="{_num(chart.top)}" x2="{_num(centre)}" y2="{_num(chart.axis_y)}" '
                  f'stroke="#1f2328" stroke-width="1.5" stroke-dasharray="4 3"/>')
-    parts.append(_text(BAR_LEFT + plot_w / 2, axis_y + 30, "the nominal plan's $ per hour", 11, "middle", "#57606a"))
-    return _svg("chart-tornado", CHART_W, axis_y + 40, "".join(parts), "decisive inputs (tornado)")
+    return chart.finish("chart-tornado", parts, "the nominal plan's $ per hour", "decisive inputs (tornado)")

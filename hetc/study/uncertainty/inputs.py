@@ -212,9 +212,9 @@ def load_uncertainty(path: str, db) -> UncertaintySpec:
 
 
 def _shown(value) -> str:
-    """A short, printable rendering of a user's value (no control characters, bounded length)."""
+    """A user's value in a message, at most 40 characters: its repr, which already writes every character
+    str.isprintable() refuses as an escape; the Diagnostic runs the message through hetc.errors.printable too."""
     text = repr(value)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
