@@ -18,7 +18,6 @@ from hetc.dialects import agent as A
 from hetc.dialects import task as T
 from hetc.dialects.interfaces import DECODE, PREFILL, Costed, Served
 from hetc.flow import analyse, moves_kv, payload_bytes, placeable, producers
-from hetc.model.models import PRECISION_BYTES
 from hetc.model.tco import COMPONENTS, TcoParams, device_hour_usd
 from hetc.spec.frontend import arch_from_attr, value_from_attr
 
@@ -180,10 +179,10 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     if device is not None and devices:
         cost = stage_cost(device, devices, owned, pricing, params, sunk.get(device.id, False))
     load = flow.load.get(op, 1.0)
-    throughput = est.get("peak_throughput_rps")  # the planning figure keeps utilisation headroom
     if moves_kv(op):
-        est = dict(est, **_kv_estimate(op, priced))
-    utilisation = (rate * load / (replicas * throughput)) if throughput and placeable(op) else None
+        est = dict(est, **_kv_estimate(op, priced, db))
+    throughput = est.get("peak_throughput_rps")  # the planning figure keeps utilisation headroom
+    utilisation = (rate * load / (replicas * throughput)) if throughput and (placeable(op) or moves_kv(op)) else None
     predicted = {"latency_ms": est.get("latency_ms", 0.0),
                  "throughput_rps": throughput,
                  "utilisation": utilisation, "memory_gb": est.get("memory_gb", 0.0)}
@@ -237,13 +236,27 @@ def _target(device) -> str:
     return tv[0] if tv else "none"
 
 
-def _kv_estimate(op, priced: dict) -> dict:
-    """One request's KV cache and the transfer time the placement priced for the prefill -> decode edge."""
-    model = SymbolTable.lookup_symbol(op, op.model)
-    arch = arch_from_attr(model.arch, model.sym_name.data)
-    size = arch.kv_bytes_per_token(PRECISION_BYTES[model.kv_precision.data]) * op.tokens.value.data
+def _kv_estimate(op, priced: dict, db) -> dict:
+    """One request's KV cache and its move as the placement priced it. Between two device classes the move
+    holds one link of the pair's path per move, the decode replica's links in parallel: the same link the
+    placement sized the replicas with (hetc.placement.problem.kv_link_peak_rps), so the simulator's transfer
+    stage has the capacity the plan counted on."""
+    from hetc.model.kvpaths import links_per_replica, moves_per_s, transfer_cost, transfer_service
+    from hetc.placement.problem import kv_cache_bytes, kv_engine, module_kv_paths
+
+    module = op.get_toplevel_object()
+    size = kv_cache_bytes(module, op)
     edge = priced.get((f"{op.node.data}.prefill", f"{op.node.data}.decode"))
-    return {"latency_ms": edge["path_ms"] if edge else 0.0, "bytes": size}
+    if edge is None or edge["src_device"] == edge["dst_device"]:  # the placement prices no move within a class
+        return {"latency_ms": 0.0, "bytes": size}
+    table, level = module_kv_paths(module)
+    src, dst = db.devices[edge["src_device"]], db.devices[edge["dst_device"]]
+    path = table.lookup(src, dst, kv_engine(module, op), level)
+    links = links_per_replica(path, op.placement().tp.data * op.placement().pp.data)
+    service = transfer_service(path, size, src, dst, links)
+    return {"latency_ms": transfer_cost(path, size, src, dst).seconds * 1e3, "link_latency_ms": service["latency_ms"],
+            "bytes": size, "bandwidth_gbs": service["bandwidth_gbs"], "links": links,
+            "peak_throughput_rps": moves_per_s(path, size, src, dst, links)}
 
 
 def _edges(ids, priced) -> list[dict]:

@@ -307,8 +307,11 @@ class Transfer(Served):
     """Bytes over a link."""
 
     def service(self, op, est, batch, device):
-        return {"type": "transfer", "latency_ms": est.get("latency_ms", 0.0), "bytes": est.get("bytes", 0.0),
-                "bandwidth_gbs": est.get("bandwidth_gbs", device.scaleout_gbs if device else 1.0)}
+        # a move between device classes: the link's own latency, `links` moves at once per replica
+        return {"type": "transfer", "latency_ms": est.get("link_latency_ms", est.get("latency_ms", 0.0)),
+                "bytes": est.get("bytes", 0.0),
+                "bandwidth_gbs": est.get("bandwidth_gbs", device.scaleout_gbs if device else 1.0),
+                "concurrency": int(est.get("links", 1))}
 
 
 # ------------------------------------------------------------------------------------------- kernels

@@ -27,8 +27,13 @@ TRANSPORTS = ("gpu_direct_rdma", "host_staging", "tcp")
 STAGING = ("none", "prefill", "decode", "both")
 LAYOUT_TRANSFORMS = ("none", "permute_nhd_hnd")
 FAMILIES = ("cuda", "rocm", "gaudi", "cpu")  # a side may name a family (the hwdb target), a device id, or any
+# How many links of a replica carry KV moves at once: per_rank, every device's own link (each tensor-parallel
+# rank moves its shard of the KV cache); per_replica, one link per replica (what an entry without a source for
+# per-rank moves gets: the conservative figure).
+PARALLEL_LINKS = ("per_rank", "per_replica")
 _FIELDS = ("id", "prefill", "decode", "engine", "connector", "transport", "staging", "layout_transform", "status",
            "engine_version", "constraints", "kv_transfer_config", "env", "sources")
+_OPTIONAL = {"parallel_links": "per_replica"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class KVPath:
     kv_transfer_config: dict[str, Any] = field(compare=False)
     env: dict[str, str] = field(compare=False)
     sources: tuple[dict[str, str], ...] = field(compare=False)
+    parallel_links: str = "per_replica"
 
     def stages_on(self, side: str) -> bool:
         """Does the `side` end ("prefill" or "decode") copy the KV cache through host memory?"""
@@ -135,14 +141,32 @@ def pair_status(table: KVPathTable, prefill: Device, decode: Device, engine: str
             "kv_level_needed": LEVEL_NEEDED[path.status]}
 
 
-def transfer_cost(path: KVPath, kv_bytes: float, src: Device, dst: Device) -> KVTransferCost:
-    """Time for one request's KV cache of `kv_bytes` to go from a prefill device to a decode device.
+@dataclass(frozen=True)
+class KVLink:
+    """One link a KV move holds along a path: a device's NIC (hwdb scaleout_gbs, per device) and, on a staging
+    end, its host link and memory for the permute. A move of B bytes holds it latency_s + B / rate for each
+    part, the parts one after another (the Gaudi host buffer copies a whole KV cache before NIXL sends it)."""
 
-    Network: bytes over the slower NIC plus the larger NIC latency (as for GPU-direct moves). A staging end
-    adds a copy over its host link (PCIe or C2C, hwdb host_link_gbs), and with a layout transform a permute
-    that reads and writes the KV cache once in device memory at its achievable bandwidth."""
-    parts = {"network_s": kv_bytes / (min(src.scaleout_gbs, dst.scaleout_gbs) * 1e9)
-             + max(src.scaleout_latency_us, dst.scaleout_latency_us) * 1e-6}
+    latency_s: float  # the larger NIC latency
+    rates: dict[str, float]  # bytes/s of each part: network_s, d2h_s, h2d_s, permute_prefill_s, permute_decode_s
+    host_bytes_per_byte: dict[str, float]  # host-memory traffic per byte moved, per staging end
+
+    def seconds(self, kv_bytes: float) -> float:
+        return self.latency_s + sum(kv_bytes / rate for rate in self.rates.values())
+
+    @property
+    def gbs(self) -> float:
+        """The link's throughput for KV moves (GB/s): the parts' rates in series."""
+        return 1.0 / sum(1.0 / rate for rate in self.rates.values()) / 1e9
+
+
+def kv_link(path: KVPath, src: Device, dst: Device) -> KVLink:
+    """The link one KV move from a prefill device to a decode device holds along `path`.
+
+    Network: the slower NIC plus the larger NIC latency (as for GPU-direct moves). A staging end adds a copy
+    over its host link (PCIe or C2C, hwdb host_link_gbs), and with a layout transform a permute that reads and
+    writes the KV cache once in device memory at its achievable bandwidth."""
+    rates = {"network_s": min(src.scaleout_gbs, dst.scaleout_gbs) * 1e9}
     host: dict[str, float] = {}
     for side, device, copy in (("prefill", src, "d2h_s"), ("decode", dst, "h2d_s")):
         if not path.stages_on(side) or device.kind == "cpu":  # a CPU's KV cache is in host memory already
@@ -151,11 +175,41 @@ def transfer_cost(path: KVPath, kv_bytes: float, src: Device, dst: Device) -> KV
             raise HetcError([Diagnostic(Loc(device.source_file or device.id),
                                         f"device '{device.id}' has no host_link_gbs, which the {path.id} KV path "
                                         "needs (it stages the KV cache through host memory)")])
-        parts[copy] = kv_bytes / (device.host_link_gbs * 1e9)
-        host[side] = 2 * kv_bytes
+        rates[copy] = device.host_link_gbs * 1e9
+        host[side] = 2.0  # the DMA writes it, the NIC reads it (or the reverse)
         if path.layout_transform != "none":
-            parts[f"permute_{side}_s"] = 2 * kv_bytes / (device.mem_bw_gbs * device.eff_bw * 1e9)
-    return KVTransferCost(seconds=sum(parts.values()), parts_s=parts, host_bytes=host)
+            rates[f"permute_{side}_s"] = device.mem_bw_gbs * device.eff_bw * 1e9 / 2  # read + write
+    return KVLink(max(src.scaleout_latency_us, dst.scaleout_latency_us) * 1e-6, rates, host)
+
+
+def transfer_cost(path: KVPath, kv_bytes: float, src: Device, dst: Device) -> KVTransferCost:
+    """Time for one request's KV cache of `kv_bytes` to go from a prefill device to a decode device over one
+    link (kv_link)."""
+    link = kv_link(path, src, dst)
+    parts = {name: kv_bytes / rate for name, rate in link.rates.items()}
+    parts["network_s"] += link.latency_s
+    return KVTransferCost(seconds=sum(parts.values()), parts_s=parts,
+                          host_bytes={side: f * kv_bytes for side, f in link.host_bytes_per_byte.items()})
+
+
+def links_per_replica(path: KVPath, devices_per_replica: int) -> int:
+    """Links one replica (tp x pp devices) moves KV caches over at once: one per device when every rank
+    moves its own shard (parallel_links: per_rank), else one."""
+    return devices_per_replica if path.parallel_links == "per_rank" else 1
+
+
+def moves_per_s(path: KVPath, kv_bytes: float, src: Device, dst: Device, links: int) -> float:
+    """KV moves per second `links` links sustain, each busy for one move at a time (at full utilisation)."""
+    return links / kv_link(path, src, dst).seconds(kv_bytes)
+
+
+def transfer_service(path: KVPath, kv_bytes: float, src: Device, dst: Device, links: int) -> dict[str, float]:
+    """The plan's service entry of a KV-transfer stage replica (docs/plan.md, `transfer`): `links` channels
+    sharing bandwidth_gbs, so each move takes latency_ms + bytes / (bandwidth_gbs / links) = one link's move
+    (kv_link). The planner sizes replicas with moves_per_s from the same link, so the two agree."""
+    link = kv_link(path, src, dst)
+    return {"latency_ms": link.latency_s * 1e3, "bytes": kv_bytes, "bandwidth_gbs": links * link.gbs,
+            "concurrency": links}
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -206,7 +260,7 @@ def _parse(text: str, label: str) -> list[KVPath]:
         if problems:
             errors += [f"{where}: {p}" for p in problems]
             continue
-        paths.append(KVPath(**{**raw, "constraints": tuple(raw["constraints"]), "sources": tuple(raw["sources"]),
+        paths.append(KVPath(**{**_OPTIONAL, **raw, "constraints": tuple(raw["constraints"]), "sources": tuple(raw["sources"]),
                                "env": {str(k): str(v) for k, v in raw["env"].items()}}))
     if errors:
         raise HetcError([Diagnostic(Loc(label), e) for e in errors])
@@ -214,7 +268,7 @@ def _parse(text: str, label: str) -> list[KVPath]:
 
 
 def _check(raw: dict[str, Any]) -> list[str]:
-    problems = [f"unknown field {k!r}" for k in sorted(set(raw) - set(_FIELDS), key=str)]
+    problems = [f"unknown field {k!r}" for k in sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL), key=str)]
     problems += [f"missing field {k!r}" for k in _FIELDS if k not in raw]
     if problems:
         return problems
@@ -228,6 +282,8 @@ def _check(raw: dict[str, Any]) -> list[str]:
                          ("status", STATUSES)):
         if raw[key] not in choices:
             problems.append(f"{key}: expected one of {', '.join(choices)}")
+    if raw.get("parallel_links", _OPTIONAL["parallel_links"]) not in PARALLEL_LINKS:
+        problems.append(f"parallel_links: expected one of {', '.join(PARALLEL_LINKS)}")
     if raw["transport"] == "gpu_direct_rdma" and raw["staging"] != "none":
         problems.append("staging: a gpu_direct_rdma path stages nothing (use host_staging)")
     if not isinstance(raw["constraints"], list) or not all(isinstance(c, str) for c in raw["constraints"]):

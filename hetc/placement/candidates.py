@@ -9,7 +9,7 @@ and no cheaper per invocation) are dropped so the solver sees only real trade-of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hetc.errors import HetcError
 from hetc.hwdb.schema import Device
@@ -40,6 +40,17 @@ def _candidate(device: str, latency_ms: float, peak_rps: float, **kwargs) -> Can
     if math.isfinite(peak_rps):
         metrics["peak_throughput_rps"] = peak_rps
     return Candidate(device, latency_ms, peak_rps * TARGET_UTILISATION, metrics=metrics, **kwargs)
+
+
+def kv_link_bound(cand: Candidate, kv_peak_rps: float | None) -> Candidate:
+    """The candidate with its planning throughput at most TARGET_UTILISATION of the KV moves per second its
+    replica's links carry (hetc.placement.problem._size_kv_links); unchanged when the links are not the
+    bound (or None: it takes part in no move between classes)."""
+    if kv_peak_rps is None or kv_peak_rps * TARGET_UTILISATION >= cand.throughput_rps:
+        return cand
+    return replace(cand, throughput_rps=kv_peak_rps * TARGET_UTILISATION,
+                   metrics={**cand.metrics, "peak_throughput_rps": kv_peak_rps},
+                   label=f"{cand.label}, KV-link-bound" if cand.label else "KV-link-bound")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,15 @@ from hetc.flow import analyse
 from hetc.hwdb.loader import load_hwdb
 from hetc.locations import op_loc
 from hetc.model import costmodel as cm
-from hetc.model.kvpaths import DEFAULT_LEVEL, KVPathTable, load_kv_paths, path_engine, transfer_cost
+from hetc.model.kvpaths import (
+    DEFAULT_LEVEL,
+    KVPathTable,
+    links_per_replica,
+    load_kv_paths,
+    moves_per_s,
+    path_engine,
+    transfer_cost,
+)
 from hetc.model.tco import TcoParams, device_hour_usd
 from hetc.placement import candidates as C
 from hetc.placement.evaluate import _infeasible_result
@@ -194,6 +202,9 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
                     transfers[(a, b)] = (ms, 0.0)
         edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.traversals[e],
                           worst_traversals=flow.worst[e.dst], forbidden=forbidden))
+        if e.kv is not None:
+            _size_kv_links(module, e.kv, edges[-1], node_by_id, db, kv_paths)
+    nodes = [node_by_id[n.id] for n in nodes]
     params = TcoParams.from_hwdb(db)
     inventory = hardware.get("inventory", {})
     classes = []
@@ -418,9 +429,57 @@ def kv_move_ms(module, op, src, dst, kv_paths: tuple[KVPathTable, str]) -> float
     path = table.lookup(src, dst, kv_engine(module, op), level)
     if path is None:
         return None
+    return transfer_cost(path, kv_cache_bytes(module, op), src, dst).seconds * 1e3
+
+
+def kv_cache_bytes(module, op) -> float:
+    """One request's KV cache for the LLM `op` (prefill or KV transfer)."""
     info = _model(module, op)
     tokens = (op.tokens if op.has_trait(MovesKV) else op.input_tokens).value.data
-    return transfer_cost(path, cm.kv_bytes(info.arch, info.kv_precision, tokens), src, dst).seconds * 1e3
+    return cm.kv_bytes(info.arch, info.kv_precision, tokens)
+
+
+def kv_link_peak_rps(module, op, src, dst, devices_per_replica: int, kv_paths: tuple[KVPathTable, str]
+                     ) -> float | None:
+    """KV moves per second from src to dst that the links of one replica of `devices_per_replica` devices
+    carry at full use (hetc.model.kvpaths.moves_per_s, the figures the plan's transfer stage gives the
+    simulator); None: no path at the level."""
+    table, level = kv_paths
+    path = table.lookup(src, dst, kv_engine(module, op), level)
+    if path is None:
+        return None
+    return moves_per_s(path, kv_cache_bytes(module, op), src, dst, links_per_replica(path, devices_per_replica))
+
+
+def _size_kv_links(module, kv_op, edge: Edge, node_by_id: dict[str, OpNode], db, kv_paths) -> None:
+    """Treat the links of a cross-class KV move as a capacity (docs/cost-model.md, "KV-link capacity"): each
+    prefill candidate sends, and each decode candidate receives, its KV caches over the links of its own
+    replicas, so its planning throughput is at most TARGET_UTILISATION of the moves per second those links
+    carry. The decode's (prefill's) class is chosen later, so the slowest move to (from) another class the
+    edge allows bounds it, as ttft_overhead_ms does for TTFT. A split whose links are short then needs more
+    replicas (priced as devices) and the solver weighs it against other placements."""
+    src_node, dst_node = node_by_id[edge.src], node_by_id[edge.dst]
+    src_devices = sorted({c.device for c in src_node.candidates})
+    dst_devices = sorted({c.device for c in dst_node.candidates})
+    peaks: dict[tuple[str, str, int], float | None] = {}
+
+    def slowest(cand, pairs) -> float | None:
+        rates = []
+        for a, b in pairs:
+            if a == b or (a, b) in edge.forbidden:
+                continue  # same class: no move between classes; forbidden: never planned
+            key = (a, b, cand.devices_per_replica)
+            if key not in peaks:
+                peaks[key] = kv_link_peak_rps(module, kv_op, db.devices[a], db.devices[b], cand.devices_per_replica,
+                                              kv_paths)
+            if peaks[key] is not None:
+                rates.append(peaks[key])
+        return min(rates, default=None)
+
+    node_by_id[edge.src] = replace(src_node, candidates=[
+        C.kv_link_bound(c, slowest(c, [(c.device, b) for b in dst_devices])) for c in src_node.candidates])
+    node_by_id[edge.dst] = replace(dst_node, candidates=[
+        C.kv_link_bound(c, slowest(c, [(a, c.device) for a in src_devices])) for c in dst_node.candidates])
 
 
 def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:
