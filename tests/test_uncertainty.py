@@ -416,3 +416,19 @@ def test_uncertainty_file_overrides_are_applied(tmp_path, db):
     assert laws["model_error.amd-mi300x.prefill"] == Dist("lognormal", 0.1)
     assert laws["capex.nvidia-b200"] == Dist("triangular", low=0.95, high=1.1)
     assert laws["traffic"].is_zero
+
+
+def test_lower_percentile_targets_hold_in_every_sample():
+    """rag-assistant's p50 target (6,000 ms) makes its plan dearer than the p99 limit alone would: the
+    samples' re-solves and fixed-plan checks honour it as the planner does, so at zero spread the study's
+    plan is the planner's (it was a cheaper plan that misses p50)."""
+    from hetc.placement.problem import solve_placement
+
+    rag = str(ROOT / "examples" / "rag-assistant.yaml")
+    built = build(rag, None)[2]
+    planned = solve_placement(built, "heuristic")
+    assert planned.tco_usd_per_hour > solve(built.problem, "heuristic").tco_usd_per_hour  # the target binds
+    result = analyse(rag, samples=3, seed=1, uncertainty=UncertaintySpec(scale=0.0))
+    nominal = result["nominal_plan"]
+    assert nominal["nominal_usd_per_hour"] == pytest.approx(planned.tco_usd_per_hour, rel=1e-9)
+    assert nominal["p_chosen"] == 1.0 and nominal["p_sla_violated"] == 0.0

@@ -69,8 +69,9 @@ class PlacePass(ModulePass):
                 "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
                 **dict(cand.metrics)})
         _place_followers(graph)
+        targets = built.percentile_targets
         baselines = homogeneous_baselines(built.problem, self.solver,
-                                          solve_with=lambda problem, solve_one: meet_percentiles(built, problem, solve_one))
+                                          solve_with=lambda problem, solve_one: meet_percentiles(targets, problem, solve_one))
         percentiles = {t.percentile: percentile_latencies(built.problem, result, t.invocations)
                        for t in built.percentile_targets}
         summary = {

@@ -281,15 +281,16 @@ def solve_placement(built: BuiltProblem, solver: str):
     """The cheapest plan that meets every percentile target. The solvers plan the highest percentile's
     limit; a lower percentile's target that the plan misses tightens that limit in proportion and the
     problem is solved again (at most MAX_PERCENTILE_ROUNDS times; docs/placement.md, "Percentiles")."""
-    return meet_percentiles(built, built.problem, lambda problem: _solve_with_units(built, problem, solver))
+    return meet_percentiles(built.percentile_targets, built.problem,
+                            lambda problem: _solve_with_units(built, problem, solver))
 
 
-def meet_percentiles(built: BuiltProblem, problem, solve_one):
+def meet_percentiles(targets, problem, solve_one):
     """solve_one(problem)'s plan, re-solved under a tighter highest-percentile limit while it misses one of
-    built's lower percentile targets (see solve_placement)."""
+    the lower percentile `targets` (BuiltProblem.percentile_targets; see solve_placement)."""
     result = solve_one(problem)
     limit = problem.latency_limit_ms
-    if not built.percentile_targets or limit is None or problem.soft_sla_lambda is not None or not result.feasible:
+    if not targets or limit is None or problem.soft_sla_lambda is not None or not result.feasible:
         return result
     fastest: dict[str, float] = {}  # per missed percentile, the fastest of the plans found
     missed: list = []
@@ -297,7 +298,7 @@ def meet_percentiles(built: BuiltProblem, problem, solve_one):
     for attempt in range(MAX_PERCENTILE_ROUNDS + 1):
         if result.feasible:
             feasible_at = problem.latency_limit_ms
-            missed = [(t, critical) for t in built.percentile_targets
+            missed = [(t, critical) for t in targets
                       if (critical := max(percentile_latencies(problem, result, t.invocations).values(), default=0.0))
                       > t.limit_ms + 1e-6]
             if not missed:

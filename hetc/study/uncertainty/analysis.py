@@ -185,26 +185,29 @@ def study(built, db, pricing: str, alternatives, settings: StudySettings, *,
     offline = bool(built.rate_basis)  # offline work: the rate follows from the job's volume
     inputs = inputs_for(uncertainty, [db.devices[d.name] for d in problem.devices], pricing, offline)
     sc = scenarios(problem, inputs, draw(inputs, settings.samples, settings.seed), db, pricing, offline)
-    margins = margin_plans(problem, inputs, db, pricing, offline, alternatives, settings.sla_share)
+    targets = tuple(built.percentile_targets)
+    margins = margin_plans(problem, inputs, db, pricing, offline, alternatives, settings.sla_share, targets)
     result_study = run_study(problem, sc, alternatives, risk=settings.risk, sla_share=settings.sla_share,
-                             margin_plans=margins, nominal_choice=nominal_choice, baselines=baselines or [])
+                             margin_plans=margins, nominal_choice=nominal_choice, baselines=baselines or [],
+                             targets=targets)
     result = summary(result_study)
     nominal = result_study.nominal
     result["tornado"] = (tornado(problem, inputs, db, pricing, offline, alternatives,
-                                 result_study.fixed[nominal].choice) if nominal >= 0 else [])
+                                 result_study.fixed[nominal].choice, targets) if nominal >= 0 else [])
     result.update({"seed": settings.seed, "uncertainty": uncertainty.origin, "pricing": pricing,
                    "inputs": [{"input": i.name, "law": i.dist.describe()} for i in inputs]})
     return result
 
 
-def margin_plans(problem, inputs, db, pricing: str, offline: bool, alternatives, share: float) -> list[np.ndarray]:
+def margin_plans(problem, inputs, db, pricing: str, offline: bool, alternatives, share: float,
+                 targets: tuple = ()) -> list[np.ndarray]:
     """Per alternative, the plan solved with every cost-model error factor at its `share` quantile (slower
     devices than predicted): candidates with that much latency margin, for the robust plan to choose from."""
     from hetc.study.uncertainty.fast import NO_CHOICE, Compiled
 
     q = np.array([min(max(share, 1e-6), 1.0 - 1e-6)])
     row = np.array([[inp.dist.factors(q)[0] if inp.kind == "model_error" else 1.0 for inp in inputs]])
-    pessimistic = Compiled(problem, scenarios(problem, inputs, row, db, pricing, offline))
+    pessimistic = Compiled(problem, scenarios(problem, inputs, row, db, pricing, offline), targets)
     plans = []
     for _, allowed in alternatives:
         choice = pessimistic.cheapest(allowed)[1][0]

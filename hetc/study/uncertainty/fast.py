@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from hetc.placement import EPS_MS, SECONDS_PER_HOUR, PlacementProblem, solve
+from hetc.placement.problem import PercentileTarget, meet_percentiles
 from hetc.study.uncertainty.sampling import Scenarios, perturbed_problem, phase_of
 
 PHASE_EPS = 1e-9  # the solver's phase-limit tolerance (placement._phase_violation)
@@ -35,10 +36,12 @@ MAX_JOINT_COMBINATIONS = 4096
 class Compiled:
     """The problem's candidates as arrays, and per-sample figures of every candidate (computed once)."""
 
-    def __init__(self, problem: PlacementProblem, sc: Scenarios):
+    def __init__(self, problem: PlacementProblem, sc: Scenarios, targets: tuple[PercentileTarget, ...] = ()):
+        """`targets`: the spec's latency targets below its highest percentile (BuiltProblem.percentile_targets),
+        which every plan must also meet, as the planner's plan does."""
         if problem.soft_sla_lambda is not None:
             raise ValueError("uncertainty analysis takes a hard SLA (soft_sla_lambda None)")
-        self.problem, self.sc = problem, sc
+        self.problem, self.sc, self.targets = problem, sc, tuple(targets)
         self.index = {op.id: v for v, op in enumerate(problem.ops)}
         cls = {c: j for j, c in enumerate(sc.classes)}
         self.owned = np.array([d.owned for d in problem.devices])
@@ -46,7 +49,8 @@ class Compiled:
         self.linear = (not self.owned.any() and np.isinf(self.capacity).all()
                        and not any(usd for e in problem.edges for _, usd in e.transfers.values()))
         self.dev: list[np.ndarray] = []
-        self.lat: list[np.ndarray] = []  # (N, K) path ms
+        self.lat: list[np.ndarray] = []  # (N, K) path ms (the op at its worst invocations)
+        self.once: list[np.ndarray] = []  # (N, K) ms of one invocation
         self.cost: list[np.ndarray] = []  # (N, K) $/hour of the op alone (bought devices + per invocation)
         self.devices: list[np.ndarray] = []  # (N, K) devices the op needs
         self.fixed: list[np.ndarray] = []  # (N, K) per-invocation $/hour
@@ -75,12 +79,18 @@ class Compiled:
                     value = np.broadcast_to(base, e.shape)
                 ok &= value <= limit + PHASE_EPS
             self.dev.append(dev)
+            self.once.append(lat0 * e)
             self.lat.append(lat0 * e * op.worst_invocations)
             self.devices.append(devices)
             self.fixed.append(fixed)
             self.cost.append(devices * sc.price[:, dev] + fixed)
             self.phase_ok.append(ok)
-        self.topo, self.in_edges = _topology(problem, self.index, cls)
+        self.topo, self.in_edges = _topology(problem, self.index, cls, lambda edge: edge.worst_traversals)
+        # per target: (limit, per-op path ms, in-edges) with every op invoked as often as at that percentile
+        self.target_paths = [(t.limit_ms, [once * t.invocations.get(op.id, 1.0)
+                                           for op, once in zip(problem.ops, self.once, strict=True)],
+                              _topology(problem, self.index, cls, lambda edge, t=t: t.invocations.get(edge.dst, 1.0))[1])
+                             for t in self.targets]
         self.forbidden_groups, self.forbidden_edges = _forbidden_groups(problem, self.index, cls)
 
     # ----------------------------------------------------------------------------------------- fixed plans
@@ -109,18 +119,23 @@ class Compiled:
         ok &= ~self._uses_forbidden_pair(choice)
         if self.problem.latency_limit_ms is not None:
             ok &= self.critical_ms(choice) <= self.problem.latency_limit_ms + EPS_MS
+            for limit, lat, in_edges in self.target_paths:  # as hetc.placement.problem.meet_percentiles checks
+                ok &= self._longest_path(choice, lat, in_edges) <= limit + 1e-6
         return total, ok
 
     def critical_ms(self, choice: np.ndarray) -> np.ndarray:
+        return self._longest_path(choice, self.lat, self.in_edges)
+
+    def _longest_path(self, choice: np.ndarray, lat: list[np.ndarray], in_edges) -> np.ndarray:
         n = self.sc.samples
         rows = np.arange(n)
         finish = np.zeros((n, len(self.problem.ops)))
         device = np.stack([self.dev[v][choice[:, v]] for v in range(len(self.problem.ops))], axis=1)
         for v in self.topo:
             start = np.zeros(n)
-            for u, table in self.in_edges[v]:
+            for u, table in in_edges[v]:
                 start = np.maximum(start, finish[:, u] + table[device[:, u], device[:, v]])
-            finish[:, v] = start + self.lat[v][rows, choice[:, v]]
+            finish[:, v] = start + lat[v][rows, choice[:, v]]
         return finish.max(axis=1)
 
     def _uses_forbidden_pair(self, choice: np.ndarray, ops: set[int] | None = None) -> np.ndarray:
@@ -175,7 +190,7 @@ class Compiled:
         return total, choice, int(resolve.sum())
 
     def _solve_sample(self, s: int, allowed: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
-        return solve_restricted(perturbed_problem(self.problem, self.sc, s), allowed)
+        return solve_restricted(perturbed_problem(self.problem, self.sc, s), allowed, self.targets)
 
     def _choose_jointly(self, group: list[int], usable: list[np.ndarray], choice: np.ndarray,
                         feasible: np.ndarray) -> np.ndarray:
@@ -250,11 +265,13 @@ def _forbidden_groups(problem: PlacementProblem, index: dict[str, int],
     return sorted(groups.values()), edges
 
 
-def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None) -> tuple[float, np.ndarray]:
+def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None,
+                     targets: tuple[PercentileTarget, ...] = ()) -> tuple[float, np.ndarray]:
     """(TCO, candidate index per op in `problem`) of the heuristic's plan for `problem` restricted to the
     `allowed` candidates; (inf, NO_CHOICE...) when infeasible. The heuristic runs as the planner runs it
-    (hetc.placement.problem.solve_placement), LP-relaxation start included: without that start its repair
-    of a forbidden device pair can stop at a dearer plan than the one the planner deploys."""
+    (hetc.placement.problem.solve_placement), LP-relaxation start and lower percentile `targets` included:
+    without that start its repair of a forbidden device pair can stop at a dearer plan than the one the
+    planner deploys."""
     from dataclasses import replace
 
     kept = [np.arange(len(op.candidates)) if allowed is None else np.flatnonzero(allowed[v])
@@ -262,7 +279,7 @@ def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None
     if any(len(k) == 0 for k in kept):
         return math.inf, np.full(len(kept), NO_CHOICE)
     ops = [replace(op, candidates=[op.candidates[k] for k in kept[v]]) for v, op in enumerate(problem.ops)]
-    result = solve(replace(problem, ops=ops), "heuristic")
+    result = meet_percentiles(targets, replace(problem, ops=ops), lambda restricted: solve(restricted, "heuristic"))
     if not result.feasible:
         return math.inf, np.full(len(ops), NO_CHOICE)
     index = {op.id: v for v, op in enumerate(problem.ops)}
@@ -270,8 +287,9 @@ def solve_restricted(problem: PlacementProblem, allowed: list[np.ndarray] | None
                                               for p in sorted(result.ops, key=lambda p: index[p.op])])
 
 
-def _topology(problem: PlacementProblem, index: dict[str, int], cls: dict[str, int]):
-    """Ops in topological order, and per op its in-edges as (source op, (classes x classes) path ms)."""
+def _topology(problem: PlacementProblem, index: dict[str, int], cls: dict[str, int], times):
+    """Ops in topological order, and per op its in-edges as (source op, (classes x classes) path ms), each
+    transfer taken times(edge) times."""
     n = len(problem.ops)
     in_edges: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n)]
     indegree = [0] * n
@@ -280,7 +298,7 @@ def _topology(problem: PlacementProblem, index: dict[str, int], cls: dict[str, i
         u, v = index[edge.src], index[edge.dst]
         table = np.zeros((len(cls), len(cls)))
         for (a, b), (ms, _) in edge.transfers.items():
-            table[cls[a], cls[b]] = ms * edge.worst_traversals
+            table[cls[a], cls[b]] = ms * times(edge)
         in_edges[v].append((u, table))
         indegree[v] += 1
         succs[u].append(v)

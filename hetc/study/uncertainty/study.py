@@ -87,14 +87,16 @@ def plan_label(problem: PlacementProblem, choice: np.ndarray) -> str:
 
 def run_study(problem: PlacementProblem, sc: Scenarios, alternatives: list[tuple[str, list | None]],
               risk: str = "p90", sla_share: float = 0.9, margin_plans: list[np.ndarray] = (),
-              nominal_choice: np.ndarray | None = None, baselines: list[tuple[str, list | None]] = ()) -> Study:
+              nominal_choice: np.ndarray | None = None, baselines: list[tuple[str, list | None]] = (),
+              targets: tuple = ()) -> Study:
     """`margin_plans`: more fixed plans to consider for the robust choice (e.g. plans solved with every
     cost-model error at its `sla_share` quantile, which keep a latency margin). `nominal_choice`: the plan
     hetc deploys (a candidate index per op), when the caller solved it; by default the cheapest
     alternative's plan at nominal inputs. `baselines`: more alternatives re-solved in every sample for their
-    TCO bands (e.g. homogeneous baselines) that do not compete for P(cheapest)."""
-    compiled = Compiled(problem, sc)
-    at_nominal = Compiled(problem, nominal_scenario(problem, sc.inputs))  # the same path as every sample
+    TCO bands (e.g. homogeneous baselines) that do not compete for P(cheapest). `targets`: the lower
+    percentile latency targets every plan must meet too (BuiltProblem.percentile_targets)."""
+    compiled = Compiled(problem, sc, targets)
+    at_nominal = Compiled(problem, nominal_scenario(problem, sc.inputs), targets)  # the same path as every sample
     alts = [_resolved(label, allowed, compiled, at_nominal) for label, allowed in alternatives]
     references = [_resolved(label, allowed, compiled, at_nominal) for label, allowed in baselines]
     costs = np.stack([a.cost for a in alts], axis=1)

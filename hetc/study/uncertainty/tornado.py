@@ -18,14 +18,14 @@ TOP_INPUTS = 8
 
 
 def tornado(problem, inputs, db, pricing: str, offline: bool, alternatives: list[tuple[str, list | None]],
-            nominal_choice: np.ndarray) -> list[dict]:
+            nominal_choice: np.ndarray, targets: tuple = ()) -> list[dict]:
     varied = [j for j, inp in enumerate(inputs) if not inp.dist.is_zero]
     if not varied:
         return []
     factors = np.ones((2 * len(varied), len(inputs)))
     for row, j in enumerate(varied):
         factors[2 * row:2 * row + 2, j] = inputs[j].dist.factors(np.array(TORNADO_QUANTILES))
-    compiled = Compiled(problem, scenarios(problem, inputs, factors, db, pricing, offline))
+    compiled = Compiled(problem, scenarios(problem, inputs, factors, db, pricing, offline), targets)
     costs = np.stack([compiled.cheapest(allowed)[0] for _, allowed in alternatives], axis=1)
     winners = [alternatives[i][0] if np.isfinite(costs[r, i]) else None
                for r, i in enumerate(costs.argmin(axis=1))]
