@@ -5,6 +5,8 @@ build a `LoopGraph` from the same stages and edges and follow the rules below (d
 
 - Forward edges form a DAG. A stage runs when every *active* in-edge has delivered a token and at least
   one token is live; otherwise it is skipped and sends skips on (a join after branches works).
+- A stage without forward in-edges is fed by the request's arrival: a live token if it has no in-edge at
+  all (an input), a skip if back edges feed it (a loop's fix-up step runs only when its back edge fires).
 - Edges with probability < 1 leaving a stage, forward or back, are exclusive alternatives: one draw per
   visit picks at most one of them. Edges with probability 1 always fire.
 - A loop is the set of back edges into one header stage; its body is every stage on a forward path from
@@ -97,7 +99,9 @@ class LoopGraph:
         for loop in self.loops:
             loop.items = self._order_items(loop)
             self._mark_alive(loop)
-        self.sources = [v for v in range(n) if not self.pred[v]]
+        self.sources = [v for v in range(n) if not self.pred[v]]  # fed by the request's arrival
+        self.arrival_live = [not self.in_edges[v] for v in range(n)]  # a skip to stages only back edges feed
+        self.first_pass_dead = self._first_pass_dead()
         self._totals: list[float] | None = None
 
     # ------------------------------------------------------------------ structure
@@ -269,6 +273,23 @@ class LoopGraph:
                     todo.append(u)
         loop.alive_until = alive
 
+    def _first_pass_dead(self) -> list[set[int]]:
+        """Per loop, the body stages no live token can reach in its first pass: those fed, through the body's
+        forward edges and inner loops, only by stages that only back edges of the loop feed."""
+        dead = []
+        for loop in self.loops:
+            starts = set()
+            for v in loop.body:
+                for i in self.in_edges[v]:
+                    e = self.edges[i]
+                    if (not e.back and e.src not in loop.body) or (e.back and loop.index in self.enters[i]):
+                        starts.add(v)  # entered from outside the loop (or a back edge of a loop around it)
+            inner = [[self.edges[i].dst for i in self.out_edges[v]
+                      if not self.edges[i].back or (self.owner[i] != loop.index and self._internal(loop, i))]
+                     for v in range(self.n)]
+            dead.append(set(loop.body) - self._reach(starts, inner, set(loop.body)))
+        return dead
+
     # ------------------------------------------------------------------ worst case
     def worst_visits(self) -> list[float]:
         """Visits per request with every loop at its bound (and live: branches taken)."""
@@ -276,7 +297,8 @@ class LoopGraph:
         for v in range(self.n):
             for m in self.chain[v]:
                 loop = self.loops[m]
-                worst[v] *= min(loop.bound + 1, loop.alive_until[v])
+                passes = min(loop.bound + 1, loop.alive_until[v])
+                worst[v] *= max(0, passes - 1) if v in self.first_pass_dead[m] else passes
         return worst
 
     # ------------------------------------------------------------------ expected visits
@@ -294,7 +316,8 @@ class LoopGraph:
             self._prepare_tokens()
             totals = [0.0] * (self.n + len(self.edges))
             self._memo: dict[tuple, tuple[dict[frozenset, float], dict[int, float]]] = {}
-            self._region(None, {frozenset(self.sources): 1.0}, frozenset(), totals, 1.0)
+            start = frozenset(v for v in self.sources if self.arrival_live[v])
+            self._region(None, {start: 1.0}, frozenset(), totals, 1.0)
             self._totals = totals
         return self._totals
 

@@ -129,14 +129,37 @@ def test_a_branch_into_the_middle_of_a_loop():
 
 
 def test_a_loop_whose_header_is_inside_another_loop_nests_in_it():
-    """0 -> 1 -> 2 -> 3 -> 4 with 2 -> 0 (max 2) and 3 -> 1 (max 1): the loop at 1 runs inside the loop at 0,
-    twice per outer pass; the outer loop makes 3 passes."""
-    back = [Edge(2, 0, back=True, bound=2), Edge(3, 1, back=True, bound=1)]
-    graph = LoopGraph(5, [Edge(0, 1), Edge(1, 2), Edge(2, 3), Edge(3, 4)] + back)
+    """in -> 1 -> 2 -> 3 -> 4 -> 5 with 3 -> 1 (max 2) and 4 -> 2 (max 1): the loop at 2 runs inside the
+    loop at 1, twice per outer pass; the outer loop makes 3 passes."""
+    back = [Edge(3, 1, back=True, bound=2), Edge(4, 2, back=True, bound=1)]
+    graph = LoopGraph(6, [Edge(0, 1), Edge(1, 2), Edge(2, 3), Edge(3, 4), Edge(4, 5)] + back)
     outer, inner = graph.loops
-    assert outer.body == {0, 1, 2, 3} and inner.body == {1, 2, 3} and inner.parent == outer.index
-    assert graph.expected_visits() == [3.0, 6.0, 6.0, 6.0, 1.0]
-    assert graph.worst_visits() == [3.0, 6.0, 6.0, 6.0, 1.0]
+    assert outer.body == {1, 2, 3, 4} and inner.body == {2, 3, 4} and inner.parent == outer.index
+    assert graph.expected_visits() == [1.0, 3.0, 6.0, 6.0, 6.0, 1.0]
+    assert graph.worst_visits() == [1.0, 3.0, 6.0, 6.0, 6.0, 1.0]
+
+
+def test_a_stage_only_a_back_edge_feeds_runs_only_when_it_fires():
+    """draft -> check -> out, check -> fix (0.3, max 2), fix -> check: the fix-up runs when the back edge
+    fires (0.3 + 0.09 times), not when the request arrives; the planner and the simulator agree, also when
+    the loop runs again inside a loop around it (then the fix-up is skipped in each first pass)."""
+    plan = tiny_plan([("draft", FIXED), ("fix", FIXED), ("check", FIXED)],
+                     [edge("in", "draft"), edge("draft", "check"), edge("check", "out"),
+                      edge("check", "fix", 0.3, loop=2), edge("fix", "check")])
+    with_expected_visits(plan)
+    expected, worst, _ = visits_by_id(plan, {"stages": []})
+    assert expected["fix"] == pytest.approx(0.3 + 0.09) and worst["fix"] == 2.0
+    assert expected["check"] == pytest.approx(1.39) and worst["check"] == 3.0
+    report = simulate(plan, rate_rps=5.0, duration_s=400, seed=3)
+    assert report["completed"] == report["requests"]
+    assert_visits_agree(plan, report)
+    nested = tiny_plan([("draft", FIXED), ("fix", FIXED), ("check", FIXED)],
+                       [edge("in", "draft"), edge("draft", "check"), edge("check", "out"),
+                        edge("check", "fix", 0.3, loop=2), edge("fix", "check"), edge("check", "draft", 0.5, loop=1)])
+    with_expected_visits(nested)
+    report = simulate(nested, rate_rps=5.0, duration_s=400, seed=3)
+    assert report["completed"] == report["requests"]
+    assert_visits_agree(nested, report)
 
 
 def test_loops_overlapping_without_nesting_are_one_loop():

@@ -44,7 +44,12 @@ class Simulation:
         self.stages = [Stage(i, spec, streams[2 * i], streams[2 * i + 1]) for i, spec in enumerate(plan["stages"])]
         self.graph = graph = stage_graph(plan)
         self._wire(plan)
-        self.sources = [self.stages[v] for v in graph.sources]
+        self.sources = [(self.stages[v], graph.arrival_live[v]) for v in graph.sources]
+        # per loop: stages no token reaches in its later passes (only back edges of other loops feed them);
+        # each gets a skip when a pass starts, as the request's arrival sends one in the first pass
+        self.pass_skips = [[self.stages[v] for v in sorted(loop.body) if not graph.pred[v]
+                            and all(graph.owner[i] != loop.index for i in graph.in_edges[v])]
+                           for loop in graph.loops]
         self.top_items = len(graph.top_items)
         self.arrival_ms = (arrival_s * 1e3).tolist()
         self.input_tokens = input_tokens.tolist()
@@ -112,8 +117,8 @@ class Simulation:
                 events += 1
                 time_ms = arrivals[request]
                 self.items_left[request] = self.top_items
-                for source in self.sources:
-                    self.join(source, request, time_ms, True)
+                for source, live in self.sources:
+                    self.join(source, request, time_ms, live)
                 self.drain()
                 continue
             if not heap:
@@ -239,6 +244,8 @@ class Simulation:
             fired, run.fired = run.fired, {}
             run.passes += 1
             run.received = 0
+            for stage in self.pass_skips[loop]:
+                self.join(stage, request, time_ms, False)
             for i in spec.back:
                 ready_ms = fired.get(i)
                 if ready_ms is None:
