@@ -20,7 +20,8 @@ from hetc.bundle.kubernetes import (
     stage_names,
     write_kubernetes,
 )
-from hetc.bundle.ray import render_ray, serve_config
+from hetc.bundle.names import dns_label
+from hetc.bundle.ray import deployment_options, render_ray, serve_config
 from hetc.bundle.schema import load_plan
 from hetc.bundle.vllm import runtime_image
 from hetc.runtime.bindings import endpoint_env
@@ -250,24 +251,45 @@ def test_ray_schema_rejects_a_broken_config():
         ServeDeploySchema.model_validate(config)
 
 
-def test_ray_accelerators_and_resources():
+def test_a_replica_that_calls_an_engine_reserves_no_accelerator():
+    # every LLM stage of these plans is served by a vLLM server the replica only calls over HTTP: the replica
+    # holding the GPU, HPU or placement group too would strand it
+    for name in ("voice_agent", "rag_router"):
+        plan = plan_named(name)
+        deployments = {d["name"]: d for d in serve_config(plan)["applications"][0]["deployments"]}
+        for stage in plan["stages"]:
+            if stage["engine"] not in (None, "cpu-runtime"):
+                deployment = deployments[dns_label(stage["id"])]
+                assert deployment["ray_actor_options"] == {"num_cpus": 0.5, "memory": 512 * 1024**2}, stage["id"]
+                assert "placement_group_bundles" not in deployment
+    voice = {d["name"]: d for d in serve_config(plan_named("voice_agent"))["applications"][0]["deployments"]}
+    assert voice["llm-decode"]["num_replicas"] == 1 and voice["llm-decode"]["max_ongoing_requests"] == 64
+
+
+def _in_replica(plan: str, stage_id: str) -> dict:
+    """A stage of `plan` as if hetc's runtime ran it on its accelerator (its work in the replica)."""
+    stage = next(s for s in plan_named(plan)["stages"] if s["id"] == stage_id)
+    return deployment_options({**stage, "engine": "cpu-runtime"})
+
+
+def test_ray_accelerators_and_resources_of_a_replica_that_runs_the_work():
     from ray.util.accelerators import accelerators
 
     constants = {getattr(accelerators, n) for n in dir(accelerators) if n.isupper()}
-    voice = {d["name"]: d for d in serve_config(plan_named("voice_agent"))["applications"][0]["deployments"]}
-    assert voice["llm-decode"]["ray_actor_options"]["num_gpus"] == 1
-    assert voice["llm-decode"]["ray_actor_options"]["accelerator_type"] == accelerators.NVIDIA_B200
-    assert voice["llm-decode"]["num_replicas"] == 1 and voice["llm-decode"]["max_ongoing_requests"] == 64
-    prefill = voice["llm-prefill"]
+    decode = _in_replica("voice_agent", "llm.decode")
+    assert decode["ray_actor_options"]["num_gpus"] == 1
+    assert decode["ray_actor_options"]["accelerator_type"] == accelerators.NVIDIA_B200
+    prefill = _in_replica("voice_agent", "llm.prefill")
     assert prefill["num_replicas"] == 4 and prefill["placement_group_strategy"] == "STRICT_PACK"
     assert [b["GPU"] for b in prefill["placement_group_bundles"]] == [1.0, 1.0]
     assert all(b[f"accelerator_type:{accelerators.NVIDIA_H100}"] > 0 for b in prefill["placement_group_bundles"])
+    voice = {d["name"]: d for d in serve_config(plan_named("voice_agent"))["applications"][0]["deployments"]}
     assert "num_gpus" not in voice["tts"]["ray_actor_options"]
-    rag = {d["name"]: d for d in serve_config(plan_named("rag_router"))["applications"][0]["deployments"]}
-    assert rag["llm-prefill"]["ray_actor_options"]["resources"] == {"HPU": 1}
-    assert rag["llm-prefill"]["ray_actor_options"]["accelerator_type"] == "Intel-GAUDI3"
-    assert rag["llm-decode"]["ray_actor_options"]["accelerator_type"] == accelerators.AMD_INSTINCT_MI300x
-    assert {voice["stt"]["ray_actor_options"]["accelerator_type"]} <= constants
+    assert _in_replica("rag_router", "llm.prefill")["ray_actor_options"]["resources"] == {"HPU": 1}
+    assert _in_replica("rag_router", "llm.prefill")["ray_actor_options"]["accelerator_type"] == "Intel-GAUDI3"
+    assert _in_replica("rag_router", "llm.decode")["ray_actor_options"]["accelerator_type"] == \
+        accelerators.AMD_INSTINCT_MI300x
+    assert {_in_replica("voice_agent", "stt")["ray_actor_options"]["accelerator_type"]} <= constants
 
 
 def test_ray_output_is_deterministic():

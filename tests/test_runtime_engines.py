@@ -1,7 +1,8 @@
 """Stages an engine serves that hetc's runtime calls per request, as the plan says (service `api`, stated by
 the op): an embed stage placed on a GPU asks its engine's /v1/embeddings and the search ranks with that
-vector; a guardrail asks Llama Guard for a verdict and refuses or passes the question on. In-process router
-against the OpenAI stand-in (no GPU here); tests/test_runtime_ray.py runs both on Ray Serve."""
+vector; a guardrail asks Llama Guard for a verdict and refuses or passes the question on; a memory lookup's
+cross-encoder reorders the search's documents before they reach the LLM. In-process router against the OpenAI
+stand-in (no GPU here); tests/test_runtime_ray.py runs them on Ray Serve."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from stand_ins.openai_llm import StandInLLM
 from stand_ins.served_graphs import (
     EMBED_DIM,
     compile_example,
+    compile_reranked,
+    document_text,
     expected_top,
     guarded_bindings,
     rag_bindings,
+    reranked_bindings,
+    reranked_order,
+    write_index,
 )
 
 from hetc.bundle.kubernetes import kubernetes_manifests
 from hetc.dialects import task as T
-from hetc.dialects.interfaces import EMBEDDINGS_API, SAFETY_VERDICT_API, Served
+from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API, Served
 from hetc.errors import HetcError
 from hetc.hwdb.loader import load_hwdb
 from hetc.runtime.bindings import validate_bindings
@@ -39,6 +45,11 @@ def rag_bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def guarded_bundle(tmp_path_factory):
     return compile_example("guarded-chat", tmp_path_factory.mktemp("guarded") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def reranked_bundle(tmp_path_factory):
+    return compile_reranked(tmp_path_factory.mktemp("reranked"))
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +79,22 @@ def test_the_embed_op_says_who_serves_it_on_each_device_class():
     assert guard.engine_call(devices["intel-xeon-8480"]) == {"api": SAFETY_VERDICT_API}  # vLLM's CPU build
 
 
+def test_a_cross_encoder_is_served_by_an_engine_on_every_device_class():
+    # hetc's runtime has no callable or kernel that rescores documents: vLLM's CPU build serves it on a CPU
+    served = T.RerankOp.get_trait(Served)
+    devices = load_hwdb().devices
+    for device in ("intel-xeon-8480", "nvidia-a100-80gb", "amd-mi300x", "intel-gaudi3"):
+        assert served.engine_call(devices[device]) == {"api": RERANK_API}, device
+    assert served.engine(devices["intel-xeon-8480"]) == "vllm-cpu"
+
+
 def test_the_plan_names_the_engine_call_the_schema_and_the_runtime_know():
     from pathlib import Path
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "hetc/schemas/plan.schema.json").read_text())
     batch = next(b["then"] for b in schema["$defs"]["service"]["allOf"] if b["if"]["properties"]["type"]["const"] == "batch")
-    assert set(batch["properties"]["api"]["enum"]) == set(ENGINE_CALLS) == {EMBEDDINGS_API, SAFETY_VERDICT_API}
+    assert set(batch["properties"]["api"]["enum"]) == set(ENGINE_CALLS) == {EMBEDDINGS_API, SAFETY_VERDICT_API,
+                                                                             RERANK_API}
 
 
 def test_gpu_embed_stages_are_served_by_an_engine_and_cpu_ones_by_the_kernel(rag_bundle):
@@ -135,6 +156,85 @@ def test_an_engine_that_is_down_ends_the_request_with_a_structured_error(rag_bun
     with pytest.raises(RequestError) as error:
         asyncio.run(router.run(QUESTION))
     assert error.value.error["type"] == "llm_failed" and error.value.error["stage"].endswith(".embed")
+
+
+PINNED = """\
+hetc: 1
+name: pinned-embedder
+slo:
+  latency_ms: {p99: 5000}
+traffic: {requests_per_s: 1}
+models:
+  bge: {preset: bge-large-en-v1.5, engine: vllm}
+nodes:
+  question: {kind: input, produces: text, tokens: 32}
+  retrieve: {kind: memory_lookup, n_vectors: 40, top_k: 4, embed_model: bge, query_tokens: 32}
+  answer: {kind: output}
+edges:
+  - question -> retrieve -> answer
+hardware:
+  pool: [intel-xeon-8480]
+"""
+
+
+def test_an_engine_the_spec_pins_serves_the_cpu_embed_stage(llm, tmp_path):
+    # the user asked for vLLM: the plan names it and its embeddings call, the bundle carries no pooling kernel
+    # for it, the runtime asks the engine and the export runs vLLM's CPU build
+    from stand_ins.served_graphs import compile_spec_file
+
+    (tmp_path / "agent.yaml").write_text(PINNED)
+    bundle = compile_spec_file(tmp_path / "agent.yaml", tmp_path / "bundle")
+    stage = stages_of(bundle)["retrieve.embed"]
+    assert stage["device_kind"] == "cpu" and stage["engine"] == "vllm"
+    assert stage["service"]["api"] == EMBEDDINGS_API and stage["kernel_symbols"] == []
+    write_index(tmp_path)
+    bind = tmp_path / "bind.yaml"
+    bind.write_text(f"hetc-bindings: 1\nmodels: {{bge: {{endpoint: '{llm.url}'}}}}\n"
+                    "nodes: {retrieve: {vectors: vectors.npy, documents: documents.jsonl}}\n")
+    llm.embedding_requests.clear()
+    result = asyncio.run(local_router(bundle, bind).run(QUESTION))
+    assert [r["input"] for r in llm.embedding_requests] == [[QUESTION]]
+    assert result["visits"]["retrieve.search"] == 1
+    server = _containers(kubernetes_manifests(plan_of(bundle)))["pinned-embedder-retrieve-embed"]
+    assert server["image"] == "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:latest"
+    assert server["args"][:4] == ["--model", "BAAI/bge-large-en-v1.5", "--runner", "pooling"]
+
+
+# ----------------------------------------------------------------------------------------------- rerank
+
+
+def test_the_rerank_stage_is_an_engine_call_in_the_plan(reranked_bundle):
+    stage = stages_of(reranked_bundle)["retrieve.rerank"]
+    assert stage["engine"].startswith("vllm") and stage["service"]["api"] == RERANK_API
+    assert stage["model"]["name"] == "bge-reranker-v2-m3"
+
+
+def test_the_documents_reach_the_llm_in_the_rerankers_order(reranked_bundle, llm, tmp_path):
+    router = local_router(reranked_bundle, reranked_bindings(tmp_path / "bind.yaml", llm.url))
+    llm.requests.clear()
+    llm.rerank_requests.clear()
+    result = asyncio.run(router.run(QUESTION))
+    searched = expected_top(QUESTION, tmp_path, 8)
+    # the cross-encoder got the query and the search's documents, in the search's order
+    (request,) = llm.rerank_requests
+    assert request["query"] == QUESTION and request["model"] == "BAAI/bge-reranker-v2-m3"
+    assert request["documents"] == [document_text(i) for i in searched] and request["top_n"] == 8
+    prompt = next(r for r in llm.requests if "messages" in r)["messages"][0]["content"]
+    context = [line.split("]")[0][1:] for line in prompt.split("Context:\n")[1].splitlines()]
+    assert context == reranked_order(QUESTION, tmp_path, 8) != searched  # the reranker's order, not the search's
+    assert result["visits"]["retrieve.rerank"] == 1
+
+
+def test_a_rerank_answer_that_misses_documents_fails_the_request():
+    from hetc.runtime.llm_client import LLMError, rerank
+
+    class Partial(StandInLLM):
+        def rerank(self, handler, body):
+            super().rerank(handler, {**body, "top_n": 1})  # answers one of the documents only
+
+    with Partial() as server:
+        with pytest.raises(LLMError, match="ranked 1 of 3 documents"):
+            asyncio.run(rerank({"endpoint": server.url, "model": "m"}, "q", ["a", "b", "c"], 5.0, "r1"))
 
 
 # --------------------------------------------------------------------------------------------- guardrail
@@ -205,6 +305,25 @@ def test_the_kubernetes_export_creates_the_guard_server(guarded_bundle):
     assert guard["args"][:2] == ["--model", "meta-llama/Llama-Guard-3-1B"] and "--runner" not in guard["args"]
     env = {e["name"]: e["value"] for e in containers["guarded-chat-runtime"]["env"]}
     assert env["HETC_ENDPOINT_GUARD"] == "http://guarded-chat-screen:8000/v1"
+
+
+def test_the_kubernetes_export_creates_the_rerank_server(reranked_bundle):
+    containers = _containers(kubernetes_manifests(plan_of(reranked_bundle)))
+    args = containers["rag-reranked-retrieve-rerank"]["args"]
+    assert args[:4] == ["--model", "BAAI/bge-reranker-v2-m3", "--runner", "pooling"]
+    # the cross-encoder's context from its config (max_position_embeddings 8194)
+    assert args[args.index("--max-model-len") + 1] == "8194"
+    env = {e["name"]: e["value"] for e in containers["rag-reranked-runtime"]["env"]}
+    assert env["HETC_STAGE_ENDPOINT_RETRIEVE_RERANK"] == "http://rag-reranked-retrieve-rerank:8000/v1"
+
+
+def test_engine_servers_get_their_models_context_as_max_model_len(rag_bundle, guarded_bundle):
+    embed = _containers(kubernetes_manifests(plan_of(rag_bundle)))["rag-assistant-retrieve-embed"]["args"]
+    assert embed[embed.index("--max-model-len") + 1] == "512"  # bge-large-en-v1.5: max_position_embeddings
+    guard = _containers(kubernetes_manifests(plan_of(guarded_bundle)))["guarded-chat-screen"]["args"]
+    assert guard[guard.index("--max-model-len") + 1] == "131072"  # Llama-Guard-3-1B's config
+    chat = _containers(kubernetes_manifests(plan_of(guarded_bundle)))["guarded-chat-answer-llm-decode"]["args"]
+    assert "--max-model-len" in chat  # an LLM node's prompt plus answer, as before
 
 
 def test_each_engine_stage_calls_its_own_server(rag_bundle, llm, tmp_path, monkeypatch):

@@ -2,8 +2,9 @@
 start for the module), and a replica killed mid-run: Ray Serve restarts it and every request in flight
 completes or ends with a structured error, none hangs. Then the stages an engine serves for the runtime, each
 example as its own Serve application next to the help desk: the RAG example's GPU embed stage (the vector
-reaches the search from the engine) and guarded-chat's Llama Guard screen (a safe and an unsafe question);
-every engine is the OpenAI stand-in."""
+reaches the search from the engine) and its reranker and guarded-chat's Llama Guard screen (a safe and an unsafe question);
+every engine is the OpenAI stand-in. The RAG application reranks its retrieval with a cross-encoder (the
+stand-in's rerank API), so the context reaches the LLM in the reranker's order."""
 
 from __future__ import annotations
 
@@ -133,11 +134,12 @@ def _application(serve_base: str, name: str, bundle, bindings):
 
 @pytest.fixture()
 def rag(serve_base, tmp_path):
+    """The RAG example with a cross-encoder reranking its retrieval (the embed and rerank stages' engines)."""
     base = tmp_path
-    bundle = served_graphs.compile_example("rag-assistant", base / "bundle")
+    bundle = served_graphs.compile_reranked(base)
     with StandInLLM(embedding_dim=served_graphs.EMBED_DIM) as llm:
-        yield _application(serve_base, "rag", bundle, served_graphs.rag_bindings(base / "bind.yaml", llm.url)), \
-            llm, base
+        yield _application(serve_base, "rag", bundle, served_graphs.reranked_bindings(base / "bind.yaml",
+                                                                                     llm.url)), llm, base
         serve.delete("rag")
 
 
@@ -151,19 +153,23 @@ def guarded(serve_base, tmp_path):
         serve.delete("guarded")
 
 
-def test_the_gpu_embed_stage_vector_reaches_the_search_from_the_engine(rag):
+def test_the_engine_vector_reaches_the_search_and_the_reranker_orders_the_context(rag):
     url, llm, folder = rag
     question = "Which documents describe the refund process?"
     response = ask(url, question)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["visits"]["retrieve.embed"] == 1 and answer["visits"]["retrieve.search"] == 1
+    assert answer["visits"]["retrieve.rerank"] == 1
     assert [question] in [r["input"] for r in llm.embedding_requests]  # the embed stage asked the engine
-    # the search ranked the index for the engine's vector (no embed callable is bound): the LLM's context
-    # holds numpy's top 8 for that vector, in order
+    # the search ranked the index for the engine's vector (no embed callable is bound): the cross-encoder got
+    # numpy's top 8 for that vector, in order, and the LLM's context holds them in the cross-encoder's order
+    searched = served_graphs.expected_top(question, folder, 8)
+    (rerank,) = llm.rerank_requests
+    assert rerank["query"] == question and rerank["documents"] == [served_graphs.document_text(i) for i in searched]
     prompt = next(r for r in llm.requests if "messages" in r)["messages"][0]["content"]
     context = [line.split("]")[0][1:] for line in prompt.split("Context:\n")[1].splitlines()]
-    assert context == served_graphs.expected_top(question, folder, 8)
+    assert context == served_graphs.reranked_order(question, folder, 8) != searched
 
 
 def test_a_safe_question_is_answered_and_an_unsafe_one_refused(guarded):

@@ -19,7 +19,7 @@ from xdsl.traits import SymbolTable
 
 from hetc.dialects import agent as A
 from hetc.dialects import task as T
-from hetc.dialects.interfaces import KernelProvider
+from hetc.dialects.interfaces import RUNTIME, KernelProvider, Served
 from hetc.spec.frontend import arch_from_attr
 
 CPU_VARIANT = "x86-64"
@@ -50,7 +50,11 @@ def generate(module, db, verify: bool = True) -> tuple[dict[str, bytes], dict[st
         provider = op.get_trait(KernelProvider) if isinstance(op, T.TaskOp) else None
         if provider is None or op.placement() is None:
             continue
-        tv = target_variant(db.devices[op.placement().device.data])
+        device = db.devices[op.placement().device.data]
+        served = op.get_trait(Served)
+        if served is not None and served.engine_of(op, device) != RUNTIME:
+            continue  # an engine serves it (one its spec pins, say): hetc's runtime calls no kernel of it
+        tv = target_variant(device)
         called = provider.called_at_run_time(tv[0]) if tv is not None else ()
         if not called:
             continue

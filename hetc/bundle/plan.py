@@ -164,13 +164,13 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     est = T.estimate_of(op)
     kind = "input" if isinstance(op, A.InputOp) else "output" if isinstance(op, A.OutputOp) else op.stage_kind()
     role = _role(op)
-    model, spec_engine = None, None
+    model = None
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
         arch = arch_from_attr(ref.arch, ref.sym_name.data)
         model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data}
-        spec_engine = arch.engine or None  # the engine the spec chose for this model, if any
-    engine = (spec_engine or op.get_trait(Served).engine(device)) if placeable(op) else None
+    # the engine the spec pins for the model, else the device class's (the same one the service's `api` follows)
+    engine = op.get_trait(Served).engine_of(op, device) if placeable(op) else None
     replicas = place.replicas.data if place else 1
     per_replica = place.tp.data * place.pp.data if place else 0
     devices = replicas * per_replica if placeable(op) else 0

@@ -1,9 +1,11 @@
 """Ray Serve exporter: a run plan -> a Serve config file (`serve deploy serve.yaml`).
 
 One application per plan; one deployment per stage that needs a process (the same stages as the
-Kubernetes exporter). Accelerators map to Ray resources: NVIDIA and AMD GPUs are Ray's "GPU" resource,
-Gaudi is "HPU"; accelerator_type uses the strings Ray's accelerator managers report for a node. The
-application's code is hetc's runtime, `hetc.runtime.serve:build_app` (pip install "hetc[serve]"), which builds
+Kubernetes exporter). A replica reserves accelerators only when the stage's work runs in it (hetc's runtime
+serves the stage); a stage an engine serves (vLLM, ...) has a replica that only calls that engine over HTTP,
+and the engine's own deployment holds the devices. Accelerators map to Ray resources: NVIDIA and AMD GPUs are
+Ray's "GPU" resource, Gaudi is "HPU"; accelerator_type uses the strings Ray's accelerator managers report for
+a node. The application's code is hetc's runtime, `hetc.runtime.serve:build_app` (pip install "hetc[serve]"), which builds
 the same deployments from plan.json; each deployment's user_config carries its stage from plan.json.
 docs/plan.md ("Ray Serve") documents the mapping.
 """
@@ -15,7 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hetc.bundle.kubernetes import dns_label, host_resources, needs_process
+from hetc.bundle.kubernetes import HTTP_CLIENT_CPU_CORES, HTTP_CLIENT_MEMORY_GB, dns_label, host_resources, needs_process
+from hetc.dialects.interfaces import RUNTIME
 
 DEFAULT_IMPORT_PATH = "hetc.runtime.serve:build_app"
 HTTP_PORT = 8000
@@ -55,12 +58,24 @@ def ray_resource(stage: dict[str, Any]) -> str | None:
     return "GPU"
 
 
+def runs_in_replica(stage: dict[str, Any]) -> bool:
+    """The stage's work runs in its Ray replica: hetc's runtime serves it (its bound callables, the bundle's
+    kernels). Any other engine is a server of its own (vLLM, ...) that the replica only calls over HTTP, so
+    the replica holds none of the stage's devices (the engine's deployment does)."""
+    return stage["engine"] == RUNTIME
+
+
 def deployment_options(stage: dict[str, Any]) -> dict[str, Any]:
-    """Ray Serve deployment options of one stage: replicas, concurrency, actor resources, placement group."""
-    cores, memory_gb = host_resources(stage)
-    resource = ray_resource(stage)
+    """Ray Serve deployment options of one stage: replicas, concurrency, actor resources, placement group.
+    Accelerators are reserved only for a replica that runs the stage's work itself (runs_in_replica); one
+    that calls an engine is an HTTP client and asks for an HTTP client's CPU and memory."""
+    if runs_in_replica(stage):
+        cores, memory_gb = host_resources(stage)
+        resource = ray_resource(stage)
+    else:
+        cores, memory_gb, resource = HTTP_CLIENT_CPU_CORES, HTTP_CLIENT_MEMORY_GB, None
     devices = stage["devices_per_replica"]
-    accelerator = RAY_ACCELERATOR_TYPES.get(stage["device"] or "")
+    accelerator = RAY_ACCELERATOR_TYPES.get(stage["device"] or "") if resource is not None else None
     service = stage["service"]
     ongoing = service.get("max_batch", service.get("concurrency", 1))
     deployment: dict[str, Any] = {

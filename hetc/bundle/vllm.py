@@ -7,8 +7,10 @@ image the bundle builds. docs/deploy.md cites the source of every flag and image
 - A P::D split across device classes becomes two servers joined by the KV connector of the pair's KV path
   (`--kv-transfer-config` and environment exactly as the plan's kv_path, an entry of hetc/data/kv-paths.yaml,
   says) and a router that sends each request to prefill, then decode; a pair without a path is refused.
-- An embed stage off a CPU runs vLLM's pooling runner (`--runner pooling`, serving `/v1/embeddings`); a
-  guardrail (Llama Guard) is a chat model on the default runner.
+- An embed stage an engine serves (off a CPU, or where the spec pins one) runs vLLM's pooling runner
+  (`--runner pooling`, serving `/v1/embeddings`), so does a rerank stage (a cross-encoder, serving
+  `/v1/rerank`); a guardrail (Llama Guard) is a chat model on the default runner. Their `--max-model-len` is
+  the model's context from its config (ModelArch.max_context).
 - Every stage that is not an engine runs in the hetc runtime image (`deploy/runtime/Dockerfile` in the bundle).
 """
 
@@ -18,7 +20,7 @@ import json
 from typing import Any
 
 from hetc.bundle.names import dns_label
-from hetc.dialects.interfaces import EMBEDDINGS_API, SAFETY_VERDICT_API
+from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API
 from hetc.errors import HetcError, Loc
 
 # Public vLLM images per vendor key; `--image KEY=IMAGE` overrides one (docs/deploy.md: sources).
@@ -32,9 +34,10 @@ RUNTIME_KEY = "runtime"  # the hetc runtime image the bundle's Dockerfile builds
 IMAGE_KEYS = (*VLLM_IMAGES, RUNTIME_KEY)
 VLLM_KINDS = ("prefill", "decode", "encoder")  # stages a vLLM server runs (encoder: Whisper transcription)
 # Server flags per engine API the runtime calls (a stage's service `api`, which its op states): an embedding
-# model runs vLLM's pooling runner, which serves POST /v1/embeddings (docs/deploy.md: source); a safety
-# classifier (Llama Guard) is a chat model on the default runner.
-API_ARGS = {EMBEDDINGS_API: ("--runner", "pooling"), SAFETY_VERDICT_API: ()}
+# model runs vLLM's pooling runner, which serves POST /v1/embeddings, and so does a cross-encoder, served
+# through POST /v1/rerank (docs/deploy.md: sources); a safety classifier (Llama Guard) is a chat model on the
+# default runner.
+API_ARGS = {EMBEDDINGS_API: ("--runner", "pooling"), SAFETY_VERDICT_API: (), RERANK_API: ("--runner", "pooling")}
 # vLLM --dtype per plan precision of the activations; fp8 weights compute in bf16 (--quantization fp8)
 VLLM_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "bfloat16"}
 PROXY_MODULE = "hetc.runtime.pd_proxy"
@@ -63,7 +66,7 @@ def vendor_key(stage: dict[str, Any]) -> str:
 
 def serves_vllm(stage: dict[str, Any]) -> bool:
     """A vLLM server runs the stage: an LLM phase or a transcription, or a stage whose plan entry names the
-    engine API the runtime calls (an embed stage off a CPU, a guardrail)."""
+    engine API the runtime calls (an embed stage an engine serves, a guardrail, a reranker)."""
     return (stage["engine"] or "").startswith("vllm") and stage["model"] is not None and (
         stage["kind"] in VLLM_KINDS or stage["service"].get("api") in API_ARGS)
 
@@ -145,6 +148,19 @@ def model_lengths(plan: dict[str, Any]) -> dict[str, int]:
     return {node: prompt[node] + answer[node] for node in prompt if prompt[node] and answer[node]}
 
 
+def engine_call_length(stage: dict[str, Any]) -> int | None:
+    """The longest sequence the model of a stage the runtime calls per request (service `api`: an embedding
+    model, a safety classifier, a cross-encoder) takes: its config's context (max_position_embeddings, as
+    ModelArch.max_context holds it), for the models hetc knows (presets, bundled configs); else None and vLLM
+    reads the checkpoint's config itself."""
+    from hetc.model.models import resolve_preset
+
+    if not stage["service"].get("api"):
+        return None
+    arch = resolve_preset(stage["model"]["name"])
+    return arch.max_context if arch is not None else None
+
+
 def precision_args(precision: str) -> list[str]:
     args = []
     if precision in VLLM_DTYPE:
@@ -168,7 +184,7 @@ def vllm_args(plan: dict[str, Any], stage: dict[str, Any], port: int, role: str 
             *precision_args(model["precision"]),
             "--tensor-parallel-size", str(stage["tp"]), "--pipeline-parallel-size", str(stage["pp"]),
             "--max-num-seqs", str(stage["batch"])]
-    length = (model_lengths(plan) if lengths is None else lengths).get(stage["node"])
+    length = (model_lengths(plan) if lengths is None else lengths).get(stage["node"]) or engine_call_length(stage)
     if length:
         args += ["--max-model-len", str(length)]
     if role is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from xdsl.ir import Operation, SSAValue
 from xdsl.traits import OpTrait, SymbolTable
 
-from hetc.dialects.agent import AudioType, DocumentsType, EmbeddingType, TextType, TokensType
+from hetc.dialects.agent import AudioType, DocumentsType, EmbeddingType, ModelOp, TextType, TokensType
 from hetc.targets import kernels as K
 
 if TYPE_CHECKING:
@@ -241,6 +241,7 @@ RUNTIME = "cpu-runtime"  # hetc's own runtime runs the stage (its bound callable
 EMBEDDINGS_API = "embeddings"  # POST /embeddings: the text's vector, passed on as the stage's `embedding`
 SAFETY_VERDICT_API = "safety_verdict"  # POST /chat/completions to a safety classifier: "safe", or "unsafe" and
 #                                        the violated categories; an unsafe verdict stops the request
+RERANK_API = "rerank"  # POST /rerank to a cross-encoder: the query and its documents, rescored and reordered
 
 
 @dataclass(frozen=True)
@@ -254,30 +255,46 @@ class Served(OpTrait):
     elsewhere: str = "vllm"
     reached_by: str | None = None  # transport into it from another device class ("http" for an external call)
     echo: tuple[str, ...] = ()  # properties the service entry repeats (the engine's request shape)
-    api: str | None = None  # EMBEDDINGS_API, SAFETY_VERDICT_API: what the runtime asks the engine serving it
+    api: str | None = None  # EMBEDDINGS_API, SAFETY_VERDICT_API, RERANK_API: what the runtime asks its engine
 
     def engine(self, device) -> str:
         if device.kind == "cpu":
             return self.on_cpu
         return self.on_gaudi if device.target == "gaudi" else self.elsewhere
 
-    def engine_call(self, device) -> dict:
-        """{"api": ...} when an engine serves the op on `device` and the runtime calls it per request; {} when
-        hetc's runtime runs it (its bound callable and the bundle's kernel) or the op has no such call."""
-        return {"api": self.api} if self.api and device is not None and self.engine(device) != RUNTIME else {}
+    def engine_of(self, op: Operation | None, device) -> str:
+        """The engine serving `op` on `device`: the one the spec pins for its model (`engine:`), which is what
+        the user asked for, else the device class's (`engine`)."""
+        if op is not None and "model" in op.properties:
+            model = SymbolTable.lookup_symbol(op, op.model)
+            pinned = model.arch.model_arch(model.sym_name.data).engine if isinstance(model, ModelOp) else ""
+            if pinned:
+                return pinned
+        return self.engine(device)
+
+    def engine_call(self, device, op: Operation | None = None) -> dict:
+        """{"api": ...} when an engine serves the op on `device` (`op`: the engine its spec pins counts) and the
+        runtime calls it per request; {} when hetc's runtime runs it (its bound callable and the bundle's
+        kernel) or the op has no such call."""
+        if not self.api or device is None:
+            return {}
+        return {"api": self.api} if self.engine_of(op, device) != RUNTIME else {}
 
     def service(self, op: Operation, est: dict, batch: int, device) -> dict:
         latency = est.get("latency_ms", 0.0)
         entry = {"type": "batch", "ms_base": est.get("ms_base", 0.0),
                  "ms_per_item": est.get("ms_per_item", latency / batch), "max_batch": batch}
         entry.update({name: op.properties[name].value.data for name in self.echo})
-        entry.update(self.engine_call(device))
+        entry.update(self.engine_call(device, op))
         return entry
 
 
 MODEL_SERVER = dict(on_cpu="vllm-cpu", on_gaudi="vllm-gaudi", elsewhere="vllm")  # a model behind an LLM server
 # an embedding model: hetc's runtime pools on a CPU (the bundle's kernel, EMBED_KERNELS), an engine elsewhere
 EMBEDDING_SERVER = dict(on_cpu=RUNTIME, on_gaudi="vllm-gaudi", elsewhere="vllm", api=EMBEDDINGS_API)
+# a cross-encoder: an engine on every device class, vLLM's CPU build on a CPU (hetc's runtime has no callable
+# or kernel that rescores documents), asked through its rerank API
+RERANK_SERVER = dict(**MODEL_SERVER, api=RERANK_API)
 HTTP_CLIENT = dict(on_cpu="http-client", on_gaudi="http-client", elsewhere="http-client")  # network calls
 
 

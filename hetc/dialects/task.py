@@ -446,9 +446,13 @@ class VectorSearchOp(TaskOp):
 
 @irdl_op_definition
 class RerankOp(ModelTaskOp):
+    """A cross-encoder rescores the search's documents against the query (one pass over the query and each
+    document, `tokens` in all) and reorders them, asked of the engine serving it (RERANK_API) on every device
+    class."""
+
     name = "task.rerank"
     traits = traits_def(
-        Pure(), I.ModelPassCost("tokens"), I.Served(**I.MODEL_SERVER)
+        Pure(), I.ModelPassCost("tokens"), I.Served(**I.RERANK_SERVER)
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("tokens",)
     tokens = prop_def(_I)

@@ -9,6 +9,9 @@ service `api`, which the op states: hetc/dialects/interfaces.py, `Served.api`), 
   is "safe", or "unsafe" and a line of violated categories (S1, S2, ...). Safe: the value goes on along every
   edge leaving the stage (`screened`); unsafe: a `refusal` that stops the request (hetc/runtime/router.py).
   Any other reply fails the request (`llm_failed`): a classifier nobody can read lets nothing through.
+- `rerank`: a memory lookup's cross-encoder (`rerank_model`): `POST /rerank` with the query (the text the
+  search passed on) and its documents' texts; the documents go on in the engine's order, most relevant first,
+  each with its `rerank_score` (all of them: the search already kept the node's `top_k`).
 
 Every failure is an LLMError; the worker turns it into the stage's structured error.
 """
@@ -19,8 +22,8 @@ import asyncio
 import re
 from typing import Any
 
-from hetc.dialects.interfaces import EMBEDDINGS_API, SAFETY_VERDICT_API
-from hetc.runtime.llm_client import LLMError, chat_once, embeddings
+from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API
+from hetc.runtime.llm_client import LLMError, chat_once, embeddings, rerank
 from hetc.runtime.text import clean_text
 
 CATEGORY = re.compile(r"\bS\d{1,2}\b")  # Llama Guard 3's hazard category codes (S1 ... S14)
@@ -62,4 +65,19 @@ async def screen(model: dict[str, Any], stage: dict[str, Any], values: list[dict
     return list(await asyncio.gather(*(one(v, r) for v, r in zip(values, request_ids, strict=True))))
 
 
-ENGINE_CALLS = {EMBEDDINGS_API: embed, SAFETY_VERDICT_API: screen}
+async def reorder(model: dict[str, Any], stage: dict[str, Any], values: list[dict[str, Any]], request_ids: list[str],
+                  timeout_s: float) -> list[dict[str, Any]]:
+    """Each request's documents in the cross-encoder's order (one call per request: each has its own query)."""
+
+    async def one(value: dict[str, Any], request_id: str) -> dict[str, Any]:
+        documents = value.get("documents") or []
+        if not documents:
+            return value  # nothing to rescore
+        ranked = await rerank(model, value["text"], [str(d.get("text", "")) for d in documents], timeout_s,
+                              request_id)
+        return {**value, "documents": [{**documents[i], "rerank_score": round(score, 6)} for i, score in ranked]}
+
+    return list(await asyncio.gather(*(one(v, r) for v, r in zip(values, request_ids, strict=True))))
+
+
+ENGINE_CALLS = {EMBEDDINGS_API: embed, SAFETY_VERDICT_API: screen, RERANK_API: reorder}

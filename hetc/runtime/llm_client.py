@@ -3,7 +3,8 @@
 `chat_stream` streams a chat completion (server-sent events, `stream: true`) so tokens reach the user as they
 are decoded, and assembles tool calls from their streamed fragments (each delta names the call's index; `id`
 and the function name come first, the JSON arguments arrive in pieces). `chat_once` asks for a whole short
-answer (a classifier's verdict); `embeddings` returns one vector per text (`POST /embeddings`).
+answer (a classifier's verdict); `embeddings` returns one vector per text (`POST /embeddings`); `rerank` the
+documents' order by a cross-encoder's relevance to a query (`POST /rerank`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ async def embeddings(model: dict[str, Any], texts: list[str], timeout_s: float, 
     if any(v is None for v in vectors):
         raise LLMError("the model server's embeddings repeat an index")
     return vectors
+
+
+async def rerank(model: dict[str, Any], query: str, documents: list[str], timeout_s: float,
+                 request_id: str) -> list[tuple[int, float]]:
+    """(index into `documents`, relevance score) of every document, most relevant first, from `POST /rerank`
+    (vLLM's re-rank API: `results` sorted by `relevance_score`, each naming its document's `index`)."""
+    body = {"model": model["model"], "query": query, "documents": documents, "top_n": len(documents)}
+    answer = await _post_json(model, "/rerank", body, timeout_s, request_id)
+    results = answer.get("results")
+    ranked = []
+    for item in results if isinstance(results, list) else []:
+        index = item.get("index") if isinstance(item, dict) else None
+        score = item.get("relevance_score") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(documents) or isinstance(score, bool) \
+                or not isinstance(score, (int, float)):
+            raise LLMError("the model server's rerank results are not a list of {index, relevance_score}")
+        ranked.append((index, float(score)))
+    if sorted(i for i, _ in ranked) != list(range(len(documents))):
+        raise LLMError(f"the model server ranked {len(ranked)} of {len(documents)} documents, each once expected")
+    return sorted(ranked, key=lambda pair: -pair[1])  # stable: the server's order among equal scores
 
 
 async def chat_stream(model: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]],

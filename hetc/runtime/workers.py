@@ -9,7 +9,7 @@ returned as `{"error": {...}}` (structured, serialisable), never raised across t
   streaming tokens; returns the text and the tool calls the model made;
 - tool_lookup: the tool's HTTP endpoint or Python callable, with a timeout and retries;
 - a stage an engine serves whose plan entry names the engine API the runtime calls (service `api`: an embed
-  stage off a CPU, a guardrail): that call (engine_stages.py);
+  stage an engine serves, a guardrail, a reranker): that call (engine_stages.py);
 - embed (on a CPU stage, which the plan gives a pooling kernel): the bound `embed` callable returns token
   vectors; the bundle's pooling + L2-normalisation kernel makes them one vector (`embedding`);
 - vector_search: ranks the bound index with the bundle's kernel, for the query vector the node's embed stage

@@ -11,9 +11,14 @@ calls) with scripted behaviour, so the runtime can be tested end to end without 
   `/v1/audio/speech` answers "RIFF" followed by the text it was given, as audio/wav;
 - `/v1/embeddings` answers each input text with `embedding(text, embedding_dim)`: a deterministic vector
   made from the text's sha256 (no model: tests compare the search's ranking with numpy's for that vector);
+- `/v1/rerank` (vLLM's re-rank API: `query`, `documents`, optional `top_n`) scores each document with
+  `relevance(query, document)`, a deterministic number in [0, 1) from their sha256 (no model: tests compare
+  the order documents reach the LLM in with that score's), and answers `results` most relevant first, each
+  with its `index`, `document: {text}` and `relevance_score`;
 - a chat request for a model whose name contains "Guard" (Llama Guard) answers as that classifier does:
   "\n\nunsafe\nS1,S10" when the user's text contains UNSAFE, else "\n\nsafe".
-Every request is recorded in `requests` (for assertions), the embeddings requests also in `embedding_requests`.
+Every request is recorded in `requests` (for assertions), the embeddings requests also in `embedding_requests`,
+the rerank requests in `rerank_requests`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class StandInLLM:
     def __init__(self, embedding_dim: int = 32) -> None:
         self.requests: list[dict] = []
         self.embedding_requests: list[dict] = []
+        self.rerank_requests: list[dict] = []
         self.embedding_dim = embedding_dim
         stand_in = self
 
@@ -46,6 +52,9 @@ class StandInLLM:
                 stand_in.requests.append(body)
                 if self.path.rstrip("/") == "/v1/embeddings":
                     stand_in.embeddings(self, body)
+                    return
+                if self.path.rstrip("/") == "/v1/rerank":
+                    stand_in.rerank(self, body)
                     return
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self.send_error(404)
@@ -102,7 +111,25 @@ class StandInLLM:
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
         data = [{"object": "embedding", "index": i, "embedding": self.embedding(text, self.embedding_dim)}
                 for i, text in enumerate(texts)]
-        payload = json.dumps({"object": "list", "model": body["model"], "data": data}).encode()
+        self.send_json(handler, {"object": "list", "model": body["model"], "data": data})
+
+    @staticmethod
+    def relevance(query: str, document: str) -> float:
+        """The stand-in cross-encoder's score of a (query, document) pair: a number in [0, 1) from sha256."""
+        return struct.unpack(">I", hashlib.sha256(f"{query}\0{document}".encode()).digest()[:4])[0] / 2**32
+
+    def rerank(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        self.rerank_requests.append(body)
+        documents = body["documents"]
+        scored = sorted(((self.relevance(body["query"], text), i, text) for i, text in enumerate(documents)),
+                        key=lambda item: -item[0])
+        results = [{"index": i, "document": {"text": text}, "relevance_score": score}
+                   for score, i, text in scored[: body.get("top_n") or len(documents)]]
+        self.send_json(handler, {"id": "rerank-stand-in", "model": body["model"], "results": results})
+
+    @staticmethod
+    def send_json(handler: BaseHTTPRequestHandler, answer: dict) -> None:
+        payload = json.dumps(answer).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(payload)))
