@@ -290,3 +290,15 @@ def test_an_overlay_makes_a_pair_plannable_at_released(tmp_path):
     assert plan["pd"] == "intel-gaudi3::nvidia-b200"
     assert plan["provenance"]["kv_paths"] == {"level": "released", "table": "default+validated"}
     assert _stage(plan, "decode")["kv_path"]["status"] == "released"
+
+
+def test_an_edge_inside_a_loop_predicts_one_transfer():
+    """The voice agent's decode -> search edge runs up to 3 times a request: placement prices the path with
+    all 3 transfers, the plan's edge (what the simulator delays each token by) holds one."""
+    result = compile_spec(str(ROOT / "examples" / "voice-agent.yaml"), CompileOptions(codegen=False))
+    key = ("llm.decode", "search.lookup")
+    edge = next(e for e in result.plan["edges"] if (e["src"], e["dst"]) == key)
+    priced = next(e for e in result.placement["edges"] if (e["src"], e["dst"]) == key)
+    worst = next(s["invocations"]["worst"] for s in result.plan["stages"] if s["id"] == key[1])
+    assert worst == 3.0 and priced["path_ms"] > 0
+    assert edge["predicted_ms"] == pytest.approx(priced["path_ms"] / worst, rel=1e-12)

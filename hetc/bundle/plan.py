@@ -191,7 +191,7 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     if role == PREFILL:  # TTFT = prefill + the KV move + the first decode step
         kv = priced.get((op.sym_name.data, f"{op.node.data}.decode"))
         decode = estimates.get(f"{op.node.data}.decode", {})
-        predicted["ttft_ms"] = est["latency_ms"] + (kv["path_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
+        predicted["ttft_ms"] = est["latency_ms"] + (kv["transfer_ms"] if kv else 0.0) + decode.get("tbt_ms", 0.0)
     if role and device is not None:
         predicted["band_p10_p90"] = _bands(device.id, predicted)
     return {
@@ -276,7 +276,7 @@ def _edges(ids, priced) -> list[dict]:
                     size = 0.0
                 move = priced.get((src.sym_name.data, dst.sym_name.data))
                 out.append({"src": ids[src], "dst": ids[dst], "payload_bytes": float(size),
-                            "transport": _transport(src, dst), "predicted_ms": move["path_ms"] if move else 0.0,
+                            "transport": _transport(src, dst), "predicted_ms": move["transfer_ms"] if move else 0.0,
                             "probability": prob, "max_iterations": bound if back else None, "back_edge": back})
     return out
 

@@ -86,7 +86,8 @@ class PlacePass(ModulePass):
                       for p in result.paths],
             "paths_total": result.sinks,
             "edges": [{"src": e.src, "dst": e.dst, "src_device": e.src_device, "dst_device": e.dst_device,
-                       "path_ms": e.path_ms, "usd_per_hour": e.usd_per_hour} for e in result.edges],
+                       "path_ms": e.path_ms, "transfer_ms": e.transfer_ms, "usd_per_hour": e.usd_per_hour}
+                      for e in result.edges],
             "baselines": [{"device": b.device, "feasible": b.feasible,
                            "usd_per_hour": b.result.tco_usd_per_hour if b.feasible else None,
                            "critical_path_ms": b.result.critical_path_ms if b.feasible else None,

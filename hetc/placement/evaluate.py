@@ -400,7 +400,8 @@ def _build_result(
     for edge in m.edges:
         a = m.cands[edge.src][choice[edge.src]].device
         b = m.cands[edge.dst][choice[edge.dst]].device
-        edge_rows.append(EdgePlacement(edge.edge.src, edge.edge.dst, a, b, edge.ms(a, b), edge.usd_per_hour(a, b)))
+        edge_rows.append(EdgePlacement(edge.edge.src, edge.edge.dst, a, b, edge.ms(a, b), edge.usd_per_hour(a, b),
+                                       edge.edge.transfer(a, b)[0]))
     usage = []
     for d in m.used_devices:
         if counts[d]:

@@ -163,6 +163,7 @@ class EdgePlacement:
     dst_device: str
     path_ms: float  # transfer ms * worst_traversals
     usd_per_hour: float  # transfer usd * load * rate * 3600
+    transfer_ms: float = 0.0  # one transfer (what each traversal waits)
 
 
 @dataclass(frozen=True)

@@ -400,7 +400,7 @@ def _pair_row(result, prefill: str, decode: str, choice: str) -> dict:
         "ttft_ms": max((p.candidate.metrics.get("ttft_ms", p.candidate.latency_ms) for p in prefills), default=None),
         "tbt_ms": max((p.candidate.metrics["tbt_ms"] for p in decodes if "tbt_ms" in p.candidate.metrics),
                       default=None),
-        "kv_transfer_ms": max((e.path_ms for e in kv_edges), default=0.0),
+        "kv_transfer_ms": max((e.transfer_ms for e in kv_edges), default=0.0),
         "critical_path_ms": result.critical_path_ms,
         "slack_ms": result.latency_slack_ms,
     })
