@@ -9,6 +9,7 @@ traced through them to the placeable ops that produce and consume the data."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr
@@ -142,19 +143,31 @@ def stage_graph(graph: A.GraphOp) -> tuple[list[Operation], list[tuple[Operation
     return ops, edges
 
 
+# graph -> (its stage graph: stage ops and loop edges, the visits hetc.loops found for it). The place pass and
+# the plan both analyse the graph, and partition between them adds only pass-through ops: the stage graph is
+# the same, and the loop analysis (a large share of either on big graphs) is a function of it alone.
+_LAST_VISITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _visits(graph: A.GraphOp) -> tuple[dict[Operation, float], dict[Operation, float], dict[tuple, float]]:
     """Expected and worst visits per stage, and expected traversals per (src, dst, back edge?), by the loop
     semantics of hetc/loops.py (the simulator's)."""
     ops, edges = stage_graph(graph)
     index = {op: i for i, op in enumerate(ops)}
     kept = [(src, dst, back) for src, dst, _, _, _, back, _ in edges if src in index]
-    loop_edges = [LoopEdge(index[src], index[dst], prob, back, bound or 0)
+    loop_edges = [(index[src], index[dst], prob, back, bound or 0)
                   for src, dst, _, prob, _, back, bound in edges if src in index]
-    try:
-        loops = LoopGraph(len(ops), loop_edges)
-        expected, worst, moved = loops.expected_visits(), loops.worst_visits(), loops.expected_traversals()
-    except LoopError as exc:
-        raise HetcError(f"graph @{graph.sym_name.data}: {exc}", op_loc(graph)) from None
+    last = _LAST_VISITS.get(graph)
+    if last is not None and last[1] == loop_edges and len(last[0]) == len(ops) and all(
+            a is b for a, b in zip(last[0], ops, strict=True)):
+        expected, worst, moved = last[2]
+    else:
+        try:
+            loops = LoopGraph(len(ops), [LoopEdge(*edge) for edge in loop_edges])
+            expected, worst, moved = loops.expected_visits(), loops.worst_visits(), loops.expected_traversals()
+        except LoopError as exc:
+            raise HetcError(f"graph @{graph.sym_name.data}: {exc}", op_loc(graph)) from None
+        _LAST_VISITS[graph] = (ops, loop_edges, (expected, worst, moved))
     return ({op: expected[i] for op, i in index.items()}, {op: worst[i] for op, i in index.items()},
             dict(zip(kept, moved, strict=True)))
 

@@ -10,6 +10,7 @@ An infeasible spec stops compilation with exit code 3 and the reasons.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -58,16 +59,25 @@ class PlacePass(ModulePass):
         result = solve_placement(built, self.solver)
         if not result.feasible:
             raise InfeasibleError([_diag(graph, line) for line in (result.reasons or ("no feasible placement",))])
+        # Attributes are immutable: ops placed alike share one (building them was a tenth of place on large graphs)
+        devices: dict[tuple, T.DeviceAttr] = {}
+        estimates: dict[tuple, T.EstimateAttr] = {}
         for placement in result.ops:
             task_op = built.ops[placement.op]
             cand = placement.candidate
-            task_op.attributes["placement"] = T.DeviceAttr(cand.device, placement.replicas, cand.tp, cand.pp,
-                                                           cand.batch, built.db.devices[cand.device].kind)
-            task_op.attributes["estimate"] = T.EstimateAttr.from_values({
-                "latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
-                "load": built.problem_op(placement.op).load, "worst": built.problem_op(placement.op).worst_invocations,
-                "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
-                **dict(cand.metrics)})
+            device = (cand.device, placement.replicas, cand.tp, cand.pp, cand.batch, built.db.devices[cand.device].kind)
+            if device not in devices:
+                devices[device] = T.DeviceAttr(*device)
+            task_op.attributes["placement"] = devices[device]
+            values = {"latency_ms": cand.latency_ms, "throughput_rps": cand.throughput_rps,
+                      "load": built.problem_op(placement.op).load,
+                      "worst": built.problem_op(placement.op).worst_invocations,
+                      "usd_per_hour": placement.usd_per_hour, "owned_devices": placement.owned_devices,
+                      **dict(cand.metrics)}
+            estimate = (*values.items(), *(math.copysign(1.0, v) for v in values.values()))  # -0.0 prints apart
+            if estimate not in estimates:
+                estimates[estimate] = T.EstimateAttr.from_values(values)
+            task_op.attributes["estimate"] = estimates[estimate]
         _place_followers(graph)
         targets = built.percentile_targets
         baselines = homogeneous_baselines(built.problem, self.solver,

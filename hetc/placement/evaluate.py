@@ -3,9 +3,10 @@ precomputed) and the evaluation of a plan: path times, TCO, and the PlacementRes
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hetc.placement.model import (
@@ -63,11 +64,12 @@ def replicas_needed(request_rate_rps: float, load: float, throughput_rps: float)
     return max(1, math.ceil(need - 1e-9 * max(1.0, need)))
 
 
-def _phase_violation(cand: Candidate, limits: Mapping[str, float]) -> str | None:
-    for key in sorted(limits):
+def _phase_violation(cand: Candidate, limits: list[tuple[str, float]]) -> str | None:
+    """The first phase limit (`limits`: sorted (metric, limit) pairs) the candidate's metrics exceed."""
+    for key, limit in limits:
         value = cand.metrics.get(key)
-        if value is not None and value > limits[key] + 1e-9:
-            return f"{key} {value:g} > limit {limits[key]:g}"
+        if value is not None and value > limit + 1e-9:
+            return f"{key} {value:g} > limit {limit:g}"
     return None
 
 
@@ -86,27 +88,15 @@ class _Model:
         self.lam = problem.soft_sla_lambda
         self.cands: list[list[_Cand]] = []
         self.excluded: list[list[tuple[int, str]]] = []
+        # Ops of one shape share their candidate list (hetc.placement.problem builds it once per shape): their
+        # _Cand lists are the same when load and limits are too, so they are built once and shared (read only).
+        shared: dict[tuple, tuple[list[_Cand], list[tuple[int, str]], Sequence[Candidate]]] = {}
         for op in problem.ops:
-            limits = {**problem.phase_limits, **op.limits}
-            kept: list[_Cand] = []
-            dropped: list[tuple[int, str]] = []
-            for i, cand in enumerate(op.candidates):
-                why = _phase_violation(cand, limits)
-                if why is not None:
-                    dropped.append((i, why))
-                    continue
-                replicas = replicas_needed(rate, op.load, cand.throughput_rps)
-                kept.append(
-                    _Cand(
-                        index=i,
-                        cand=cand,
-                        device=cand.device,
-                        replicas=replicas,
-                        devices=replicas * cand.devices_per_replica,
-                        path_ms=cand.latency_ms * op.worst_invocations,
-                        fixed_usd_per_hour=cand.usd_per_invocation * op.load * rate * SECONDS_PER_HOUR,
-                    )
-                )
+            limits = sorted({**problem.phase_limits, **op.limits}.items())
+            key = (id(op.candidates), op.load, op.worst_invocations, tuple(limits))
+            if key not in shared:  # the entry holds the candidate list, so its id is not reused meanwhile
+                shared[key] = (*self._op_candidates(op, limits), op.candidates)
+            kept, dropped, _ = shared[key]
             self.cands.append(kept)
             self.excluded.append(dropped)
         self.edges: list[_EdgeM] = []
@@ -127,6 +117,42 @@ class _Model:
             self.topo_position[v] = i
         self.sinks = [v for v in range(self.n) if not self.succs[v]]
         self.used_devices = sorted({c.device for cs in self.cands for c in cs})
+        # Per op, the edges in and out that can change the plan when the op moves: those with a transfer
+        # charge (the others add 0 to a TCO change) and those with forbidden device pairs (the others allow
+        # every move). The heuristic looks at these alone, in the same order.
+        charged = [any(usd for _, usd in edge.pairs.values()) for edge in self.edges]
+        self.charged_in = [[e for e in self.preds[v] if charged[e]] for v in range(self.n)]
+        self.charged_out = [[e for e in self.succs[v] if charged[e]] for v in range(self.n)]
+        self.forbidding_in = [[e for e in self.preds[v] if self.edges[e].edge.forbidden] for v in range(self.n)]
+        self.forbidding_out = [[e for e in self.succs[v] if self.edges[e].edge.forbidden] for v in range(self.n)]
+        # A class's $/hour at a device count: asked for the same few counts again and again by the heuristic.
+        self.device_cost = functools.lru_cache(maxsize=None)(
+            lambda device, count: self.devices[device].cost_usd_per_hour(count))
+
+    def _op_candidates(self, op: OpNode, limits: list[tuple[str, float]]
+                       ) -> tuple[list[_Cand], list[tuple[int, str]]]:
+        """The op's candidates within its phase limits, with their numbers; and (index, why) of the others."""
+        rate = self.rate
+        kept: list[_Cand] = []
+        dropped: list[tuple[int, str]] = []
+        for i, cand in enumerate(op.candidates):
+            why = _phase_violation(cand, limits)
+            if why is not None:
+                dropped.append((i, why))
+                continue
+            replicas = replicas_needed(rate, op.load, cand.throughput_rps)
+            kept.append(
+                _Cand(
+                    index=i,
+                    cand=cand,
+                    device=cand.device,
+                    replicas=replicas,
+                    devices=replicas * cand.devices_per_replica,
+                    path_ms=cand.latency_ms * op.worst_invocations,
+                    fixed_usd_per_hour=cand.usd_per_invocation * op.load * rate * SECONDS_PER_HOUR,
+                )
+            )
+        return kept, dropped
 
     def _validate(self) -> None:
         p = self.problem
@@ -147,11 +173,16 @@ class _Model:
         ids = {op.id for op in p.ops}
         if len(ids) != len(p.ops):
             raise ValueError("duplicate op ids")
+        pool = set(names)
+        checked: dict[int, Sequence[Candidate]] = {}  # candidate lists already checked (shared by ops of a shape)
         for op in p.ops:
             if op.load < 0 or op.worst_invocations < 0:
                 raise ValueError(f"op {op.id}: negative load or worst_invocations")
+            if id(op.candidates) in checked:
+                continue
+            checked[id(op.candidates)] = op.candidates
             for cand in op.candidates:
-                if cand.device not in names:
+                if cand.device not in pool:
                     raise ValueError(f"op {op.id}: candidate device {cand.device!r} is not in the pool")
                 if not cand.throughput_rps > 0 or cand.latency_ms < 0 or cand.usd_per_invocation < 0:
                     raise ValueError(f"op {op.id}: candidate {cand.describe()} has invalid numbers")
@@ -169,17 +200,16 @@ class _Model:
 
     def _toposort(self) -> list[int]:
         indegree = [len(self.preds[v]) for v in range(self.n)]
-        ready = [v for v in range(self.n) if indegree[v] == 0]
+        ready = [v for v in range(self.n) if indegree[v] == 0]  # a heap: op order breaks ties (deterministic)
         order: list[int] = []
         while ready:
-            ready.sort()  # deterministic: op order breaks ties
-            v = ready.pop(0)
+            v = heapq.heappop(ready)
             order.append(v)
             for e in self.succs[v]:
                 w = self.edges[e].dst
                 indegree[w] -= 1
                 if indegree[w] == 0:
-                    ready.append(w)
+                    heapq.heappush(ready, w)
         if len(order) != self.n:
             cyclic = sorted(self.problem.ops[v].id for v in range(self.n) if indegree[v] > 0)
             raise ValueError(f"placement graph has a cycle through {cyclic}; summarise loops first")
@@ -200,13 +230,18 @@ class _Model:
         return self.lam * (latency_ms - self.limit)
 
     def restricted(self, keep: list[list[int]]) -> PlacementProblem:
-        """The problem with each op limited to the given original candidate indices."""
+        """The problem with each op limited to the given original candidate indices. Ops that shared a candidate
+        list and keep the same indices share the restricted list (so _Model builds its candidates once)."""
         ops = []
+        lists: dict[tuple[int, tuple[int, ...]], tuple[list[Candidate], Sequence[Candidate]]] = {}
         for op, indices in zip(self.problem.ops, keep, strict=True):
+            key = (id(op.candidates), tuple(indices))
+            if key not in lists:  # the entry holds the original list, so its id is not reused meanwhile
+                lists[key] = ([op.candidates[i] for i in indices], op.candidates)
             ops.append(
                 OpNode(
                     id=op.id,
-                    candidates=[op.candidates[i] for i in indices],
+                    candidates=lists[key][0],
                     kind=op.kind,
                     role=op.role,
                     load=op.load,
@@ -230,31 +265,41 @@ class _Paths:
     critical_ms: float
 
 
-def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int, c: _Cand | None = None) -> float:
-    """F[v] from the finish times of v's predecessors (`chosen[u]` is op u's candidate; v's is `c` if given)."""
-    c = chosen[v] if c is None else c
+def _start_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int, device: str) -> float:
+    """The latest arrival of v's inputs with v on `device`, from its predecessors' finish times (`chosen[u]` is
+    op u's candidate)."""
     start = 0.0
     for e in m.preds[v]:
         edge = m.edges[e]
-        pair = edge.pairs.get((chosen[edge.src].device, c.device)) if edge.pairs else None
+        pair = edge.pairs.get((chosen[edge.src].device, device)) if edge.pairs else None
         arrive = finish[edge.src] + (pair[0] if pair else 0.0)
         if arrive > start:
             start = arrive
-    return start + c.path_ms
+    return start
 
 
-def _tail_of(m: _Model, chosen: list[_Cand], tail: list[float], v: int, c: _Cand | None = None) -> float:
-    """B[v] from the tails of v's successors (with v on candidate `c` if given)."""
-    dv = (chosen[v] if c is None else c).device
+def _finish_of(m: _Model, chosen: list[_Cand], finish: list[float], v: int, c: _Cand | None = None) -> float:
+    """F[v] from the finish times of v's predecessors (v on candidate `c` if given, else on chosen[v])."""
+    c = chosen[v] if c is None else c
+    return _start_of(m, chosen, finish, v, c.device) + c.path_ms
+
+
+def _tail_on(m: _Model, chosen: list[_Cand], tail: list[float], v: int, device: str) -> float:
+    """B[v] from the tails of v's successors, with v on `device`."""
     best = 0.0
     for e in m.succs[v]:
         edge = m.edges[e]
         w = chosen[edge.dst]
-        pair = edge.pairs.get((dv, w.device)) if edge.pairs else None
+        pair = edge.pairs.get((device, w.device)) if edge.pairs else None
         after = (pair[0] if pair else 0.0) + w.path_ms + tail[edge.dst]
         if after > best:
             best = after
     return best
+
+
+def _tail_of(m: _Model, chosen: list[_Cand], tail: list[float], v: int, c: _Cand | None = None) -> float:
+    """B[v] from the tails of v's successors (with v on candidate `c` if given)."""
+    return _tail_on(m, chosen, tail, v, (chosen[v] if c is None else c).device)
 
 
 def _chosen(m: _Model, choice: list[int]) -> list[_Cand]:

@@ -14,7 +14,8 @@ from hetc.placement.evaluate import (
     _longest_avoiding,
     _Model,
     _paths,
-    _tail_of,
+    _start_of,
+    _tail_on,
     _tco,
     _update_paths,
 )
@@ -40,49 +41,24 @@ class _Search:
 
     def allowed(self, v: int, k: int) -> bool:
         """Does op v on candidate k keep every edge of v off its forbidden device pairs?"""
-        m, device = self.m, self.cand(v, k).device
-        return (all((self.cand(m.edges[e].src).device, device) not in m.edges[e].edge.forbidden for e in m.preds[v])
-                and all((device, self.cand(m.edges[e].dst).device) not in m.edges[e].edge.forbidden
-                        for e in m.succs[v]))
+        return _Moves(self, v).allowed(self.m.cands[v][k].device)
 
     def delta_tco(self, v: int, k: int) -> float:
         """TCO change when op v moves to candidate k (inf when it breaks the inventory or puts an edge on a
         forbidden device pair)."""
-        m = self.m
-        old, new = self.cand(v), self.cand(v, k)
-        if not self.allowed(v, k):
-            return math.inf
-        delta = new.fixed_usd_per_hour - old.fixed_usd_per_hour
-        changes = {old.device: -old.devices}
-        changes[new.device] = changes.get(new.device, 0) + new.devices
-        for d, change in changes.items():
-            dev = m.devices[d]
-            after = dev.cost_usd_per_hour(self.counts[d] + change)
-            if math.isinf(after):
-                return math.inf
-            delta += after - dev.cost_usd_per_hour(self.counts[d])
-        for e in m.preds[v]:
-            edge = m.edges[e]
-            du = self.cand(edge.src).device
-            delta += edge.usd_per_hour(du, new.device) - edge.usd_per_hour(du, old.device)
-        for e in m.succs[v]:
-            edge = m.edges[e]
-            dw = self.cand(edge.dst).device
-            delta += edge.usd_per_hour(new.device, dw) - edge.usd_per_hour(old.device, dw)
-        return delta
+        return _Moves(self, v).delta_tco(k)
 
     def through(self, v: int, k: int | None = None) -> float:
         """Longest source-to-sink path through v with v on candidate k (the others unchanged). Exact."""
-        c = self.cand(v, k)
-        return (_finish_of(self.m, self.chosen, self.paths.finish, v, c)
-                + _tail_of(self.m, self.chosen, self.paths.tail, v, c))
+        return _Moves(self, v).through(k)
 
-    def critical_after(self, v: int, k: int) -> float:
+    def critical_after(self, v: int, k: int, moves: _Moves | None = None) -> float:
         """The critical path after moving v to k: the longer of the paths through v (exact, `through`) and
-        the longest path avoiding v, which the move leaves unchanged."""
-        new = self.through(v, k)
+        the longest path avoiding v, which the move leaves unchanged. `moves`: v's, if the caller has them."""
+        moves = moves or _Moves(self, v)
+        new = moves.through(k)
         current = self.paths.critical_ms
-        if new >= current - EPS_MS or self.through(v) < current - EPS_MS:
+        if new >= current - EPS_MS or moves.through() < current - EPS_MS:
             return max(new, current)
         if self.avoiding is None:
             self.avoiding = _longest_avoiding(self.m, self.chosen, self.paths)
@@ -103,13 +79,99 @@ class _Search:
                 if self.m.devices[d].capacity is not None and k > self.m.devices[d].capacity]
 
 
+class _Moves:
+    """Op v's moves in the search's current state. Every candidate of v on one device class shares its
+    class's numbers: whether the edges of v allow the class, the latest arrival of v's inputs and the
+    longest path after v, the transfer charges of v's edges, and the class's cost change. They are worked
+    out once per class (when first asked), so the TCO change and the path through v of each candidate
+    cost O(1) instead of a walk over v's edges. Each number is computed by the same operations in the same
+    order as a candidate-by-candidate evaluation would, so the results are the same floats."""
+
+    def __init__(self, s: _Search, v: int):
+        self.s, self.v = s, v
+        self.old = s.chosen[v]
+        self._allowed: dict[str, bool] = {}
+        self._path: dict[str, tuple[float, float]] = {}  # class -> (latest input arrival, longest path after)
+        self._charges: dict[str, list[float]] = {}  # class -> transfer charge changes of v's edges, in order
+        self._leave: float | None = None  # cost change of the old class when v leaves it (for another)
+
+    def allowed(self, device: str) -> bool:
+        if device not in self._allowed:
+            m, v, chosen = self.s.m, self.v, self.s.chosen
+            self._allowed[device] = (
+                all((chosen[m.edges[e].src].device, device) not in m.edges[e].edge.forbidden
+                    for e in m.forbidding_in[v])
+                and all((device, chosen[m.edges[e].dst].device) not in m.edges[e].edge.forbidden
+                        for e in m.forbidding_out[v]))
+        return self._allowed[device]
+
+    def through(self, k: int | None = None) -> float:
+        """The longest source-to-sink path through v on candidate k (None: its current one)."""
+        c = self.old if k is None else self.s.m.cands[self.v][k]
+        path = self._path.get(c.device)
+        if path is None:
+            s = self.s
+            path = self._path[c.device] = (_start_of(s.m, s.chosen, s.paths.finish, self.v, c.device),
+                                           _tail_on(s.m, s.chosen, s.paths.tail, self.v, c.device))
+        return (path[0] + c.path_ms) + path[1]
+
+    def delta_tco(self, k: int) -> float:
+        """TCO change when v moves to candidate k (inf when it breaks the inventory or puts an edge on a
+        forbidden device pair)."""
+        m, counts = self.s.m, self.s.counts
+        old, new = self.old, m.cands[self.v][k]
+        if not self.allowed(new.device):
+            return math.inf
+        delta = new.fixed_usd_per_hour - old.fixed_usd_per_hour
+        cost = m.device_cost
+        if new.device == old.device:
+            count = counts[new.device]
+            after = cost(new.device, count + (-old.devices + new.devices))
+            if math.isinf(after):
+                return math.inf
+            delta += after - cost(new.device, count)
+        else:
+            if self._leave is None:
+                count = counts[old.device]
+                after = cost(old.device, count + -old.devices)
+                self._leave = math.inf if math.isinf(after) else after - cost(old.device, count)
+            if math.isinf(self._leave):
+                return math.inf
+            delta += self._leave
+            count = counts[new.device]
+            after = cost(new.device, count + new.devices)
+            if math.isinf(after):
+                return math.inf
+            delta += after - cost(new.device, count)
+        for charge in self._charge_changes(new.device):
+            delta += charge
+        return delta
+
+    def _charge_changes(self, device: str) -> list[float]:
+        """Per edge of v with a transfer charge (in, then out), the change of its charge when v moves from
+        its class to `device`. Edges without a charge add nothing: they are not in the list."""
+        if device not in self._charges:
+            m, v, chosen, old = self.s.m, self.v, self.s.chosen, self.old.device
+            changes = []
+            for e in m.charged_in[v]:
+                edge = m.edges[e]
+                du = chosen[edge.src].device
+                changes.append(edge.usd_per_hour(du, device) - edge.usd_per_hour(du, old))
+            for e in m.charged_out[v]:
+                edge = m.edges[e]
+                dw = chosen[edge.dst].device
+                changes.append(edge.usd_per_hour(device, dw) - edge.usd_per_hour(old, dw))
+            self._charges[device] = changes
+        return self._charges[device]
+
+
 def _cheapest_choice(m: _Model) -> list[int]:
     """Per op, the candidate cheapest on its own (inf beyond a class's capacity); faster breaks ties."""
-    def key(v: int, k: int) -> tuple[float, float, int]:
-        c = m.cands[v][k]
-        return (m.devices[c.device].cost_usd_per_hour(c.devices) + c.fixed_usd_per_hour, c.path_ms, k)
+    def cheapest(cands: list[_Cand]) -> int:
+        return min(range(len(cands)), key=lambda k: (m.device_cost(cands[k].device, cands[k].devices)
+                                                     + cands[k].fixed_usd_per_hour, cands[k].path_ms, k))
 
-    return [min(range(len(m.cands[v])), key=lambda k: key(v, k)) for v in range(m.n)]
+    return [cheapest(cands) for cands in m.cands]
 
 
 def _fastest_choice(m: _Model) -> list[int]:
@@ -169,13 +231,13 @@ def _repair_forbidden(s: _Search) -> bool:
     m = s.m
     if not any(e.edge.forbidden for e in m.edges):
         return True
-    for v in m.topo:
+    for v in m.topo:  # only the edges with forbidden pairs can forbid (m.forbidding_in)
         if all((s.cand(m.edges[e].src).device, s.cand(v).device) not in m.edges[e].edge.forbidden
-               for e in m.preds[v]):
+               for e in m.forbidding_in[v]):
             continue
         allowed = [k for k, c in enumerate(m.cands[v])
                    if all((s.cand(m.edges[e].src).device, c.device) not in m.edges[e].edge.forbidden
-                          for e in m.preds[v])]
+                          for e in m.forbidding_in[v])]
         if not allowed:
             return False
         s.move(v, min(allowed, key=lambda k: (m.standalone_usd_per_hour(m.cands[v][k]), k)), update_paths=False)
@@ -212,19 +274,21 @@ def _repair_latency(s: _Search, latency_first: bool) -> None:
             return
 
 
-def _upgrade_key(s: _Search, v: int, k: int, latency_first: bool) -> tuple[float, float, int, int] | None:
+def _upgrade_key(s: _Search, v: int, k: int, latency_first: bool, moves: _Moves | None = None
+                 ) -> tuple[float, float, int, int] | None:
     """Sort key of moving critical op v to k, or None when that does not shorten a critical path within the
-    inventory (or, in soft mode, costs at least lambda per ms saved)."""
+    inventory (or, in soft mode, costs at least lambda per ms saved). `moves`: v's, if the caller has them."""
     m = s.m
     if k == s.choice[v]:
         return None
-    current = s.through(v)
+    moves = moves or _Moves(s, v)
+    current = moves.through()
     if current < s.paths.critical_ms - EPS_MS:
         return None
-    saved = current - s.through(v, k)
+    saved = current - moves.through(k)
     if saved <= EPS_MS:
         return None
-    delta = s.delta_tco(v, k)
+    delta = moves.delta_tco(k)
     if math.isinf(delta):
         return None
     ratio = delta / saved
@@ -234,7 +298,8 @@ def _upgrade_key(s: _Search, v: int, k: int, latency_first: bool) -> tuple[float
 
 
 def _upgrade_keys(s: _Search, v: int, latency_first: bool) -> list[tuple[float, float, int, int]]:
-    keys = (_upgrade_key(s, v, k, latency_first) for k in range(len(s.m.cands[v])))
+    moves = _Moves(s, v)
+    keys = (_upgrade_key(s, v, k, latency_first, moves) for k in range(len(s.m.cands[v])))
     return [key for key in keys if key is not None]
 
 
@@ -255,20 +320,21 @@ def _improve(s: _Search, max_passes: int = 50, sweep: bool | None = None) -> Non
                 s.paths.finish[v] = _finish_of(m, s.chosen, s.paths.finish, v)
             current_penalty = m.penalty(s.paths.critical_ms)
             best = None
+            moves = _Moves(s, v)
             for k in range(len(m.cands[v])):
                 if k == s.choice[v]:
                     continue
-                delta = s.delta_tco(v, k)
+                delta = moves.delta_tco(k)
                 if math.isinf(delta):
                     continue
-                if delta >= -1e-9 and (m.lam is None or s.through(v, k) >= s.through(v) - EPS_MS):
+                if delta >= -1e-9 and (m.lam is None or moves.through(k) >= moves.through() - EPS_MS):
                     continue  # neither cheaper nor able to lower the penalty
                 if m.lam is None:
-                    if m.limit is not None and s.through(v, k) > m.limit + EPS_MS:
+                    if m.limit is not None and moves.through(k) > m.limit + EPS_MS:
                         continue
                     gain = delta
                 else:
-                    gain = delta + m.penalty(s.critical_after(v, k)) - current_penalty
+                    gain = delta + m.penalty(s.critical_after(v, k, moves)) - current_penalty
                 if gain < -1e-9 * max(1.0, abs(delta)) and (best is None or (gain, k) < best):
                     best = (gain, k)
             if best is not None:
@@ -293,15 +359,16 @@ def _swap(s: _Search, max_downgrades: int = 100, max_rounds: int = 20, max_check
         current = current_tco + m.penalty(s.paths.critical_ms)
         downs, ups = [], []
         for v in m.topo:
+            moves = _Moves(s, v)
             for k in range(len(m.cands[v])):
                 if k == s.choice[v]:
                     continue
-                delta = s.delta_tco(v, k)
+                delta = moves.delta_tco(k)
                 if math.isinf(delta):
                     continue
                 if delta < -1e-9:
                     downs.append((delta, v, k))
-                elif s.through(v, k) < s.through(v) - EPS_MS:
+                elif moves.through(k) < moves.through() - EPS_MS:
                     ups.append((delta, v, k))
         downs.sort()
         ups.sort()

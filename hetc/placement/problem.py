@@ -8,6 +8,7 @@ and prices every cross-device edge (KV cache over the shared link, other payload
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -87,11 +88,28 @@ def _settings(graph: A.GraphOp) -> tuple[dict, dict, dict]:
     return get("hetc.slo"), get("hetc.traffic"), get("hetc.hardware")
 
 
+# module -> {model reference: (the agent.model op, the attributes its ModelInfo is read from, that ModelInfo)}.
+# Placement asks for an op's model tens of thousands of times on a large graph (candidates, KV moves per device
+# pair). An entry holds while its op is still in the module and keeps the very same (immutable) attributes.
+_MODEL_INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _model(module, op) -> C.ModelInfo:
+    models = _MODEL_INFO.setdefault(module, {})
+    cached = models.get(op.model)
+    if cached is not None and cached[0].parent_op() is module and all(
+            mine is now for mine, now in zip(cached[1], _model_attrs(cached[0]), strict=True)):
+        return cached[2]
     model = SymbolTable.lookup_symbol(module, op.model)
     if not isinstance(model, A.ModelOp):
         raise HetcError(f"unknown model {op.model} used by {op.sym_name.data}", op_loc(op))
-    return C.ModelInfo(arch_from_attr(model.arch, model.sym_name.data), model.precision.data, model.kv_precision.data)
+    info = C.ModelInfo(arch_from_attr(model.arch, model.sym_name.data), model.precision.data, model.kv_precision.data)
+    models[op.model] = (model, _model_attrs(model), info)
+    return info
+
+
+def _model_attrs(model) -> tuple:
+    return model.arch, model.sym_name, model.precision, model.kv_precision
 
 
 def record_database(module, name: str, extra, db) -> None:

@@ -139,17 +139,26 @@ def homogeneous_baselines(
         d for d in {c.device for op in problem.ops for c in op.candidates} if m.devices[d].accelerator
     )
     baselines = []
+    kept: dict[tuple[int, str], tuple[list[int], bool, object]] = {}  # per (candidate list, class)
+
+    def indices_on(candidates, accel: str) -> tuple[list[int], bool]:
+        """The candidates kept on `accel` (those on it, or all for an op without accelerator candidates) and
+        whether the op has accelerator candidates. Ops of one shape share a candidate list: found once."""
+        key = (id(candidates), accel)
+        if key not in kept:  # the entry holds the list, so its id is not reused meanwhile
+            if any(m.devices[c.device].accelerator for c in candidates):
+                kept[key] = ([i for i, c in enumerate(candidates) if c.device == accel], True, candidates)
+            else:
+                kept[key] = (list(range(len(candidates))), False, candidates)
+        return kept[key][:2]
+
     for accel in accelerators:
         keep: list[list[int]] = []
         missing = []
         for op in problem.ops:
-            uses_accel = any(m.devices[c.device].accelerator for c in op.candidates)
-            if uses_accel:
-                indices = [i for i, c in enumerate(op.candidates) if c.device == accel]
-                if not indices:
-                    missing.append(op.id)
-            else:
-                indices = list(range(len(op.candidates)))
+            indices, uses_accel = indices_on(op.candidates, accel)
+            if uses_accel and not indices:
+                missing.append(op.id)
             keep.append(indices)
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
