@@ -122,12 +122,18 @@ class LoopGraph:
             raise LoopError("the forward edges form a cycle: every cycle needs a back edge with max_iterations")
         return order
 
-    def _reach(self, starts: set[int], graph: list[list[int]], within: set[int] | None = None) -> set[int]:
+    def _reach(self, starts: set[int], graph, within: set[int] | None = None, lo: int = 0,
+               hi: int | None = None) -> set[int]:
+        """Stages reachable from `starts` along `graph`, among `within` and those at topological positions
+        lo..hi (a path between two stages stays between their positions: the search stops there, so finding
+        one loop does not walk the whole graph)."""
+        hi = self.n if hi is None else hi
+        position = self.position
         seen = set(starts)
         todo = list(starts)
         while todo:
             for w in graph[todo.pop()]:
-                if w not in seen and (within is None or w in within):
+                if w not in seen and lo <= position[w] <= hi and (within is None or w in within):
                     seen.add(w)
                     todo.append(w)
         return seen
@@ -137,7 +143,8 @@ class LoopGraph:
         for i, e in enumerate(self.edges):
             if not e.back:
                 continue
-            body = self._reach({e.dst}, self.succ) & self._reach({e.src}, self.pred)
+            lo, hi = self.position[e.dst], self.position[e.src]
+            body = self._reach({e.dst}, self.succ, lo=lo, hi=hi) & self._reach({e.src}, self.pred, lo=lo, hi=hi)
             if e.src not in body:
                 raise LoopError(f"back edge {e.src} -> {e.dst} does not close a cycle")
             group = by_header.setdefault(e.dst, (set(), []))
@@ -183,7 +190,8 @@ class LoopGraph:
 
     def _convex(self, body: set[int]) -> set[int]:
         """Add every stage on a forward path between two stages of the body."""
-        return self._reach(body, self.succ) & self._reach(body, self.pred)
+        lo, hi = min(self.position[v] for v in body), max(self.position[v] for v in body)
+        return self._reach(body, self.succ, lo=lo, hi=hi) & self._reach(body, self.pred, lo=lo, hi=hi)
 
     def innermost(self, v: int) -> int | None:
         chain = self.chain[v]
@@ -219,7 +227,7 @@ class LoopGraph:
     def _order_items(self, loop: Loop | None) -> list[tuple[bool, int]]:
         """The region's stages and inner loops (as units) in a topological order, earliest stage first."""
         level = None if loop is None else loop.index
-        stages = self.order if loop is None else [v for v in self.order if v in loop.body]
+        stages = self.order if loop is None else sorted(loop.body, key=self.position.__getitem__)
         item_of = {v: self._item_of(v, level) for v in stages}
         first: dict[tuple[bool, int], int] = {}
         for v in stages:
@@ -284,9 +292,9 @@ class LoopGraph:
                     e = self.edges[i]
                     if (not e.back and e.src not in loop.body) or (e.back and loop.index in self.enters[i]):
                         starts.add(v)  # entered from outside the loop (or a back edge of a loop around it)
-            inner = [[self.edges[i].dst for i in self.out_edges[v]
-                      if not self.edges[i].back or (self.owner[i] != loop.index and self._internal(loop, i))]
-                     for v in range(self.n)]
+            inner = {v: [self.edges[i].dst for i in self.out_edges[v]
+                         if not self.edges[i].back or (self.owner[i] != loop.index and self._internal(loop, i))]
+                     for v in loop.body}
             dead.append(set(loop.body) - self._reach(starts, inner, set(loop.body)))
         return dead
 
