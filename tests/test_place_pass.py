@@ -245,7 +245,7 @@ def test_every_percentile_target_is_planned(compiled):
 
 
 def test_a_lower_percentile_loop_counts_fewer_passes():
-    from hetc.placement.problem import loop_passes_at
+    from hetc.placement.percentiles import loop_passes_at
 
     assert loop_passes_at(0.4, 3, 0.99) == 4  # 1 - 0.4^3 = 0.936 < 0.99: the bound
     assert loop_passes_at(0.4, 3, 0.50) == 1  # 1 - 0.4 = 0.6 >= 0.5: one pass

@@ -26,13 +26,8 @@ from hetc.flow import moves_kv, placeable, producers
 from hetc.locations import op_loc
 from hetc.passes.common import record_pass_report
 from hetc.placement import explain_placement, homogeneous_baselines, pd_notation
-from hetc.placement.problem import (
-    build_problem,
-    meet_percentiles,
-    module_database,
-    percentile_latencies,
-    solve_placement,
-)
+from hetc.placement.percentiles import meet_percentiles, percentile_latencies
+from hetc.placement.problem import build_problem, module_database, solve_placement
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ The package, by stage:
 - explain     why a problem is infeasible; why each op's candidate won
 - solver      `solve` (exact where it fits, else the heuristic) and the homogeneous baselines
 - candidates  per task op and device class, the cost model's candidates (reads no IR)
-- problem     the `place` pass's side: decomposed IR -> PlacementProblem, and the percentile/unit searches
+- problem     the `place` pass's side: decomposed IR -> PlacementProblem, and the unit search
+- percentiles lower percentile targets: invocations at a percentile (from the IR), path latencies, and the
+              search that tightens the limit until every target is met
 
-The library (everything but `problem`) knows nothing about the IR; importing this package loads only it.
+The library (everything but `problem` and `percentiles`) knows nothing about the IR; importing this package
+loads only it.
 docs/placement.md describes the problem, the program, the heuristic and the size threshold of "auto".
 """
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from hetc.placement import EPS_MS, SECONDS_PER_HOUR, PlacementProblem, solve
-from hetc.placement.problem import PercentileTarget, meet_percentiles
+from hetc.placement.percentiles import PercentileTarget, meet_percentiles
 from hetc.study.uncertainty.sampling import Scenarios, perturbed_problem, phase_of
 
 PHASE_EPS = 1e-9  # the solver's phase-limit tolerance (placement._phase_violation)
@@ -119,7 +119,7 @@ class Compiled:
         ok &= ~self._uses_forbidden_pair(choice)
         if self.problem.latency_limit_ms is not None:
             ok &= self.critical_ms(choice) <= self.problem.latency_limit_ms + EPS_MS
-            for limit, lat, in_edges in self.target_paths:  # as hetc.placement.problem.meet_percentiles checks
+            for limit, lat, in_edges in self.target_paths:  # as hetc.placement.percentiles.meet_percentiles checks
                 ok &= self._longest_path(choice, lat, in_edges) <= limit + 1e-6
         return total, ok
 
