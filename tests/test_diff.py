@@ -11,7 +11,8 @@ import pytest
 
 from hetc.bundle.writer import to_json
 from hetc.cli.study import diff_plans
-from hetc.study.sweep import SweepOptions, _load, apply_overrides, compile_loaded
+from hetc.study.overrides import apply_overrides
+from hetc.study.sweep import SweepOptions, _load, compile_loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")

@@ -14,18 +14,8 @@ from pathlib import Path
 import pytest
 
 from hetc.errors import HetcError
-from hetc.study.sweep import (
-    Over,
-    SweepOptions,
-    _load,
-    apply_overrides,
-    combinations,
-    compile_loaded,
-    parse_over,
-    run_pairs,
-    run_sweep,
-    table_csv,
-)
+from hetc.study.overrides import Over, apply_overrides, combinations, parse_over
+from hetc.study.sweep import SweepOptions, _load, compile_loaded, run_pairs, run_sweep, table_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE = str(ROOT / "examples" / "voice-agent.yaml")

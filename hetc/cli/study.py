@@ -35,7 +35,7 @@ def _ms(value) -> str:
 
 
 def _over_help() -> str:
-    from hetc.study.sweep import OVER_KEYS
+    from hetc.study.overrides import OVER_KEYS
 
     return "Vary KEY over the values V1,V2,... (repeatable; every combination is compiled). Keys: " + "; ".join(
         f"{k}: {v}" for k, v in OVER_KEYS.items())
@@ -68,14 +68,8 @@ def sweep(spec, overs, pairs, baseline, model_precision, keep_inventory, output,
           quiet, uncertainty_file, uncertainty_samples, uncertainty_seed, hwdb, hwdb_extra, kv_paths, kv_paths_extra):
     """Compile SPEC under every combination of --over values, or run the P::D pair study (--pairs)."""
     from hetc.model.models import PRECISION_BYTES
-    from hetc.study.sweep import (
-        SweepOptions,
-        parse_over,
-        run_pairs,
-        run_sweep,
-        table_json,
-        write_outputs,
-    )
+    from hetc.study.overrides import parse_over
+    from hetc.study.sweep import SweepOptions, run_pairs, run_sweep, table_json, write_outputs
 
     if model_precision is not None and model_precision not in PRECISION_BYTES:
         raise HetcError(f"unknown precision {model_precision!r}; known: {', '.join(sorted(PRECISION_BYTES))}",

@@ -69,7 +69,7 @@ def study_settings(uncertainty_file: str | None, samples: int | None, seed: int 
 def uncertainty(spec, samples, seed, uncertainty_file, pairs, overs, objective, risk, sla_share, as_json, hwdb,
                 hwdb_extra):
     """Monte Carlo over SPEC's placement decision under uncertain cost-model errors, prices and traffic."""
-    from hetc.study.sweep import combinations, parse_over
+    from hetc.study.overrides import combinations, parse_over
     from hetc.study.uncertainty.analysis import analyse
 
     parsed = [parse_over(text) for text in overs]

@@ -44,14 +44,8 @@ def build(spec_path: str, pairs: str | None, hwdb: str = "default", hwdb_extra: 
           overrides: dict[str, str] | None = None):
     """(db, spec, BuiltProblem, [(label, allowed masks or None)]) for the free problem or the pair study;
     `overrides` are `hetc sweep --over` settings, one value each (e.g. {"tokens": "512:4096"})."""
-    from hetc.study.sweep import (
-        POOL_SEPARATOR,
-        SweepOptions,
-        _load,
-        _pool_cpus,
-        apply_overrides,
-        parse_devices,
-    )
+    from hetc.study.overrides import POOL_SEPARATOR, apply_overrides
+    from hetc.study.sweep import SweepOptions, _load, _pool_cpus, parse_devices
 
     db, spec = _load(spec_path, SweepOptions(hwdb=hwdb, hwdb_extra=hwdb_extra))
     if overrides:
