@@ -326,6 +326,20 @@ def test_engine_servers_get_their_models_context_as_max_model_len(rag_bundle, gu
     assert "--max-model-len" in chat  # an LLM node's prompt plus answer, as before
 
 
+def test_a_spec_that_overrides_the_models_context_gets_that_max_model_len(tmp_path):
+    # the spec's figure, not the preset's, reaches the server: plan.json carries the model's effective context
+    import yaml
+    from stand_ins.served_graphs import EXAMPLES, compile_spec_file
+
+    spec = yaml.safe_load((EXAMPLES / "guarded-chat.yaml").read_text())
+    spec["models"]["guard"]["overrides"] = {"max_context": 4096}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    bundle = compile_spec_file(tmp_path / "agent.yaml", tmp_path / "bundle")
+    assert stages_of(bundle)["screen"]["model"]["max_context"] == 4096
+    guard = _containers(kubernetes_manifests(plan_of(bundle)))["guarded-chat-screen"]["args"]
+    assert guard[guard.index("--max-model-len") + 1] == "4096"  # the preset says 131072
+
+
 def test_each_engine_stage_calls_its_own_server(rag_bundle, llm, tmp_path, monkeypatch):
     other = StandInLLM(embedding_dim=EMBED_DIM)
     with other:
