@@ -11,6 +11,8 @@ image the bundle builds. docs/deploy.md cites the source of every flag and image
   (`--runner pooling`, serving `/v1/embeddings`), so does a rerank stage (a cross-encoder, serving
   `/v1/rerank`); a guardrail (Llama Guard) is a chat model on the default runner. Their `--max-model-len` is
   the model's context from its config (ModelArch.max_context).
+- A Whisper stage (service `api: transcription`) is a vLLM server started with its repo id alone; a
+  text-to-speech stage (`api: speech`) runs no vLLM but its model's speech server (hetc.bundle.speech).
 - Every stage that is not an engine runs in the hetc runtime image (`deploy/runtime/Dockerfile` in the bundle).
 """
 
