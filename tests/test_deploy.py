@@ -24,6 +24,7 @@ from hetc.bundle.names import dns_label
 from hetc.bundle.ray import deployment_options, render_ray, serve_config
 from hetc.bundle.schema import load_plan
 from hetc.bundle.vllm import runtime_image
+from hetc.errors import HetcError
 from hetc.runtime.bindings import endpoint_env
 
 PLANS = sorted((Path(__file__).parent / "data" / "plans").glob("*.json"))
@@ -351,8 +352,10 @@ def example_bundles():
 
 
 def test_every_example_exports_runnable_servers(example_bundles):
+    from hetc.bundle.speech import SPEECH_SERVERS
     from hetc.bundle.vllm import VLLM_IMAGES, disaggregated, pd_phases
 
+    speech_images = [image for _, by_vendor in SPEECH_SERVERS.values() for image in by_vendor.values()]
     for name, result in example_bundles.items():
         plan = result.plan
         docs = objects(plan)
@@ -360,7 +363,8 @@ def test_every_example_exports_runnable_servers(example_bundles):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         containers = [c for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
         for container in containers:  # public vLLM images, or the image the bundle's Dockerfile builds
-            assert container["image"] in (*VLLM_IMAGES.values(), runtime_image(plan)), (name, container["image"])
+            assert container["image"] in (*VLLM_IMAGES.values(), *speech_images, runtime_image(plan)), \
+                (name, container["image"])
             if container["image"] in VLLM_IMAGES.values():
                 model = container["args"][container["args"].index("--model") + 1]
                 assert re.fullmatch(r"[\w.-]+/[\w.-]+", model), (name, model)  # a Hugging Face repo id
@@ -377,6 +381,56 @@ def test_every_example_exports_runnable_servers(example_bundles):
             else:  # the same class for both phases: one server
                 assert names[prefill["id"]] not in deployments and "--kv-transfer-config" not in \
                     container_of(plan, decode["id"])["args"]
+
+
+def test_every_stage_an_engine_serves_for_the_runtime_has_a_server_and_an_endpoint(example_bundles):
+    """Every stage whose plan service names the engine API the runtime calls (embeddings, safety verdict,
+    rerank, transcription, speech) gets a server Deployment and Service of its own, and the runtime the URL of
+    that Service for the stage; the voice agent's stt and tts stages are among them."""
+    from hetc.runtime.bindings import stage_endpoint_env
+
+    checked = set()
+    for name, result in example_bundles.items():
+        plan = result.plan
+        docs = objects(plan)
+        names = stage_names(plan)
+        deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+        services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+        env = {e["name"]: e["value"] for e in runtime_deployment(plan)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        runtime_stages = json.loads(runtime_deployment(plan)["metadata"]["annotations"]["hetc.dev/stages"])
+        for stage in plan["stages"]:
+            if not stage["service"].get("api"):
+                continue
+            server = names[stage["id"]]
+            assert server in deployments and server in services, (name, stage["id"])
+            assert env[stage_endpoint_env(stage["id"])] == f"http://{server}:8000/v1", (name, stage["id"])
+            assert stage["id"] not in runtime_stages, (name, stage["id"])
+            checked.add((name, stage["id"]))
+    assert {("voice-agent", "stt"), ("voice-agent", "tts")} <= checked
+
+
+def test_the_voice_agents_speech_stages_get_whisper_on_vllm_and_a_kokoro_speech_server(example_bundles):
+    plan = example_bundles["voice-agent"].plan
+    stages = {s["id"]: s for s in plan["stages"]}
+    assert stages["stt"]["service"]["api"] == "transcription" and stages["tts"]["service"]["api"] == "speech"
+    stt = container_of(plan, "stt")
+    assert stt["args"][:2] == ["--model", "openai/whisper-large-v3"] and stt["image"].startswith("vllm/vllm-openai:")
+    assert stt["args"][stt["args"].index("--max-model-len") + 1] == "448"  # Whisper's decoder context
+    tts = container_of(plan, "tts")
+    # Kokoro-FastAPI bakes the model in and listens on 8880; the Service's port 8000 targets it by name
+    assert tts["image"] == "ghcr.io/remsky/kokoro-fastapi-gpu:latest" and "args" not in tts
+    assert tts["ports"] == [{"name": "http", "containerPort": 8880, "protocol": "TCP"}]
+    assert tts["resources"]["requests"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_speech_stage_without_a_documented_server_stops_the_export(example_bundles):
+    plan = copy.deepcopy(example_bundles["voice-agent"].plan)
+    tts = next(s for s in plan["stages"] if s["id"] == "tts")
+    tts.update(device="intel-gaudi3", vendor="intel", device_kind="accelerator", engine="optimum-habana")
+    with pytest.raises(HetcError, match="no OpenAI-compatible /v1/audio/speech server for model \"kokoro-82m\" on gaudi"):
+        kubernetes_manifests(plan)
+    tts.update(device="intel-xeon-8480", vendor="intel", device_kind="cpu", engine="torch")
+    assert container_of(plan, "tts")["image"] == "ghcr.io/remsky/kokoro-fastapi-cpu:latest"
 
 
 def test_cpu_example_serves_both_phases_from_one_vllm_cpu_server(example_bundles):

@@ -26,7 +26,14 @@ from stand_ins.served_graphs import (
 
 from hetc.bundle.kubernetes import kubernetes_manifests
 from hetc.dialects import task as T
-from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API, Served
+from hetc.dialects.interfaces import (
+    EMBEDDINGS_API,
+    RERANK_API,
+    SAFETY_VERDICT_API,
+    SPEECH_API,
+    TRANSCRIPTION_API,
+    Served,
+)
 from hetc.errors import HetcError
 from hetc.hwdb.loader import load_hwdb
 from hetc.runtime.bindings import validate_bindings
@@ -93,8 +100,28 @@ def test_the_plan_names_the_engine_call_the_schema_and_the_runtime_know():
 
     schema = json.loads((Path(__file__).resolve().parents[1] / "hetc/schemas/plan.schema.json").read_text())
     batch = next(b["then"] for b in schema["$defs"]["service"]["allOf"] if b["if"]["properties"]["type"]["const"] == "batch")
-    assert set(batch["properties"]["api"]["enum"]) == set(ENGINE_CALLS) == {EMBEDDINGS_API, SAFETY_VERDICT_API,
-                                                                             RERANK_API}
+    assert set(batch["properties"]["api"]["enum"]) == set(ENGINE_CALLS) == {
+        EMBEDDINGS_API, SAFETY_VERDICT_API, RERANK_API, TRANSCRIPTION_API, SPEECH_API}
+
+
+def test_speech_ops_state_their_audio_api_and_a_generic_encoder_none(tmp_path):
+    # text to speech is a server's call on every device class (the runtime synthesises nothing itself); an
+    # encoder op states the transcription API only for a speech-to-text (encoder-decoder) model
+    import yaml
+    from stand_ins.served_graphs import EXAMPLES, compile_spec_file
+
+    devices = load_hwdb().devices
+    tts = T.TTSOp.get_trait(Served)
+    for device in ("nvidia-h100-sxm", "amd-mi300x", "intel-xeon-8480", "intel-gaudi3"):
+        assert tts.engine_call(devices[device]) == {"api": SPEECH_API}
+    spec = yaml.safe_load((EXAMPLES / "voice-agent.yaml").read_text())
+    spec["models"]["small"] = {"preset": "llama-3-8b"}
+    spec["nodes"]["summary"] = {"kind": "model", "model": "small", "input_tokens": 256, "output_tokens": 16}
+    spec["edges"][-1] = "llm -> tts -> summary -> speaker"
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    stages = stages_of(compile_spec_file(tmp_path / "agent.yaml", tmp_path / "bundle"))
+    assert stages["stt"]["kind"] == stages["summary"]["kind"] == "encoder"
+    assert stages["stt"]["service"]["api"] == TRANSCRIPTION_API and "api" not in stages["summary"]["service"]
 
 
 def test_gpu_embed_stages_are_served_by_an_engine_and_cpu_ones_by_the_kernel(rag_bundle):
@@ -326,6 +353,20 @@ def test_engine_servers_get_their_models_context_as_max_model_len(rag_bundle, gu
     assert "--max-model-len" in chat  # an LLM node's prompt plus answer, as before
 
 
+def test_a_spec_that_overrides_the_models_context_gets_that_max_model_len(tmp_path):
+    # the spec's figure, not the preset's, reaches the server: plan.json carries the model's effective context
+    import yaml
+    from stand_ins.served_graphs import EXAMPLES, compile_spec_file
+
+    spec = yaml.safe_load((EXAMPLES / "guarded-chat.yaml").read_text())
+    spec["models"]["guard"]["overrides"] = {"max_context": 4096}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    bundle = compile_spec_file(tmp_path / "agent.yaml", tmp_path / "bundle")
+    assert stages_of(bundle)["screen"]["model"]["max_context"] == 4096
+    guard = _containers(kubernetes_manifests(plan_of(bundle)))["guarded-chat-screen"]["args"]
+    assert guard[guard.index("--max-model-len") + 1] == "4096"  # the preset says 131072
+
+
 def test_each_engine_stage_calls_its_own_server(rag_bundle, llm, tmp_path, monkeypatch):
     other = StandInLLM(embedding_dim=EMBED_DIM)
     with other:
@@ -334,3 +375,42 @@ def test_each_engine_stage_calls_its_own_server(rag_bundle, llm, tmp_path, monke
         llm.embedding_requests.clear()
         asyncio.run(router.run(QUESTION))
     assert len(llm.embedding_requests) == 1 and len(other.embedding_requests) == 1
+
+
+# ------------------------------------------------------------------------------------------------ speech
+
+
+def test_the_speech_call_asks_kokoro_fastapi_by_its_names(monkeypatch):
+    # Kokoro-FastAPI answers only to its OpenAI model names ("kokoro") and its own voices: the bindings'
+    # default model name and the call's voice are those, and the spoken audio goes on base64-encoded
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = []
+
+    class Speech(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"RIFF")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Speech)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        plan = {"stages": [{"id": "tts", "node": "tts", "kind": "tts", "model": {"id": "voice", "name": "kokoro-82m"},
+                            "service": {"api": SPEECH_API}}], "edges": []}
+        monkeypatch.setenv("HETC_ENDPOINT_VOICE", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        model = validate_bindings(plan, None)["models"]["voice"]
+        values = asyncio.run(ENGINE_CALLS[SPEECH_API](model, plan["stages"][0], [{"text": "hello"}], ["r1"], 5.0))
+    finally:
+        server.shutdown()
+    assert bodies == [("/v1/audio/speech", {"model": "kokoro", "input": "hello", "voice": "af_heart",
+                                            "response_format": "wav"})]
+    assert values == [{"text": "hello", "audio_base64": base64.b64encode(b"RIFF").decode()}]

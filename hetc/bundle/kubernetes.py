@@ -244,7 +244,11 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             meta["namespace"] = namespace
         return meta
 
-    from hetc.bundle.vllm import disaggregated, image_of, kv_env, model_lengths, pd_phases, serves_vllm, vllm_args
+    from hetc.bundle.speech import serves_speech, speech_server
+    from hetc.bundle.vllm import disaggregated, image_of, kv_env, model_lengths, pd_phases, serves_vllm, vendor_key, vllm_args
+
+    def has_server(stage: dict[str, Any]) -> bool:  # an engine server of its own: vLLM, or a speech server
+        return serves_vllm(stage) or serves_speech(stage)
 
     pairs = pd_phases(plan)
     lengths = model_lengths(plan)
@@ -268,7 +272,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
     url = {s["id"]: f"http://{names[s['id']]}:{STAGE_PORT}/v1" for s in plan["stages"]}
     endpoints: dict[str, str] = {}  # model id -> the OpenAI endpoint the runtime calls
     for stage in plan["stages"]:
-        if serves_vllm(stage) and stage["id"] not in one_server:
+        if has_server(stage) and stage["id"] not in one_server:
             endpoints.setdefault(stage["model"]["id"], url[stage["id"]])
     for node, (prefill, decode) in sorted(pairs.items()):
         if disaggregated(prefill, decode):
@@ -277,13 +281,13 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             files[f"{router}.yaml"] = objects
             endpoints[decode["model"]["id"]] = f"http://{router}:{STAGE_PORT}/v1"
     # the runtime always runs: its router walks the graph, even when engines serve every stage
-    runtime_stages = [s for s in plan["stages"] if needs_process(s) and not serves_vllm(s)]
-    stage_endpoints = {s["id"]: url[s["id"]] for s in plan["stages"] if serves_vllm(s) and s["service"].get("api")}
+    runtime_stages = [s for s in plan["stages"] if needs_process(s) and not has_server(s)]
+    stage_endpoints = {s["id"]: url[s["id"]] for s in plan["stages"] if has_server(s) and s["service"].get("api")}
     files[f"{part_of}-runtime.yaml"] = _runtime_objects(plan, runtime_stages, endpoints, stage_endpoints,
                                                         image_of(None, plan, images), metadata)
 
     for stage in plan["stages"]:
-        if not serves_vllm(stage) or stage["id"] in one_server:
+        if not has_server(stage) or stage["id"] in one_server:
             continue  # the runtime runs it, or the decode server serves both phases
         name = names[stage["id"]]
         selector = {"app.kubernetes.io/part-of": part_of, "hetc.dev/stage": name}
@@ -316,13 +320,19 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             limits[device_resource] = str(stage["devices_per_replica"])
             tolerations.append({"key": device_resource, "operator": "Exists", "effect": "NoSchedule"})
         env_from_keys = sorted(k for k in config if k.startswith("HETC_"))
+        if serves_speech(stage):  # the speech server's own image, its fixed port (the Service maps STAGE_PORT)
+            image, port = speech_server(stage, vendor_key(stage))
+            server: dict[str, Any] = {"image": image}
+        else:
+            port = STAGE_PORT
+            server = {"image": image_of(stage, plan, images),
+                      "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"]), pairs, lengths)}
         container: dict[str, Any] = {
             "name": "stage",
-            "image": image_of(stage, plan, images),
-            "args": vllm_args(plan, stage, STAGE_PORT, roles.get(stage["id"]), pairs, lengths),
+            **server,
             "env": [{"name": key, "valueFrom": {"configMapKeyRef": {"name": f"{name}-config", "key": key}}}
                     for key in env_from_keys] + [{"name": k, "value": v} for k, v in sorted(kv_env(plan, stage, pairs).items())],
-            "ports": [{"name": "http", "containerPort": STAGE_PORT, "protocol": "TCP"}],
+            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
             "resources": {"requests": requests, "limits": limits},
             "volumeMounts": [{"name": "hetc-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True}],
         }

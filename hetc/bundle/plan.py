@@ -168,7 +168,8 @@ def _stage(op, sid, db, flow, rate, kernels, params, pricing, sunk, priced, esti
     if "model" in op.properties:
         ref = SymbolTable.lookup_symbol(op, op.model)
         arch = arch_from_attr(ref.arch, ref.sym_name.data)
-        model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data}
+        model = {"id": ref.sym_name.data, "name": arch.name, "precision": ref.precision.data,
+                 "max_context": arch.max_context}  # the spec's figure (its overrides), which the export serves
     # the engine the spec pins for the model, else the device class's (the same one the service's `api` follows)
     engine = op.get_trait(Served).engine_of(op, device) if placeable(op) else None
     replicas = place.replicas.data if place else 1

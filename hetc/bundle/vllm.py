@@ -11,6 +11,8 @@ image the bundle builds. docs/deploy.md cites the source of every flag and image
   (`--runner pooling`, serving `/v1/embeddings`), so does a rerank stage (a cross-encoder, serving
   `/v1/rerank`); a guardrail (Llama Guard) is a chat model on the default runner. Their `--max-model-len` is
   the model's context from its config (ModelArch.max_context).
+- A Whisper stage (service `api: transcription`) is a vLLM server started with its repo id alone; a
+  text-to-speech stage (`api: speech`) runs no vLLM but its model's speech server (hetc.bundle.speech).
 - Every stage that is not an engine runs in the hetc runtime image (`deploy/runtime/Dockerfile` in the bundle).
 """
 
@@ -150,13 +152,15 @@ def model_lengths(plan: dict[str, Any]) -> dict[str, int]:
 
 def engine_call_length(stage: dict[str, Any]) -> int | None:
     """The longest sequence the model of a stage the runtime calls per request (service `api`: an embedding
-    model, a safety classifier, a cross-encoder) takes: its config's context (max_position_embeddings, as
-    ModelArch.max_context holds it), for the models hetc knows (presets, bundled configs); else None and vLLM
-    reads the checkpoint's config itself."""
+    model, a safety classifier, a cross-encoder) takes: the spec's figure the plan carries (model.max_context:
+    the preset's config, max_position_embeddings, or the spec's overrides); for a plan without it, the preset's;
+    else None and vLLM reads the checkpoint's config itself."""
     from hetc.model.models import resolve_preset
 
     if not stage["service"].get("api"):
         return None
+    if stage["model"].get("max_context"):
+        return int(stage["model"]["max_context"])
     arch = resolve_preset(stage["model"]["name"])
     return arch.max_context if arch is not None else None
 

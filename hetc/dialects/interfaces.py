@@ -237,11 +237,13 @@ def _concurrency(est: dict, latency_ms: float) -> int:
 
 RUNTIME = "cpu-runtime"  # hetc's own runtime runs the stage (its bound callables and the bundle's CPU kernels)
 # The API of the engine serving an op that hetc's runtime calls for each request (plan.json service `api`;
-# hetc/runtime/engine_calls.py). Ops without one are reached as their stage kind says (docs/deploy.md).
+# hetc/runtime/engine_stages.py). Ops without one are reached as their stage kind says (docs/deploy.md).
 EMBEDDINGS_API = "embeddings"  # POST /embeddings: the text's vector, passed on as the stage's `embedding`
 SAFETY_VERDICT_API = "safety_verdict"  # POST /chat/completions to a safety classifier: "safe", or "unsafe" and
 #                                        the violated categories; an unsafe verdict stops the request
 RERANK_API = "rerank"  # POST /rerank to a cross-encoder: the query and its documents, rescored and reordered
+TRANSCRIPTION_API = "transcription"  # POST /audio/transcriptions to a speech-to-text model (Whisper): the text
+SPEECH_API = "speech"  # POST /audio/speech to a text-to-speech server: the audio of the text
 
 
 @dataclass(frozen=True)
@@ -255,21 +257,28 @@ class Served(OpTrait):
     elsewhere: str = "vllm"
     reached_by: str | None = None  # transport into it from another device class ("http" for an external call)
     echo: tuple[str, ...] = ()  # properties the service entry repeats (the engine's request shape)
-    api: str | None = None  # EMBEDDINGS_API, SAFETY_VERDICT_API, RERANK_API: what the runtime asks its engine
+    api: str | None = None  # EMBEDDINGS_API, SAFETY_VERDICT_API, RERANK_API, ...: what the runtime asks its engine
+    api_models: tuple[str, ...] = ()  # model kinds (ModelArch.kind) the api is for; empty: every model
 
     def engine(self, device) -> str:
         if device.kind == "cpu":
             return self.on_cpu
         return self.on_gaudi if device.target == "gaudi" else self.elsewhere
 
+    @staticmethod
+    def _model_arch(op: Operation | None):
+        """The ModelArch of the op's model, or None (no model, or one the module does not define)."""
+        if op is None or "model" not in op.properties:
+            return None
+        model = SymbolTable.lookup_symbol(op, op.model)
+        return model.arch.model_arch(model.sym_name.data) if isinstance(model, ModelOp) else None
+
     def engine_of(self, op: Operation | None, device) -> str:
         """The engine serving `op` on `device`: the one the spec pins for its model (`engine:`), which is what
         the user asked for, else the device class's (`engine`)."""
-        if op is not None and "model" in op.properties:
-            model = SymbolTable.lookup_symbol(op, op.model)
-            pinned = model.arch.model_arch(model.sym_name.data).engine if isinstance(model, ModelOp) else ""
-            if pinned:
-                return pinned
+        arch = self._model_arch(op)
+        if arch is not None and arch.engine:
+            return arch.engine
         return self.engine(device)
 
     def engine_call(self, device, op: Operation | None = None) -> dict:
@@ -278,6 +287,8 @@ class Served(OpTrait):
         kernel) or the op has no such call."""
         if not self.api or device is None:
             return {}
+        if self.api_models and getattr(self._model_arch(op), "kind", None) not in self.api_models:
+            return {}  # e.g. an encoder op running a model that is no speech-to-text model
         return {"api": self.api} if self.engine_of(op, device) != RUNTIME else {}
 
     def service(self, op: Operation, est: dict, batch: int, device) -> dict:
@@ -295,6 +306,11 @@ EMBEDDING_SERVER = dict(on_cpu=RUNTIME, on_gaudi="vllm-gaudi", elsewhere="vllm",
 # a cross-encoder: an engine on every device class, vLLM's CPU build on a CPU (hetc's runtime has no callable
 # or kernel that rescores documents), asked through its rerank API
 RERANK_SERVER = dict(**MODEL_SERVER, api=RERANK_API)
+# speech to text: an LLM server that transcribes (vLLM serves Whisper's POST /audio/transcriptions)
+TRANSCRIPTION_SERVER = dict(**MODEL_SERVER, api=TRANSCRIPTION_API, api_models=("encoder_decoder",))
+# text to speech: a PyTorch speech server on every device class (hetc's runtime synthesises no audio itself;
+# docs/deploy.md lists the servers per model), Optimum Habana on Gaudi
+SPEECH_SERVER = dict(on_cpu="torch", on_gaudi="optimum-habana", elsewhere="torch", api=SPEECH_API)
 HTTP_CLIENT = dict(on_cpu="http-client", on_gaudi="http-client", elsewhere="http-client")  # network calls
 
 

@@ -400,7 +400,7 @@ class EncoderOp(ModelTaskOp):
 
     name = "task.encoder"
     traits = traits_def(
-        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.MODEL_SERVER),
+        Pure(), I.ModelPassCost("input_tokens", "output_tokens"), I.Served(**I.TRANSCRIPTION_SERVER),
         I.ResultPayload(tokens="output_tokens")
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens",)
@@ -412,7 +412,7 @@ class EncoderOp(ModelTaskOp):
 class TTSOp(ModelTaskOp):
     name = "task.tts"
     traits = traits_def(
-        Pure(), I.SpeechSynthesisCost(), I.Served(on_gaudi="optimum-habana", elsewhere="torch"),
+        Pure(), I.SpeechSynthesisCost(), I.Served(**I.SPEECH_SERVER),
         I.ResultPayload(audio_seconds="audio_seconds")
     )
     POSITIVE: ClassVar[tuple[str, ...]] = ("input_tokens", "audio_seconds")

@@ -153,10 +153,13 @@ def _branching_nodes(plan: dict[str, Any]) -> set[str]:
 
 def _check_model(checker: _Checker, model_id: str, node: YamlNode, preset: str) -> dict[str, Any]:
     from hetc.model.models import hf_repo
+    from hetc.runtime.audio import served_model_name
 
     entries = checker.mapping(node, f"models.{model_id}", MODEL_KEYS)
+    # by default the name its server answers to: the repo id (vLLM), or a speech server's own name for it
+    default_name = served_model_name(preset) or hf_repo(preset) or preset
     binding: dict[str, Any] = {"endpoint": os.environ.get(endpoint_env(model_id)) or None,
-                               "model": hf_repo(preset) or preset, "api_key_env": None}
+                               "model": default_name, "api_key_env": None}
     for key, (_, value) in entries.items():
         if key == "endpoint":
             binding[key] = checker.string(value, "endpoint", URL, "an http(s) URL of an OpenAI-compatible API "

@@ -22,7 +22,8 @@ import asyncio
 import re
 from typing import Any
 
-from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API
+from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API, SPEECH_API, TRANSCRIPTION_API
+from hetc.runtime.audio import speak_values, transcribe_values
 from hetc.runtime.llm_client import LLMError, chat_once, embeddings, rerank
 from hetc.runtime.text import clean_text
 
@@ -80,4 +81,5 @@ async def reorder(model: dict[str, Any], stage: dict[str, Any], values: list[dic
     return list(await asyncio.gather(*(one(v, r) for v, r in zip(values, request_ids, strict=True))))
 
 
-ENGINE_CALLS = {EMBEDDINGS_API: embed, SAFETY_VERDICT_API: screen, RERANK_API: reorder}
+ENGINE_CALLS = {EMBEDDINGS_API: embed, SAFETY_VERDICT_API: screen, RERANK_API: reorder,
+                TRANSCRIPTION_API: transcribe_values, SPEECH_API: speak_values}  # the last two: audio.py

@@ -214,8 +214,8 @@ class StageWorker:
         try:
             return await call(self._model(), self.stage, values, [p.get("request_id", "") for p in payloads],
                               max(p["deadline_s"] for p in payloads))
-        except LLMError as exc:
-            raise StageFailure("llm_failed", str(exc)) from None
+        except LLMError as exc:  # a speech server's error says its own kind (hetc/runtime/audio.py)
+            raise StageFailure(getattr(exc, "kind", "llm_failed"), str(exc)) from None
 
     def _speech_model(self) -> str | None:
         """'stt' for a speech-to-text encoder (an encoder-decoder model), 'tts' for a speech model, else None."""
