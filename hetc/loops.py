@@ -11,7 +11,8 @@ build a `LoopGraph` from the same stages and edges and follow the rules below (d
   visit picks at most one of them. Edges with probability 1 always fire.
 - A loop is the set of back edges into one header stage; its body is every stage on a forward path from
   the header to one of those back edges' sources. Loops whose bodies overlap without nesting are one loop.
-  The body is closed under forward paths between its stages, so loops nest.
+  Two loops that feed each other's bodies are one loop too. The body is closed under forward paths between
+  its stages, so loops nest.
 - A loop runs in passes. Pass 0 is fed by the edges entering the body; pass k >= 1 only by the back edges
   that fired in pass k - 1 (live ones to their headers, the rest deliver skips): inputs from outside the
   loop do not come again. A back edge fires after pass k when its token is live and k < its
@@ -182,11 +183,21 @@ class LoopGraph:
         for a, (x, x_back, x_heads) in enumerate(groups):
             for b in range(a + 1, len(groups)):
                 y, y_back, y_heads = groups[b]
-                if x & y and not (x < y or y < x):
+                if (x & y and not (x < y or y < x)) or (not x & y and self._feed_each_other(x, y)):
                     groups[a] = (self._convex(x | y), x_back + y_back, x_heads | y_heads)
                     del groups[b]
                     return True
         return False
+
+    def _feed_each_other(self, x: set[int], y: set[int]) -> bool:
+        """Whether forward paths lead from loop body x into y and from y into x: neither loop can run its
+        passes before the other, so they are one loop."""
+        lo_x, hi_x = min(self.position[v] for v in x), max(self.position[v] for v in x)
+        lo_y, hi_y = min(self.position[v] for v in y), max(self.position[v] for v in y)
+        if hi_x < lo_y or hi_y < lo_x:  # one lies wholly before the other in topological order
+            return False
+        return (bool(self._reach(x, self.succ, lo=lo_x, hi=hi_y) & y)
+                and bool(self._reach(y, self.succ, lo=lo_y, hi=hi_x) & x))
 
     def _convex(self, body: set[int]) -> set[int]:
         """Add every stage on a forward path between two stages of the body."""
