@@ -344,14 +344,15 @@ class LoopGraph:
     # edge i. Once a forward edge's token can no longer be discarded by a loop (it does not leave a loop, or
     # the loops it leaves have ended), only "some live token waits for stage v" matters to v, so it becomes
     # key v and its traversal is counted then: tokens into one stage merge, which keeps the number of states
-    # at about 2 ** (stages waiting for input) instead of 2 ** (edges in flight). Sources start with key v.
+    # at about 2 ** (stages waiting for input) instead of 2 ** (edges in flight). Live sources start as key v.
     # MERGE_BY_DESTINATION = False keeps every token on its edge (the plain reading; the tests compare both).
     MERGE_BY_DESTINATION = True
 
     def _prepare_tokens(self) -> None:
+        """Per edge, the key its token is sent as and where it lands; per stage and loop, the keys they take."""
         n, merge = self.n, self.MERGE_BY_DESTINATION
         merges = [merge and not e.back for e in self.edges]
-        # produced[i]: the key a live token on edge i gets when sent; counted[i]: counted when sent (key v)
+        # the key a live token on edge i gets when sent (a key v < n is counted as a traversal then)
         self._produced = [e.dst if merges[i] and not self.exits[i] else n + i for i, e in enumerate(self.edges)]
         self._dead_on_entry = [any(self.loops[m].alive_until[e.dst] <= 0 for m in self.enters[i])
                                for i, e in enumerate(self.edges)]
