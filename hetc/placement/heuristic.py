@@ -303,6 +303,15 @@ def _upgrade_keys(s: _Search, v: int, latency_first: bool) -> list[tuple[float, 
     return [key for key in keys if key is not None]
 
 
+def _alternatives(s: _Search, v: int, moves: _Moves):
+    """The candidates op v may move to (not its current one, not forbidden), with the TCO change of each."""
+    for k in range(len(s.m.cands[v])):
+        if k != s.choice[v]:
+            delta = moves.delta_tco(k)
+            if not math.isinf(delta):
+                yield k, delta
+
+
 def _improve(s: _Search, max_passes: int = 50, sweep: bool | None = None) -> None:
     """Local search: per op, the single-candidate change that lowers TCO + SLA penalty most, until none.
 
@@ -321,12 +330,7 @@ def _improve(s: _Search, max_passes: int = 50, sweep: bool | None = None) -> Non
             current_penalty = m.penalty(s.paths.critical_ms)
             best = None
             moves = _Moves(s, v)
-            for k in range(len(m.cands[v])):
-                if k == s.choice[v]:
-                    continue
-                delta = moves.delta_tco(k)
-                if math.isinf(delta):
-                    continue
+            for k, delta in _alternatives(s, v, moves):
                 if delta >= -1e-9 and (m.lam is None or moves.through(k) >= moves.through() - EPS_MS):
                     continue  # neither cheaper nor able to lower the penalty
                 if m.lam is None:
@@ -360,12 +364,7 @@ def _swap(s: _Search, max_downgrades: int = 100, max_rounds: int = 20, max_check
         downs, ups = [], []
         for v in m.topo:
             moves = _Moves(s, v)
-            for k in range(len(m.cands[v])):
-                if k == s.choice[v]:
-                    continue
-                delta = moves.delta_tco(k)
-                if math.isinf(delta):
-                    continue
+            for k, delta in _alternatives(s, v, moves):
                 if delta < -1e-9:
                     downs.append((delta, v, k))
                 elif moves.through(k) < moves.through() - EPS_MS:
