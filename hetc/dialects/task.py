@@ -45,6 +45,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from hetc.dialects import interfaces as I
 from hetc.dialects.agent import KVType, ModelOp, PayloadType, check_number, parse_named_values
+from hetc.dialects.trait_lookup import MemoisedTraits
 from hetc.hwdb.schema import KINDS as DEVICE_KINDS
 from hetc.targets import kernels as K
 
@@ -259,7 +260,7 @@ def module_target(module) -> TargetAttr | None:
     return target if isinstance(target, TargetAttr) else None
 
 
-class TaskOp(IRDLOperation):
+class TaskOp(MemoisedTraits, IRDLOperation):
     sym_name = prop_def(SymbolNameConstraint())
     node = prop_def(StringAttr)
     inputs = var_operand_def(PayloadType)

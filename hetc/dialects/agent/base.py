@@ -15,13 +15,14 @@ from hetc.dialects.agent.fields import check_fields
 from hetc.dialects.agent.models import ModelOp
 from hetc.dialects.agent.payloads import ANY_PAYLOAD, PayloadType
 from hetc.dialects.spec_fields import model_field
+from hetc.dialects.trait_lookup import MemoisedTraits
 from hetc.model.arch import MODEL_KINDS
 from hetc.spec.rules import FieldRule
 
 _NODE_FORMAT = "$sym_name `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
 
 
-class NodeOp(IRDLOperation):
+class NodeOp(MemoisedTraits, IRDLOperation):
     """Common shape of a graph node: symbol name, typed inputs, attributes in the attr dict."""
 
     sym_name = prop_def(SymbolNameConstraint())

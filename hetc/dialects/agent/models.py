@@ -11,6 +11,7 @@ from xdsl.traits import SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from hetc.dialects.agent.fields import check_number, parse_named_values
+from hetc.dialects.trait_lookup import MemoisedTraits
 from hetc.model.arch import PRECISION_BYTES, ModelArch
 from hetc.spec.rules import ARCH_RULES, arch_problems
 
@@ -97,7 +98,7 @@ class ArchAttr(ParametrizedAttribute):
 
 
 @irdl_op_definition
-class ModelOp(IRDLOperation):
+class ModelOp(MemoisedTraits, IRDLOperation):
     """A model the graph uses: architecture numbers and precision (module level)."""
 
     name = "agent.model"

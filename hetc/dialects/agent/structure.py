@@ -37,11 +37,12 @@ from hetc.dialects.agent.base import NodeOp
 from hetc.dialects.agent.fields import check_number
 from hetc.dialects.agent.payloads import PayloadType
 from hetc.dialects.spec_fields import spec_field
+from hetc.dialects.trait_lookup import MemoisedTraits
 from hetc.spec.rules import INPUT_PAYLOADS, MAX_AUDIO_S, MAX_BYTES, MAX_DIM, MAX_ITERATIONS, MAX_MS, MAX_RPS, TOKENS, FieldRule
 
 
 @irdl_op_definition
-class GraphOp(IRDLOperation):
+class GraphOp(MemoisedTraits, IRDLOperation):
     """An agent: a single-block region of node ops. Needs at least one agent.output."""
 
     name = "agent.graph"
@@ -233,7 +234,7 @@ class LoopOp(NodeOp):
 
 
 @irdl_op_definition
-class LoopYieldOp(IRDLOperation):
+class LoopYieldOp(MemoisedTraits, IRDLOperation):
     name = "agent.loop_yield"
     exits = var_operand_def(PayloadType)
     feedback = var_operand_def(PayloadType)
