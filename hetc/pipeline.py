@@ -80,6 +80,15 @@ def _printer_class():
         custom form keeps non-ASCII characters as UTF-8: xDSL reads a hex-escaped byte above 0x7F back as a
         bytes attribute, so escaped node ids and names would not parse back where an op wants a string."""
 
+        def print_string(self, text: str, *, indent: int | None = None) -> None:
+            # xDSL's print_string goes through print(); a line without a newline is written directly (a fifth
+            # of printing a large module), with the same column bookkeeping
+            if "\n" in text:
+                super().print_string(text, indent=indent)
+                return
+            self._current_column += len(text)
+            self.stream.write(text)
+
         def print_bytes_literal(self, bytestring: bytes):
             self.print_string('"' + _ESCAPED_BYTES.sub(_escape_byte, bytestring).decode("ascii") + '"')
 
