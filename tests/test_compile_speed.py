@@ -118,7 +118,7 @@ def test_moves_give_the_tco_change_and_path_a_full_evaluation_gives():
 def test_ops_alike_share_their_candidates_in_the_solver_model_and_baselines():
     """Ops of one shape share a candidate list; the solver's model builds theirs once and restricted problems
     (the homogeneous baselines) keep them shared."""
-    from hetc.placement.evaluate import _Model
+    from hetc.placement.evaluate import _Model, restricted
 
     cands = [Candidate("cpu", 5.0, 10.0), Candidate("gpu", 1.0, 40.0)]
     ops = [OpNode(f"op{i}", cands) for i in range(3)] + [OpNode("other", list(cands), load=2.0)]
@@ -127,9 +127,9 @@ def test_ops_alike_share_their_candidates_in_the_solver_model_and_baselines():
     m = _Model(problem)
     assert m.cands[0] is m.cands[1] is m.cands[2]
     assert m.cands[3] is not m.cands[0]  # another load: other replica counts
-    restricted = m.restricted([[1], [1], [1], [1]])
-    assert restricted.ops[0].candidates is restricted.ops[1].candidates is restricted.ops[2].candidates
-    r = _Model(restricted)
+    only_gpu = restricted(problem, [[1], [1], [1], [1]])
+    assert only_gpu.ops[0].candidates is only_gpu.ops[1].candidates is only_gpu.ops[2].candidates
+    r = _Model(only_gpu)
     assert r.cands[0] is r.cands[1] and [c.cand for c in r.cands[0]] == [cands[1]]
 
 

@@ -7,7 +7,7 @@ import functools
 import heapq
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hetc.placement.model import (
     EPS_MS,
@@ -91,8 +91,9 @@ class _Model:
         # Ops of one shape share their candidate list (hetc.placement.problem builds it once per shape): their
         # _Cand lists are the same when load and limits are too, so they are built once and shared (read only).
         shared: dict[tuple, tuple[list[_Cand], list[tuple[int, str]], Sequence[Candidate]]] = {}
+        plan_limits = sorted(problem.phase_limits.items())  # most ops have no limits of their own
         for op in problem.ops:
-            limits = sorted({**problem.phase_limits, **op.limits}.items())
+            limits = sorted({**problem.phase_limits, **op.limits}.items()) if op.limits else plan_limits
             key = (id(op.candidates), op.load, op.worst_invocations, tuple(limits))
             if key not in shared:  # the entry holds the candidate list, so its id is not reused meanwhile
                 shared[key] = (*self._op_candidates(op, limits), op.candidates)
@@ -229,30 +230,18 @@ class _Model:
             return math.inf
         return self.lam * (latency_ms - self.limit)
 
-    def restricted(self, keep: list[list[int]]) -> PlacementProblem:
-        """The problem with each op limited to the given original candidate indices. Ops that shared a candidate
-        list and keep the same indices share the restricted list (so _Model builds its candidates once)."""
-        ops = []
-        lists: dict[tuple[int, tuple[int, ...]], tuple[list[Candidate], Sequence[Candidate]]] = {}
-        for op, indices in zip(self.problem.ops, keep, strict=True):
-            key = (id(op.candidates), tuple(indices))
-            if key not in lists:  # the entry holds the original list, so its id is not reused meanwhile
-                lists[key] = ([op.candidates[i] for i in indices], op.candidates)
-            ops.append(
-                OpNode(
-                    id=op.id,
-                    candidates=lists[key][0],
-                    kind=op.kind,
-                    role=op.role,
-                    load=op.load,
-                    worst_invocations=op.worst_invocations,
-                    limits=op.limits,
-                )
-            )
-        p = self.problem
-        return PlacementProblem(
-            ops, p.edges, p.devices, p.request_rate_rps, p.latency_limit_ms, p.phase_limits, p.soft_sla_lambda
-        )
+
+def restricted(problem: PlacementProblem, keep: list[list[int]]) -> PlacementProblem:
+    """The problem with each op limited to the given original candidate indices. Ops that shared a candidate
+    list and keep the same indices share the restricted list (so _Model builds its candidates once)."""
+    ops = []
+    lists: dict[tuple[int, tuple[int, ...]], tuple[list[Candidate], Sequence[Candidate]]] = {}
+    for op, indices in zip(problem.ops, keep, strict=True):
+        key = (id(op.candidates), tuple(indices))
+        if key not in lists:  # the entry holds the original list, so its id is not reused meanwhile
+            lists[key] = ([op.candidates[i] for i in indices], op.candidates)
+        ops.append(replace(op, candidates=lists[key][0]))
+    return replace(problem, ops=ops)
 
 
 # ------------------------------------------------------------------------------------- plan evaluation

@@ -178,7 +178,7 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
     errors: list[Diagnostic] = []
     by_shape: dict[tuple, list] = {}  # ops of one kind, model and shape have the same candidates
     for op in flow.ops:
-        shape = (op.name, tuple((k, v) for k, v in op.properties.items() if k not in ("sym_name", "node")))
+        shape = _shape(op)
         if shape not in by_shape:
             by_shape[shape] = _candidates(module, op, devices, limits)
         cands = by_shape[shape]
@@ -194,6 +194,7 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
     node_by_id = {n.id: n for n in nodes}
     kv_paths = module_kv_paths(module)
     edges = []
+    kv_memo: dict[tuple, object] = {}  # KV moves of one model and size cost the same: priced once (_shape)
     for e in flow.edges:
         if e.back_edge:
             continue  # loop iterations are counted in the ops' invocation numbers
@@ -203,7 +204,13 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
             for b in sorted({c.device for c in dst_node.candidates}):
                 if a == b:
                     continue  # same class: in process or on the scale-up fabric of one deployment
-                ms = _transfer_ms(module, e, db.devices[a], db.devices[b], kv_paths)
+                if e.kv is None:
+                    ms = _transfer_ms(module, e, db.devices[a], db.devices[b], kv_paths)
+                else:
+                    key = (_shape(e.kv), a, b)
+                    if key not in kv_memo:
+                        kv_memo[key] = _transfer_ms(module, e, db.devices[a], db.devices[b], kv_paths)
+                    ms = kv_memo[key]
                 if isinstance(ms, str):
                     forbidden[(a, b)] = ms
                 else:
@@ -211,7 +218,7 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
         edges.append(Edge(src_node.id, dst_node.id, transfers, load=flow.traversals[e],
                           worst_traversals=flow.worst[e.dst], forbidden=forbidden))
         if e.kv is not None:
-            _size_kv_links(module, e.kv, edges[-1], node_by_id, db, kv_paths)
+            _size_kv_links(module, e.kv, edges[-1], node_by_id, db, kv_paths, kv_memo)
     nodes = [node_by_id[n.id] for n in nodes]
     params = TcoParams.from_hwdb(db)
     inventory = hardware.get("inventory", {})
@@ -236,6 +243,11 @@ def build_problem(module, graph: A.GraphOp, db, soft_lambda: float | None) -> Bu
                for p, limit in sorted((slo.get("percentiles") or {}).items())
                if p != slo.get("percentile") and limit is not None]
     return BuiltProblem(problem, ops, db, basis, units, targets, pool)
+
+
+def _shape(op) -> tuple:
+    """What an op's cost depends on: its kind and properties, not its name."""
+    return op.name, tuple((k, v) for k, v in op.properties.items() if k not in ("sym_name", "node"))
 
 
 def solve_placement(built: BuiltProblem, solver: str):
@@ -346,7 +358,7 @@ def kv_link_peak_rps(module, op, src, dst, devices_per_replica: int, kv_paths: t
     return moves_per_s(path, kv_cache_bytes(module, op), src, dst, links_per_replica(path, devices_per_replica))
 
 
-def _size_kv_links(module, kv_op, edge: Edge, node_by_id: dict[str, OpNode], db, kv_paths) -> None:
+def _size_kv_links(module, kv_op, edge: Edge, node_by_id: dict[str, OpNode], db, kv_paths, memo: dict) -> None:
     """Treat the links of a cross-class KV move as a capacity (docs/cost-model.md, "KV-link capacity"): each
     prefill candidate sends, and each decode candidate receives, its KV caches over the links of its own
     replicas, so its planning throughput is at most TARGET_UTILISATION of the moves per second those links
@@ -354,6 +366,14 @@ def _size_kv_links(module, kv_op, edge: Edge, node_by_id: dict[str, OpNode], db,
     edge allows bounds it, as ttft_overhead_ms does for TTFT. A split whose links are short then needs more
     replicas (priced as devices) and the solver weighs it against other placements."""
     src_node, dst_node = node_by_id[edge.src], node_by_id[edge.dst]
+    # Edges alike (the same KV move between ops of shared candidate lists, the same forbidden pairs) get the
+    # same bounded lists: ops of one shape keep sharing them, and the solvers build their numbers once
+    key = ("links", _shape(kv_op), id(src_node.candidates), id(dst_node.candidates), tuple(sorted(edge.forbidden)))
+    if key in memo:
+        src_bounded, dst_bounded, _, _ = memo[key]
+        node_by_id[edge.src] = replace(src_node, candidates=src_bounded)
+        node_by_id[edge.dst] = replace(dst_node, candidates=dst_bounded)
+        return
     src_devices = sorted({c.device for c in src_node.candidates})
     dst_devices = sorted({c.device for c in dst_node.candidates})
     peaks: dict[tuple[str, str, int], float | None] = {}
@@ -371,10 +391,11 @@ def _size_kv_links(module, kv_op, edge: Edge, node_by_id: dict[str, OpNode], db,
                 rates.append(peaks[key])
         return min(rates, default=None)
 
-    node_by_id[edge.src] = replace(src_node, candidates=[
-        C.kv_link_bound(c, slowest(c, [(c.device, b) for b in dst_devices])) for c in src_node.candidates])
-    node_by_id[edge.dst] = replace(dst_node, candidates=[
-        C.kv_link_bound(c, slowest(c, [(a, c.device) for a in src_devices])) for c in dst_node.candidates])
+    src_bounded = [C.kv_link_bound(c, slowest(c, [(c.device, b) for b in dst_devices])) for c in src_node.candidates]
+    dst_bounded = [C.kv_link_bound(c, slowest(c, [(a, c.device) for a in src_devices])) for c in dst_node.candidates]
+    memo[key] = (src_bounded, dst_bounded, src_node.candidates, dst_node.candidates)  # the lists keep their ids
+    node_by_id[edge.src] = replace(src_node, candidates=src_bounded)
+    node_by_id[edge.dst] = replace(dst_node, candidates=dst_bounded)
 
 
 def ttft_overhead_ms(module, op, devices, limits: C.Limits, prefill) -> float:

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Literal
 
-from hetc.placement.evaluate import _build_result, _infeasible_result, _Model
+from hetc.placement.evaluate import _build_result, _infeasible_result, _Model, restricted
 from hetc.placement.exact import DEFAULT_TIME_LIMIT_S, _build_milp, _run_milp
 from hetc.placement.explain import explain_infeasible
 from hetc.placement.heuristic import (
@@ -134,10 +134,8 @@ def homogeneous_baselines(
     """For each accelerator class, the best plan with every op that has an accelerator candidate on that
     class (ops with only non-accelerator candidates keep them). Sorted by class name. `solve_with(problem,
     solve_one)` wraps each solve when the caller plans more than the problem says (percentile targets)."""
-    m = _Model(problem)
-    accelerators = sorted(
-        d for d in {c.device for op in problem.ops for c in op.candidates} if m.devices[d].accelerator
-    )
+    accelerator = {d.name: d.accelerator for d in problem.devices}
+    accelerators = sorted(d for d in {c.device for op in problem.ops for c in op.candidates} if accelerator[d])
     baselines = []
     kept: dict[tuple[int, str], tuple[list[int], bool, object]] = {}  # per (candidate list, class)
 
@@ -146,7 +144,7 @@ def homogeneous_baselines(
         whether the op has accelerator candidates. Ops of one shape share a candidate list: found once."""
         key = (id(candidates), accel)
         if key not in kept:  # the entry holds the list, so its id is not reused meanwhile
-            if any(m.devices[c.device].accelerator for c in candidates):
+            if any(accelerator[c.device] for c in candidates):
                 kept[key] = ([i for i, c in enumerate(candidates) if c.device == accel], True, candidates)
             else:
                 kept[key] = (list(range(len(candidates))), False, candidates)
@@ -168,7 +166,7 @@ def homogeneous_baselines(
         def solve_one(restricted: PlacementProblem) -> PlacementResult:
             return solve(restricted, solver, time_limit_s=time_limit_s, lp_bound=LP_BOUND_FOR_BASELINES)
 
-        restricted = m.restricted(keep)
-        result = solve_with(restricted, solve_one) if solve_with else solve_one(restricted)
+        only_on = restricted(problem, keep)
+        result = solve_with(only_on, solve_one) if solve_with else solve_one(only_on)
         baselines.append(Baseline(accel, result, result.reasons))
     return baselines
