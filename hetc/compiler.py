@@ -23,9 +23,10 @@ from hetc.bundle.kubernetes import render_kubernetes
 from hetc.bundle.plan import build_plan
 from hetc.bundle.ray import render_ray
 from hetc.bundle.vllm import runtime_dockerfile
-from hetc.bundle.writer import to_json, write_bundle
+from hetc.bundle.writer import write_bundle
 from hetc.errors import Diagnostic, HetcError, Loc
 from hetc.hwdb.loader import load_hwdb
+from hetc.json_text import to_json
 from hetc.passes.common import pass_report
 from hetc.pipeline import DEFAULT_PIPELINE, PipelineRun, print_module
 from hetc.placement.problem import record_database, record_kv_paths

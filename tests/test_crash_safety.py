@@ -44,7 +44,8 @@ def read_bundle(path: Path) -> dict[str, bytes]:
 
 
 def expected_bundle(result) -> dict[str, bytes]:
-    from hetc.bundle.writer import MANIFEST, manifest, to_json
+    from hetc.bundle.writer import MANIFEST, manifest
+    from hetc.json_text import to_json
 
     return {**result.files, MANIFEST: to_json(manifest(result.files))}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hetc.bundle.writer import to_json
 from hetc.cli.study import diff_plans
+from hetc.json_text import to_json
 from hetc.study.overrides import apply_overrides
 from hetc.study.sweep import SweepOptions, _load, compile_loaded
 

@@ -36,6 +36,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 
 from hetc.errors import HetcError, Loc
+from hetc.json_text import to_json
 from hetc.userfiles import UnreadableFile, read_regular_file
 
 MANIFEST = "manifest.json"
@@ -47,11 +48,6 @@ MAX_MANIFEST_BYTES = 16 << 20  # a bundle of thousands of files lists them in ab
 FOREIGN_SHOWN = 3  # files hetc did not write named in the refusal
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-
-
-def to_json(data) -> bytes:
-    """Deterministic JSON: sorted keys, fixed separators, trailing newline."""
-    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
 def check_relpath(path: str) -> str:

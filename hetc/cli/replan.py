@@ -41,7 +41,8 @@ def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_
                    max_regression, simulate_s, as_json):
     """Re-plan BUNDLE for the load in --observed; write the new bundle with migration.json/.txt to -o."""
     from hetc.bundle.schema import load_plan
-    from hetc.bundle.writer import check_output, to_json
+    from hetc.bundle.writer import check_output
+    from hetc.json_text import to_json
     from hetc.study.migration import migration_text
     from hetc.study.observations import observed_text, read_observations
     from hetc.study.replan import bundle_spec, replan

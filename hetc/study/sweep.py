@@ -424,7 +424,7 @@ def table_json(result: SweepResult) -> dict:
 
 def output_files(result: SweepResult) -> dict[str, bytes]:
     from hetc.bundle.report import render_report
-    from hetc.bundle.writer import to_json
+    from hetc.json_text import to_json
 
     files = {"table.csv": table_csv(result).encode(), "table.json": to_json(table_json(result))}
     for index, plan in sorted(result.plans.items()):
