@@ -343,3 +343,26 @@ def test_unbounded_cycles_match_reference(case):
             messages = [d.message for d in exc.diagnostics]
     assert any("unbounded cycle" in m for m in messages) == has_cycle(n, unbounded)
     assert sum("closes no cycle" in m for m in messages) == len(misplaced)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))))
+def test_strongly_connected_components_are_the_mutually_reachable_nodes(graph):
+    """The spec check of loop bounds asks whether an edge's ends share a component (its end reaches its start)."""
+    from hetc.spec.graph import reachable, strongly_connected
+
+    n, pairs = graph
+    nodes = [f"v{i}" for i in range(n)]
+    succ = {v: [] for v in nodes}
+    for a, b in pairs:
+        succ[nodes[a]].append(nodes[b])
+    comps = strongly_connected(nodes, succ)
+    assert sorted(v for comp in comps for v in comp) == sorted(nodes)
+    component = {v: i for i, comp in enumerate(comps) for v in comp}
+    reach = {v: reachable(succ, [v]) for v in nodes}
+    for a in nodes:
+        for b in nodes:
+            assert (component[a] == component[b]) == (b in reach[a] and a in reach[b])
+    for a, b in pairs:  # a component comes after every component it reaches
+        assert component[nodes[a]] >= component[nodes[b]]

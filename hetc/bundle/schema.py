@@ -97,7 +97,7 @@ def _graph_errors(plan: dict[str, Any]) -> list[tuple[str, str]]:
     for index, edge in enumerate(plan["edges"]):
         if not edge["back_edge"] or edge["src"] not in position or edge["dst"] not in position:
             continue
-        if not _reaches(forward_succ, edge["dst"], edge["src"]):
+        if not _reaches(forward_succ, edge["dst"], edge["src"], position):
             errors.append((f"$.edges[{index}]",
                            (f"back edge {edge['src']} -> {edge['dst']} closes no loop: "
                            f"{edge['dst']} does not reach {edge['src']} through forward edges")))
@@ -111,14 +111,16 @@ def _graph_errors(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return errors
 
 
-def _reaches(succ: dict[str, list[str]], start: str, goal: str) -> bool:
+def _reaches(succ: dict[str, list[str]], start: str, goal: str, position: dict[str, int]) -> bool:
+    """Whether forward edges lead from start to goal. They only go to later stages (checked before), so a
+    stage listed after the goal cannot lead back to it: the search stays between the two."""
     seen, todo = {start}, [start]
     while todo:
         node = todo.pop()
         if node == goal:
             return True
         for nxt in succ.get(node, []):
-            if nxt not in seen:
+            if nxt not in seen and position[nxt] <= position[goal]:
                 seen.add(nxt)
                 todo.append(nxt)
     return False

@@ -33,6 +33,7 @@ from hetc.errors import Diagnostic, HetcError, Loc
 from hetc.model.models import ModelArch
 from hetc.spec import Edge, Graph, Node, Spec
 from hetc.spec.fields import NODE_OPS
+from hetc.spec.graph import strongly_connected
 
 
 def _i64(v: int) -> IntegerAttr:
@@ -110,52 +111,10 @@ class _GraphBuilder:
     # ----------------------------------------------------------------------------- structure
 
     def _components(self) -> list[list[str]]:
-        """Tarjan's SCCs, returned in a topological order of the condensation, file order on ties."""
+        """Strongly connected components, in a topological order of the condensation, file order on ties."""
         order = {n: i for i, n in enumerate(self.graph.nodes)}
-        index: dict[str, int] = {}
-        low: dict[str, int] = {}
-        stack: list[str] = []
-        on_stack: set[str] = set()
-        comps: list[list[str]] = []
-        counter = 0
-
-        for root in self.graph.nodes:
-            if root in index:
-                continue
-            work = [(root, iter(self.outgoing[root]))]
-            index[root] = low[root] = counter
-            counter += 1
-            stack.append(root)
-            on_stack.add(root)
-            while work:
-                node, edges = work[-1]
-                advanced = False
-                for edge in edges:
-                    nxt = edge.dst
-                    if nxt not in index:
-                        index[nxt] = low[nxt] = counter
-                        counter += 1
-                        stack.append(nxt)
-                        on_stack.add(nxt)
-                        work.append((nxt, iter(self.outgoing[nxt])))
-                        advanced = True
-                        break
-                    if nxt in on_stack:
-                        low[node] = min(low[node], index[nxt])
-                if advanced:
-                    continue
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
-                if low[node] == index[node]:
-                    comp = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        comp.append(member)
-                        if member == node:
-                            break
-                    comps.append(sorted(comp, key=order.__getitem__))
+        successors = {n: [edge.dst for edge in out] for n, out in self.outgoing.items()}
+        comps = [sorted(comp, key=order.__getitem__) for comp in strongly_connected(self.graph.nodes, successors)]
         comp_of = {n: i for i, c in enumerate(comps) for n in c}
         # Kahn on the condensation, smallest file position first: deterministic and readable.
         succs: dict[int, set[int]] = {i: set() for i in range(len(comps))}

@@ -4,7 +4,7 @@ and the shape checks (branch sums, bounded cycles, inputs and outputs, reachabil
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,9 +169,11 @@ class GraphReader(ValueReader):
                 parts = " + ".join(f"{fmt(e.probability)} ({e.dst})" for e in branches)
                 self.error(branches[0].loc, f"the conditional branches out of '{node_id}' have probabilities "
                                             f"summing to {fmt(round(total, 9))} > 1: {parts}")
-        # loop bounds: every max_iterations edge must close a cycle; every cycle needs one
+        # loop bounds: every max_iterations edge must close a cycle (its ends in one strongly connected
+        # component: the edge's end reaches its start); every cycle needs one
+        component = {n: i for i, comp in enumerate(strongly_connected(nodes, successors)) for n in comp}
         for edge in edges:
-            if edge.max_iterations is not None and not _reaches(successors, edge.dst, edge.src):
+            if edge.max_iterations is not None and component[edge.src] != component[edge.dst]:
                 self.error(edge.loc, f"max_iterations on edge '{_edge_name(edge.src, edge.dst)}', which closes no "
                                      f"cycle ('{edge.src}' is not reachable from '{edge.dst}'); put it on the edge "
                                      "that loops back")
@@ -243,8 +245,44 @@ def reachable(adjacency: Mapping[str, list[str]], starts: Sequence[str]) -> set[
     return seen
 
 
-def _reaches(adjacency: Mapping[str, list[str]], src: str, dst: str) -> bool:
-    return dst in reachable(adjacency, [src])
+def strongly_connected(nodes: Iterable[str], successors: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components, each found after every component it reaches (iterative: a
+    spec may hold thousands of nodes)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    comps: list[list[str]] = []
+    for root in nodes:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(successors[root]))]
+        while work:
+            node, pending = work[-1]
+            for nxt in pending:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(successors[nxt])))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:  # every successor seen: the node is done
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = []
+                    while not comp or comp[-1] != node:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        comp.append(member)
+                    comps.append(comp)
+    return comps
 
 
 def _unbounded_cycles(nodes: Mapping[str, Any], edges: Sequence[Edge]) -> list[tuple[Edge, list[str]]]:
