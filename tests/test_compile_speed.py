@@ -217,3 +217,19 @@ def test_a_model_changed_between_compiles_of_one_module_is_read_again(tmp_path):
     model = next(o for o in module.body.block.ops if isinstance(o, A.ModelOp))
     model.properties["precision"] = StringAttr("bf16")
     assert _model(module, op).precision == "bf16"
+
+
+@pytest.mark.parametrize(("spec", "inlined"), [(None, False), (ROOT / "examples" / "supervisor.yaml", True)])
+def test_the_pipeline_verifies_again_after_a_pass_that_changed_the_module_only(tmp_path, monkeypatch, spec, inlined):
+    """A hetc pass returns whether it changed the module; one that left it as it was (inline-agents on a graph
+    without agent.call, a decomposition with nothing to decompose) is not verified again. xDSL's own passes
+    return None: always verified."""
+    import hetc.pipeline as pipeline
+
+    verified = []
+    real = pipeline.verify
+    monkeypatch.setattr(pipeline, "verify", lambda module, stage: (verified.append(stage), real(module, stage)))
+    _compile(tmp_path, spec, passes="inline-agents,decompose-llm,decompose-llm,decompose-tools,decompose-nodes,place,dce")
+    assert verified[0] == "parsed" and verified[-2:] == ["place", "dce"]
+    assert ("inline-agents" in verified) == inlined
+    assert verified.count("decompose-llm") == 1  # the second run finds no agent.llm left

@@ -71,5 +71,5 @@ class DecomposeLLM(RewritePattern):
 class DecomposeLLMPass(ModulePass):
     name = "decompose-llm"
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(DecomposeLLM(), apply_recursively=False).rewrite_module(op)
+    def apply(self, ctx: Context, op: ModuleOp) -> bool:  # whether it changed the module
+        return PatternRewriteWalker(DecomposeLLM(), apply_recursively=False).rewrite_module(op)

@@ -104,8 +104,8 @@ class Guardrail(RewritePattern):
 class DecomposeNodesPass(ModulePass):
     name = "decompose-nodes"
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def apply(self, ctx: Context, op: ModuleOp) -> bool:  # whether it changed the module
         patterns = [SpeechToText(), ModelCall(), TextToSpeech(), Embedding(), Compute(), MemoryStore(), KVCache(),
                     Guardrail()]
         # dead code is the dce pass's job: a decomposition keeps every op (task ops are Pure now)
-        PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False), apply_recursively=False).rewrite_module(op)
+        return PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False), apply_recursively=False).rewrite_module(op)

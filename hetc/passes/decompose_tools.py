@@ -64,7 +64,7 @@ class DecomposeMemoryLookup(RewritePattern):
 class DecomposeToolsPass(ModulePass):
     name = "decompose-tools"
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def apply(self, ctx: Context, op: ModuleOp) -> bool:  # whether it changed the module
         # dead code is the dce pass's job: a decomposition keeps every op (task ops are Pure now)
         applier = GreedyRewritePatternApplier([DecomposeTool(), DecomposeMemoryLookup()], dce_enabled=False)
-        PatternRewriteWalker(applier, apply_recursively=False).rewrite_module(op)
+        return PatternRewriteWalker(applier, apply_recursively=False).rewrite_module(op)

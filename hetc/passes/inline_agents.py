@@ -55,12 +55,17 @@ def _inline_call(module: ModuleOp, call: A.CallOp) -> None:
 class InlineAgentsPass(ModulePass):
     name = "inline-agents"
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def apply(self, ctx: Context, op: ModuleOp) -> bool:
+        """Whether the module changed (hetc.pipeline verifies it again only then)."""
+        changed = False
         while True:
             calls = [o for o in op.walk() if isinstance(o, A.CallOp)]
             if not calls:
                 break
             _inline_call(op, calls[0])
+            changed = True
         for graph in [o for o in op.body.block.ops if isinstance(o, A.GraphOp)]:
             if "hetc.subagent" in graph.attributes:  # every call site is inlined now
                 op.body.block.erase_op(graph)
+                changed = True
+        return changed
