@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr, SymbolNameConstraint
 from xdsl.ir import Attribute, ParametrizedAttribute
 from xdsl.irdl import IRDLOperation, ParsePropInAttrDict, irdl_attr_definition, irdl_op_definition, prop_def, traits_def
@@ -50,7 +52,7 @@ class ArchAttr(ParametrizedAttribute):
 
     def model_arch(self, name: str) -> ModelArch:
         """The architecture as the cost model takes it; `name` (the agent.model symbol) where it names none."""
-        return ModelArch(**{"name": name, **self.values()})
+        return _model_arch(self, name)
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser):
@@ -95,6 +97,13 @@ class ArchAttr(ParametrizedAttribute):
                 if rule.choices and attr.data not in rule.choices:
                     raise VerifyException(f"agent.arch: {key} must be one of {'|'.join(rule.choices)}, "
                                           f"got {attr.data!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_arch(arch: ArchAttr, name: str) -> ModelArch:
+    """Read once per (architecture, name): the frontend, placement and plan ask tens of thousands of times on a
+    large graph. Both the attribute and ModelArch are immutable."""
+    return ModelArch(**{"name": name, **arch.values()})
 
 
 @irdl_op_definition
