@@ -108,4 +108,5 @@ class DecomposeNodesPass(ModulePass):
         patterns = [SpeechToText(), ModelCall(), TextToSpeech(), Embedding(), Compute(), MemoryStore(), KVCache(),
                     Guardrail()]
         # dead code is the dce pass's job: a decomposition keeps every op (task ops are Pure now)
-        return PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False), apply_recursively=False).rewrite_module(op)
+        applier = GreedyRewritePatternApplier(patterns, dce_enabled=False)
+        return PatternRewriteWalker(applier, apply_recursively=False).rewrite_module(op)
