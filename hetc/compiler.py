@@ -105,6 +105,11 @@ def _long_lived_heap():
         gc.set_threshold(*before)
 
 
+# The spec a bundle was compiled from, kept in it (not when the spec includes agent files: they may live
+# anywhere), so `hetc replan BUNDLE` needs nothing else.
+SPEC_IN_BUNDLE = "spec/spec.yaml"
+
+
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     """Load the spec at `spec_path` and compile it; IR locations name the files as the bundle records them."""
     timer = _Timer()
@@ -113,7 +118,10 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             db, spec = load(spec_path, options)
         names = _bundle_names(spec)
         with _sources_named_as_typed(names), _disk_errors_are_the_users():
-            return compile_loaded(spec, db, options, timer=timer, source_names=names)
+            result = compile_loaded(spec, db, options, timer=timer, source_names=names)
+    if result.plan is not None and options.outputs and not spec.included_sha256:
+        result.files[SPEC_IN_BUNDLE] = spec.source  # what `hetc replan` recompiles (its sha256 is in provenance)
+    return result
 
 
 def compile_loaded(spec, db, options: CompileOptions, *, timer: _Timer | None = None,

@@ -253,3 +253,21 @@ def test_a_new_batch_size_replaces_replicas_before_draining(bundle):
     texts = [s["text"] for s in m["steps"]]
     assert texts[0].startswith("start stt") and texts[1].startswith("shift stt") and texts[2].startswith("drain")
     assert m["safe"] and m["migration_cost"]["moved_stages"] == ["stt"]
+
+
+def test_a_compiled_bundle_keeps_its_spec_so_replan_needs_no_spec(bundle, replanned, tmp_path, capsys):
+    assert (bundle / "spec" / "spec.yaml").read_bytes() == SPEC.read_bytes()
+    out = tmp_path / "again"
+    code, _, err = run(["replan", str(bundle), "--observed", str(SNAPSHOT), "--window", "600", "--min-saving", "50",
+                        "-o", str(out)], capsys)
+    assert code == 0, err
+    assert (out / "plan.json").read_bytes() == (replanned / "plan.json").read_bytes()
+
+
+def test_a_spec_with_agent_files_is_not_kept_and_replan_asks_for_it(tmp_path, capsys):
+    spec = ROOT / "examples" / "supervisor.yaml"  # includes examples/agents/researcher.yaml
+    out = tmp_path / "supervisor"
+    write(compile_spec(str(spec), CompileOptions(codegen=False)), out)
+    assert not (out / "spec").exists()
+    code, _, err = run(["replan", str(out), "--observed", str(SNAPSHOT), "--window", "600"], capsys)
+    assert code == 2 and "give --spec SPEC" in err and "Traceback" not in err

@@ -20,7 +20,7 @@ DEFAULT_MIN_SAVING_PCT = 5.0  # a class move must save 5 % of $/hour: one hour o
               help="Observations: a Prometheus text snapshot, a Prometheus query_range JSON export, or "
                    "`hetc simulate --json` output.")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False),
-              help="The spec BUNDLE was compiled from (a bundle written by replan keeps its own).")
+              help="The spec BUNDLE was compiled from; default: the copy the bundle keeps (spec/spec.yaml).")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False),
               help="New bundle directory (same rules as compile -o). Without it nothing is written.")
 @click.option("--window", "window_s", type=FiniteFloat(minimum=0.001), metavar="SECONDS",

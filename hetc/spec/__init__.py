@@ -109,3 +109,4 @@ class Spec:
     description: str = ""
     # agent files included by `file:` (path as shown in diagnostics -> sha256 of its bytes)
     included_sha256: dict[str, str] = field(default_factory=dict)
+    source: bytes = field(default=b"", repr=False, compare=False)  # the spec file's bytes, as read

@@ -100,7 +100,7 @@ def load_spec(path: str | Path, device_aliases: Mapping[str, str] | None = None)
     return Spec(
         version=SPEC_VERSION, name=name or "", path=display, graph=graph, models=dict(loader.models), slo=slo,
         traffic=traffic, hardware=hardware, source_sha256=hashlib.sha256(data).hexdigest(),
-        description=description or "", included_sha256=dict(sorted(loader.included_sha256.items())),
+        description=description or "", included_sha256=dict(sorted(loader.included_sha256.items())), source=data,
     )
 
 

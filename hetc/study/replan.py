@@ -20,13 +20,12 @@ from typing import Any
 
 import yaml
 
+from hetc.compiler import SPEC_IN_BUNDLE
 from hetc.errors import HetcError, InfeasibleError, Loc
 from hetc.spec.update import Change, apply_changes, observed_changes, significant
 from hetc.study.migration import migrate
 from hetc.study.observations import Observations
 from hetc.yaml_text import to_yaml
-
-SPEC_IN_BUNDLE = "spec/spec.yaml"  # the spec a replanned bundle was compiled from (read by the next replan)
 
 
 @dataclass
@@ -48,8 +47,8 @@ def bundle_spec(bundle: Path, plan: dict[str, Any], spec_path: str | None) -> tu
     if spec_path is None:
         kept = bundle / SPEC_IN_BUNDLE
         if not kept.is_file():
-            raise HetcError("this bundle does not keep its spec (only `hetc replan` bundles do): give --spec SPEC, "
-                            "the spec it was compiled from", Loc(str(bundle)))
+            raise HetcError("this bundle does not keep its spec (a spec that includes agent files is not kept, nor "
+                            "by earlier hetc versions): give --spec SPEC, the spec it was compiled from", Loc(str(bundle)))
         spec_path = str(kept)
     try:
         shown, data = read_input(spec_path, 16 << 20, "specs")
@@ -135,5 +134,4 @@ def _compile(doc: dict[str, Any], spec_shown: str, options, may_fail: bool = Fal
             raise
     if result.plan is None:
         raise HetcError("the re-planned spec produced no plan", Loc(spec_shown))
-    result.files[SPEC_IN_BUNDLE] = text
     return result
