@@ -334,7 +334,7 @@ def test_deploy_command_reports_a_bad_plan_with_exit_2(tmp_path):
     unknown = CliRunner().invoke(deploy_command, [str(Path(__file__).parent / "data" / "plans" / "voice_agent.json"),
                                                   "--target", "kubernetes", "-o", str(tmp_path / "k"),
                                                   "--image", "vllm=x/y:1"])
-    assert unknown.exit_code == 2 and "'vllm' is not one of nvidia, amd, gaudi, cpu, runtime" in unknown.output
+    assert unknown.exit_code == 2 and "'vllm' is not one of nvidia, amd, gaudi, cpu, runtime, speech" in unknown.output
 
 
 # ------------------------------------------------------------------------- every example's Kubernetes export
@@ -431,6 +431,19 @@ def test_a_speech_stage_without_a_documented_server_stops_the_export(example_bun
         kubernetes_manifests(plan)
     tts.update(device="intel-xeon-8480", vendor="intel", device_kind="cpu", engine="torch")
     assert container_of(plan, "tts")["image"] == "ghcr.io/remsky/kokoro-fastapi-cpu:latest"
+
+
+def test_an_image_given_for_speech_serves_every_tts_stage_also_where_hetc_knows_none(example_bundles):
+    """--image speech=IMAGE: a mirror of Kokoro-FastAPI, or the user's own /v1/audio/speech server on port 8880."""
+    plan = copy.deepcopy(example_bundles["voice-agent"].plan)
+    tts = next(s for s in plan["stages"] if s["id"] == "tts")
+    images = {"speech": "registry.internal/tts:1"}
+    for device in ({}, dict(device="intel-gaudi3", vendor="intel", device_kind="accelerator", engine="optimum-habana")):
+        tts.update(device)
+        name = stage_names(plan)["tts"]
+        containers = [c for d in objects(plan, images=images) if d["kind"] == "Deployment" and d["metadata"]["name"] == name
+                      for c in d["spec"]["template"]["spec"]["containers"]]
+        assert [(c["image"], c["ports"][0]["containerPort"]) for c in containers] == [("registry.internal/tts:1", 8880)]
 
 
 def test_cpu_example_serves_both_phases_from_one_vllm_cpu_server(example_bundles):

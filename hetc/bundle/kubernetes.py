@@ -244,7 +244,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             meta["namespace"] = namespace
         return meta
 
-    from hetc.bundle.speech import serves_speech, speech_server
+    from hetc.bundle.speech import SPEECH_KEY, serves_speech, speech_server
     from hetc.bundle.vllm import disaggregated, image_of, kv_env, model_lengths, pd_phases, serves_vllm, vendor_key, vllm_args
 
     def has_server(stage: dict[str, Any]) -> bool:  # an engine server of its own: vLLM, or a speech server
@@ -321,7 +321,7 @@ def kubernetes_manifests(plan: dict[str, Any], *, images: dict[str, str] | None 
             tolerations.append({"key": device_resource, "operator": "Exists", "effect": "NoSchedule"})
         env_from_keys = sorted(k for k in config if k.startswith("HETC_"))
         if serves_speech(stage):  # the speech server's own image, its fixed port (the Service maps STAGE_PORT)
-            image, port = speech_server(stage, vendor_key(stage))
+            image, port = speech_server(stage, vendor_key(stage), images.get(SPEECH_KEY))
             server: dict[str, Any] = {"image": image}
         else:
             port = STAGE_PORT

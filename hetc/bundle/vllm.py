@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from hetc.bundle.names import dns_label
+from hetc.bundle.speech import SPEECH_KEY
 from hetc.dialects.interfaces import EMBEDDINGS_API, RERANK_API, SAFETY_VERDICT_API
 from hetc.errors import HetcError, Loc
 
@@ -33,7 +34,7 @@ VLLM_IMAGES = {
     "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:latest",
 }
 RUNTIME_KEY = "runtime"  # the hetc runtime image the bundle's Dockerfile builds
-IMAGE_KEYS = (*VLLM_IMAGES, RUNTIME_KEY)
+IMAGE_KEYS = (*VLLM_IMAGES, RUNTIME_KEY, SPEECH_KEY)
 VLLM_KINDS = ("prefill", "decode", "encoder")  # stages a vLLM server runs (encoder: Whisper transcription)
 # Server flags per engine API the runtime calls (a stage's service `api`, which its op states): an embedding
 # model runs vLLM's pooling runner, which serves POST /v1/embeddings, and so does a cross-encoder, served
@@ -46,7 +47,8 @@ PROXY_MODULE = "hetc.runtime.pd_proxy"
 
 
 def parse_images(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """`--image KEY=IMAGE` options (KEY: nvidia, amd, gaudi, cpu, runtime); anything else is a user error."""
+    """`--image KEY=IMAGE` options (KEY: nvidia, amd, gaudi, cpu, runtime, speech); anything else is a user
+    error."""
     images = {}
     for pair in pairs:
         key, sep, image = pair.partition("=")

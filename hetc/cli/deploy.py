@@ -42,7 +42,7 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                    "hetc output; any other directory is refused.")
 @click.option("--image", "images", multiple=True, metavar="KEY=IMAGE",
               help="Container image override (kubernetes; repeatable): nvidia, amd, gaudi or cpu for the vLLM "
-                   "servers, runtime for the hetc runtime image.")
+                   "servers, runtime for the hetc runtime image, speech for the text-to-speech servers (port 8880).")
 @click.option("--namespace", default=None, help="Namespace for every object (kubernetes).")
 @click.option("--bundle-claim", default=None,
               help="PersistentVolumeClaim holding the bundle, mounted read-only at /opt/hetc/bundle (kubernetes).")
