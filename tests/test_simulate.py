@@ -386,3 +386,24 @@ def test_loop_bounds_above_the_spec_limit_are_refused_in_the_ir(tmp_path, capsys
     assert run(["opt", ir, "-p", "decompose-tools,decompose-nodes,place{solver=heuristic}"]) == 2
     # agent.loop's verifier refuses it, with the op's location, before any pass loops over it
     assert "agent.loop @llm.loop: max_iterations = 1000000000 is above 10000" in capsys.readouterr().err
+
+
+def test_the_terminal_shows_the_busiest_stages_of_a_large_plan_and_json_all(tmp_path):
+    """A plan of thousands of stages printed a row each (three quarters of `hetc simulate` on 10,000 nodes):
+    the table holds the SHOWN_STAGES busiest, in plan order; --json keeps every stage."""
+    from hetc.bundle.summary import SHOWN_STAGES
+    from hetc.cli.deploy import simulate_command
+
+    n = SHOWN_STAGES + 20
+    ids = [f"s{i:02d}" for i in range(n)]  # s03 is ten times slower than the rest: the busiest
+    stages = [(sid, {"type": "fixed", "latency_ms": 50.0 if sid == "s03" else 5.0}) for sid in ids]
+    edges = [edge("in", ids[0])] + [edge(a, b) for a, b in zip(ids, ids[1:])] + [edge(ids[-1], "out")]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(tiny_plan(stages, edges)))
+    result = CliRunner().invoke(simulate_command, [str(path), "--duration", "20", "--quiet"])
+    assert result.exit_code == 0, result.output
+    shown = [sid for sid in ids if f"│ {sid} " in result.output]
+    assert len(shown) == SHOWN_STAGES and "s03" in shown and shown == sorted(shown)
+    assert f"the {SHOWN_STAGES} busiest of {n:,} stages" in result.output
+    every = json.loads(CliRunner().invoke(simulate_command, [str(path), "--duration", "20", "--json"]).output)
+    assert len(every["simulation"]["stages"]) == n  # the work stages (input and output are not queues)
