@@ -4,6 +4,7 @@ traces, branch/loop semantics, rate sweep."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 
@@ -397,7 +398,7 @@ def test_the_terminal_shows_the_busiest_stages_of_a_large_plan_and_json_all(tmp_
     n = SHOWN_STAGES + 20
     ids = [f"s{i:02d}" for i in range(n)]  # s03 is ten times slower than the rest: the busiest
     stages = [(sid, {"type": "fixed", "latency_ms": 50.0 if sid == "s03" else 5.0}) for sid in ids]
-    edges = [edge("in", ids[0])] + [edge(a, b) for a, b in zip(ids, ids[1:])] + [edge(ids[-1], "out")]
+    edges = [edge("in", ids[0])] + [edge(a, b) for a, b in itertools.pairwise(ids)] + [edge(ids[-1], "out")]
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(tiny_plan(stages, edges)))
     result = CliRunner().invoke(simulate_command, [str(path), "--duration", "20", "--quiet"])
