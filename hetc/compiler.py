@@ -22,6 +22,7 @@ from hetc.bundle.codegen import generate
 from hetc.bundle.kubernetes import render_kubernetes
 from hetc.bundle.plan import build_plan
 from hetc.bundle.ray import render_ray
+from hetc.bundle.speech import NoSpeechServer
 from hetc.bundle.vllm import runtime_dockerfile
 from hetc.bundle.writer import write_bundle
 from hetc.errors import Diagnostic, HetcError, Loc
@@ -62,6 +63,7 @@ class CompileResult:
     timings: dict[str, float] = field(default_factory=dict)
     placement: dict | None = None  # place's plan-wide summary (cost, paths, edges, baselines, explain)
     cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds of the stages in `timings`
+    warnings: list[str] = field(default_factory=list)  # what the bundle lacks, and why (the CLI prints them)
 
 
 class _Timer:
@@ -140,6 +142,7 @@ def _compile_loaded(spec, db, options: CompileOptions, timer: _Timer, source_nam
         _rename_sources(module, source_names)
     run = run_passes(module, db, options, timer)
     files: dict[str, bytes] = {}
+    warnings: list[str] = []
     if options.outputs:
         stages = ["parsed", *run.pass_names]
         dumped = [index for index, name in enumerate(stages) if run.wants(name)]  # dumps come in stage order
@@ -160,10 +163,10 @@ def _compile_loaded(spec, db, options: CompileOptions, timer: _Timer, source_nam
     if plan is not None and options.outputs:  # a pipeline without place makes IR only
         files["plan.json"] = to_json(plan)
         with timer.stage("deploy"):
-            files.update(_deploy_files(plan))
+            files.update(_deploy_files(plan, warnings))
         with timer.stage("report"):
             files.update(_report_files(plan))
-    return CompileResult(spec, module, plan, files, run.dumps, timer.timings, summary, timer.cpu_timings)
+    return CompileResult(spec, module, plan, files, run.dumps, timer.timings, summary, timer.cpu_timings, warnings)
 
 
 def run_passes(module, db, options: CompileOptions, timer: _Timer | None = None) -> PipelineRun:
@@ -229,8 +232,18 @@ def _disk_errors_are_the_users():
         raise HetcError(f"cannot write a scratch file: {exc.strerror}", Loc(where)) from None
 
 
-def _deploy_files(plan: dict) -> dict[str, bytes]:
-    files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
+KUBERNETES_NOT_EXPORTED = "deploy/kubernetes/NOT-EXPORTED.txt"
+
+
+def _deploy_files(plan: dict, warnings: list[str]) -> dict[str, bytes]:
+    try:
+        files = {f"deploy/kubernetes/{name}": text.encode() for name, text in render_kubernetes(plan).items()}
+    except NoSpeechServer as exc:  # the plan stands; only this export lacks a server image hetc knows
+        reason = "; ".join(d.message for d in exc.diagnostics)
+        warnings.append(f"{KUBERNETES_NOT_EXPORTED}: the Kubernetes manifests were not written: {reason}")
+        files = {KUBERNETES_NOT_EXPORTED: (
+            f"The Kubernetes manifests of this plan were not written:\n{reason}.\n\nWith a speech server image:\n"
+            "    hetc deploy BUNDLE --target kubernetes --image speech=IMAGE -o DIR\n").encode()}
     files.update({f"deploy/ray-serve/{name}": text.encode() for name, text in render_ray(plan).items()})
     files["deploy/runtime/Dockerfile"] = runtime_dockerfile(plan).encode()
     return files

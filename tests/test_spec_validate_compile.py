@@ -3,6 +3,7 @@ without encoder_frames (documented default 0) passed validate and failed compile
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -65,3 +66,27 @@ EDGE_CASES = [(kind, rule.name, value) for kind, rules in NODE_FIELDS.items() if
 def test_edge_values_validate_accepts_compile_accepts(tmp_path: Path, case: tuple[str, str, str]):
     kind, field, value = case
     validate_then_compile(spec_file(tmp_path, kind, f", {field}: {value}"))
+
+
+def test_a_speech_stage_without_a_known_server_image_still_compiles(tmp_path: Path):
+    """A long text-to-speech job on the default pool lands on AMD, where hetc knows no speech server image: the
+    compile failed in its Kubernetes export (exit 2) on a spec validate accepts. The plan stands; the bundle says
+    why it has no Kubernetes manifests and how to export them with an image."""
+    from click.testing import CliRunner
+
+    from hetc.cli import cli
+
+    spec = spec_file(tmp_path, "text_to_speech", ", audio_seconds: 86400")
+    bundle = tmp_path / "bundle"
+    result = CliRunner().invoke(cli, ["compile", str(spec), "-o", str(bundle), "-q"])
+    assert result.exit_code == 0, result.output
+    stage = next(s for s in json.loads((bundle / "plan.json").read_text())["stages"] if s["node"] == "n")
+    assert stage["vendor"] == "amd"  # the case this test is about: no Kokoro-FastAPI image for AMD
+    assert sorted(p.name for p in (bundle / "deploy" / "kubernetes").iterdir()) == ["NOT-EXPORTED.txt"]
+    assert "--image speech=IMAGE" in (bundle / "deploy" / "kubernetes" / "NOT-EXPORTED.txt").read_text()
+    assert "warning: deploy/kubernetes/NOT-EXPORTED.txt" in result.output  # stderr, mixed in by CliRunner
+    assert (bundle / "deploy" / "ray-serve" / "serve.yaml").is_file()
+    exported = CliRunner().invoke(cli, ["deploy", str(bundle), "--target", "kubernetes", "-o", str(tmp_path / "k"),
+                                        "--image", "speech=registry.internal/tts:1"])
+    assert exported.exit_code == 0, exported.output
+    assert "registry.internal/tts:1" in "".join(p.read_text() for p in (tmp_path / "k").glob("*.yaml"))

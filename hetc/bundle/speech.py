@@ -32,6 +32,10 @@ def serves_speech(stage: dict[str, Any]) -> bool:
     return stage["model"] is not None and stage["service"].get("api") == SPEECH_API
 
 
+class NoSpeechServer(HetcError):
+    """A TTS stage on a device class for which hetc knows no speech server image (and none was given)."""
+
+
 def speech_server(stage: dict[str, Any], vendor: str, image: str | None = None) -> tuple[str, int]:
     """(image, container port) of the stage's speech server: `image` (--image speech=IMAGE) if given, else the
     documented one; a HetcError (exit 2) when there is none."""
@@ -40,7 +44,7 @@ def speech_server(stage: dict[str, Any], vendor: str, image: str | None = None) 
         return image, port
     if vendor not in images:
         where = f"on {vendor}" if images else "at all"
-        raise HetcError(f"cannot export text-to-speech stage {json.dumps(stage['id'], ensure_ascii=True)}: hetc knows "
+        raise NoSpeechServer(f"cannot export text-to-speech stage {json.dumps(stage['id'], ensure_ascii=True)}: hetc knows "
                         f"no OpenAI-compatible /v1/audio/speech server for model "
                         f"{json.dumps(stage['model']['name'], ensure_ascii=True)} {where} (docs/deploy.md lists "
                         "them); compile it onto a device class that has one, give the image of your own server "

@@ -77,7 +77,7 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
             click.echo(printable_ir(text), nl=False)  # the files keep the IR exactly; a terminal gets it escaped
     manifest = write(result, output)
     if as_json:
-        data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]),
+        data = {"bundle": str(output), "plan": plan, "files": len(manifest["files"]), "warnings": result.warnings,
                 "timings_s": {k: round(v, 4) for k, v in sorted(result.timings.items())}}
         if explain:
             data["explain"] = (result.placement or {}).get("explain", [])
@@ -86,6 +86,8 @@ def compile_cmd(spec, output, passes, dump_ir, dump_ir_dir, generic, solver, sof
         from hetc.bundle.summary import print_summary
 
         print_summary(plan, output, explain=explain, result=result)
+    for warning in result.warnings:
+        click.echo(printable(f"warning: {warning}"), err=True)
 
 
 @click.command("validate")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from hetc.cli.options import FiniteFloat
-from hetc.errors import HetcError, Loc, PolicyError
+from hetc.errors import HetcError, Loc, PolicyError, printable
 
 DEFAULT_BAND_PCT = 10.0  # observed values within 10 % of the spec's are noise (hourly traffic swings more)
 DEFAULT_MIN_SAVING_PCT = 5.0  # a class move must save 5 % of $/hour: one hour of double capacity pays back in a day
@@ -80,6 +80,8 @@ def replan_command(bundle, observed, spec_path, output, window_s, band_pct, min_
                                                          "changes": summary["changed"]})
         result.result.files["migration.txt"] = text.encode()
         write(result.result, output)
+        for warning in result.result.warnings:
+            click.echo(printable(f"warning: {warning}"), err=True)
     if as_json:
         click.echo(json.dumps({**summary, "status": "replanned", "migration": migration}, indent=2, sort_keys=True))
     else:
