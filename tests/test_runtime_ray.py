@@ -35,14 +35,28 @@ def free_port() -> int:
 def serve_base():
     """One Ray instance and Serve proxy for the module (logical CPUs: the help desk and one more application
     at 0.1 CPU per replica)."""
-    port = free_port()
     ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{start_serve_on_a_free_port()}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def start_serve_on_a_free_port(attempts: int = 3) -> int:
+    """Serve's proxy on a port free a moment ago: Ray's own processes take ephemeral ports too, and one of them
+    may take it first ("Failed to bind to address"), so a few ports are tried."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+        except Exception as exc:  # ray.exceptions.RayTaskError wrapping the proxy's RuntimeError
+            if "Failed to bind" not in str(exc) or attempt == attempts:
+                raise
+            serve.shutdown()
+        else:
+            return port
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
 
 
 @pytest.fixture(scope="module")
