@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from test_spec_fields import SPEC
 
 from hetc.compiler import CompileOptions, compile_spec, load
@@ -61,11 +59,11 @@ EDGE_CASES = [(kind, rule.name, value) for kind, rules in NODE_FIELDS.items() if
               for rule in rules for value in _edge_values(rule)]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=st.sampled_from(EDGE_CASES))
-def test_edge_values_validate_accepts_compile_accepts(tmp_path: Path, case: tuple[str, str, str]):
-    kind, field, value = case
-    validate_then_compile(spec_file(tmp_path, kind, f", {field}: {value}"))
+def test_edge_values_validate_accepts_compile_accepts(tmp_path: Path):
+    """Every edge value of every node field (all of them: sampling a dozen missed a long text-to-speech job whose
+    Kubernetes export failed the compile)."""
+    for kind, field, value in EDGE_CASES:
+        validate_then_compile(spec_file(tmp_path, kind, f", {field}: {value}"))
 
 
 def test_a_speech_stage_without_a_known_server_image_still_compiles(tmp_path: Path):
