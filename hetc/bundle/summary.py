@@ -16,6 +16,13 @@ EXPLAIN_BASIS = ("$/h in plan: the op's $/hour on the plan table's basis (owned 
                  "if only this op moved to it")
 
 
+def shown_rows(rows: list[dict], rank) -> list[dict]:
+    """The SHOWN_STAGES rows of least `rank(row)` (the first on ties), in their own order: a terminal table of a
+    plan of thousands of stages."""
+    first = set(sorted(range(len(rows)), key=lambda i: (rank(rows[i]), i))[:SHOWN_STAGES])
+    return [row for i, row in enumerate(rows) if i in first]
+
+
 def _route(stages: list[str]) -> str:
     if len(stages) <= 2 * ROUTE_ENDS + 1:
         return " -> ".join(stages)
@@ -40,9 +47,8 @@ def print_summary(plan: dict, output, explain: bool = False, result=None, consol
         stages.add_column(col, justify="right" if col not in ("stage", "device") else "left", overflow="fold")
     work = [s for s in plan["stages"] if s["kind"] not in ("input", "output")]
     if len(work) > SHOWN_STAGES:
-        costliest = set(sorted(range(len(work)), key=lambda i: (-work[i]["tco"]["usd_per_hour"], i))[:SHOWN_STAGES])
         stages.caption = f"the {SHOWN_STAGES} costliest of {len(work):,} stages; plan.json has them all"
-        work = [s for i, s in enumerate(work) if i in costliest]
+        work = shown_rows(work, lambda s: -s["tco"]["usd_per_hour"])
     for s in work:
         stages.add_row(s["id"], s["device"] or "-", f"{s['replicas']} x {s['tp']}", str(s["batch"]),
                        _ms(s["predicted"]["latency_ms"]),

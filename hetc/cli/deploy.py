@@ -75,7 +75,7 @@ def deploy_command(bundle: Path, target: str, out_dir: str, images: tuple[str, .
 def _print_report(report: dict[str, Any]) -> None:
     from rich.text import Text
 
-    from hetc.bundle.summary import SHOWN_STAGES
+    from hetc.bundle.summary import SHOWN_STAGES, shown_rows
     from hetc.console import make_console, make_table, verdict
 
     console = make_console()
@@ -107,11 +107,9 @@ def _print_report(report: dict[str, Any]) -> None:
     numbers = ("replicas", "visits/req", "utilisation", "mean wait ms", "max wait ms", "max queue", "mean batch")
     stages = make_table("stage", "kind", *numbers, right=numbers)
     rows = report["stages"]
-    if len(rows) > SHOWN_STAGES:  # a large plan shows its busiest stages, in plan order, as compile does its costliest
-        busiest = set(sorted(range(len(rows)), key=lambda i: (-rows[i]["utilisation"], -rows[i]["mean_wait_ms"], i))
-                      [:SHOWN_STAGES])
+    if len(rows) > SHOWN_STAGES:  # a large plan shows its busiest stages, as compile does its costliest
         stages.caption = f"the {SHOWN_STAGES} busiest of {len(rows):,} stages (utilisation, then wait); --json has them all"
-        rows = [row for i, row in enumerate(rows) if i in busiest]
+        rows = shown_rows(rows, lambda row: (-row["utilisation"], -row["mean_wait_ms"]))
     for row in rows:
         stages.add_row(row["id"], row["kind"], str(row["replicas"]), f"{row['visits_per_request']:.3f}",
                        f"{row['utilisation'] * 100:.1f}%", f"{row['mean_wait_ms']:.1f}", f"{row['max_wait_ms']:.1f}",
